@@ -1,0 +1,12 @@
+#!/usr/bin/env python3
+"""Stage `smoke` of deploy-model, runnable without installing the package: python3 scripts/smoke_test.py --help"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+
+from deploy_model.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:], prog_name="smoke_test.py", verb="smoke"))

@@ -1,0 +1,290 @@
+"""The `deploy-model` CLI: one verb per stage of DESIGN.md, plus `deploy` that runs them in order.
+
+Exit codes (every verb): 0 ok; 1 the input was checked and refused; 2 usage error, or a stage
+that is not available yet. With --json, stdout holds exactly one JSON document; diagnostics go
+to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+
+from deploy_model import __version__
+from deploy_model.errors import EXIT_REFUSED, EXIT_USAGE, NotAvailableYet, StageError
+
+PLUGIN_ROOT = Path(__file__).resolve().parents[2]
+EXIT_CODES = (
+    "Exit codes: 0 ok; 1 the input was checked and refused (the message names what was wrong "
+    "and what was expected); 2 usage error."
+)
+
+app = typer.Typer(
+    name="deploy-model",
+    help="Take an ML model (ONNX) to a validated, load-tested deployment bundle, one stage at a time. "
+    + EXIT_CODES,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON document on stdout.")
+DryRunOpt = typer.Option(False, "--dry-run", help="Do the work but write no file.")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def emit(result: dict[str, Any], as_json: bool) -> None:
+    """The stage result: JSON on stdout, or a short human summary."""
+    if as_json:
+        print(json.dumps({k: v for k, v in result.items() if v is not None}, indent=2, default=str))
+        return
+    stage = result.get("stage", "?")
+    for path in result.get("wrote", []):
+        print(f"{stage}: wrote {path}")
+    if result.get("dry_run"):
+        print(f"{stage}: dry run, nothing written")
+    for key, value in (result.get("summary") or {}).items():
+        if isinstance(value, (list, dict)):
+            value = json.dumps(value, default=str)
+        print(f"  {key}: {value}")
+
+
+def run_stage(stage: str, as_json: bool, work: Callable[[], dict[str, Any]]) -> None:
+    """Run one stage: turn refusals into exit codes and one-line messages, never a traceback."""
+    try:
+        result = work()
+    except StageError as exc:
+        _say(f"{stage}: error: {exc}")
+        if as_json:
+            print(json.dumps({"stage": stage, "ok": False, "error": exc.message, "problems": exc.problems}, indent=2))
+        raise typer.Exit(exc.exit_code) from None
+    emit(result, as_json)
+
+
+def not_available(verb: str, issue: str) -> Callable[..., None]:
+    def command(ctx: typer.Context) -> None:
+        raise_not_available(verb, issue, "--json" in ctx.args)
+
+    command.__doc__ = f"Stage `{verb}` ({issue}): not available in this version yet. Exits 2."
+    return command
+
+
+def raise_not_available(verb: str, what: str, as_json: bool) -> None:
+    exc = NotAvailableYet(f"stage '{verb}' is not available yet in deploy-model {__version__} ({what})")
+    _say(f"{verb}: {exc}")
+    if as_json:
+        print(json.dumps({"stage": verb, "ok": False, "error": exc.message}))
+    raise typer.Exit(exc.exit_code)
+
+
+# --- stages ---------------------------------------------------------------------------------
+
+
+@app.command("plugins", epilog=EXIT_CODES)
+def plugins_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Deployment directory; writes siblings.json there."),
+    root: list[Path] = typer.Option([], "--root", help="Extra folder to search for plugins (repeatable)."),
+    as_json: bool = JsonOpt,
+    dry_run: bool = DryRunOpt,
+) -> None:
+    """Find sibling Claude Code plugins (marketplace checkout, beside this plugin, ~/.claude/plugins).
+
+    Writes siblings.json: each plugin's name, version, path, commands, skills and the deploy concern
+    it helps with. A malformed manifest is reported in `problems`, never fatal.
+    """
+    from deploy_model.plugins import run_plugins
+
+    run_stage("plugins", as_json, lambda: run_plugins(out, PLUGIN_ROOT, root, dry_run=dry_run))
+
+
+@app.command("inspect", epilog=EXIT_CODES)
+def inspect_cmd(
+    model: Path = typer.Argument(..., help="Model file (.onnx; other formats are recognised and refused with how to convert)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Deployment directory [default: deploy/<model-name>]."),
+    runs: int = typer.Option(50, "--runs", min=1, max=10000, help="Timed runs per batch size."),
+    large_batch: int = typer.Option(32, "--batch", min=1, max=4096, help="Larger batch size timed when the batch dim is dynamic."),
+    as_json: bool = JsonOpt,
+    dry_run: bool = DryRunOpt,
+) -> None:
+    """Profile a model into model-profile.json.
+
+    Output: format, bytes, sha256, IR version and opset, inputs/outputs (name, dtype, shape with
+    symbolic dims), op histogram, parameter count, onnx checker result, onnxruntime providers
+    available here, and p50/p95 latency at batch 1 (and --batch when the batch dim is dynamic).
+    A missing, corrupt or non-ONNX file exits 1 with a message naming the file.
+    """
+    from deploy_model.inspection import run_inspect
+
+    run_stage("inspect", as_json, lambda: run_inspect(model, out, runs=runs, large_batch=large_batch, dry_run=dry_run))
+
+
+def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
+        try:
+            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            values[key.strip()] = raw
+    return values
+
+
+@app.command("plan", epilog=EXIT_CODES)
+def plan_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Deployment directory holding model-profile.json; writes deployment.yaml."),
+    answers: Path | None = typer.Option(None, "--answers", "-a", help="answers.yaml with the answers to the five questions."),
+    name: str | None = typer.Option(None, "--name", help="Deployment name (DNS-1123 label)."),
+    target: str | None = typer.Option(None, "--target", help="kubernetes | serverless | edge | compose [default: kubernetes]."),
+    traffic: str | None = typer.Option(None, "--traffic", help="realtime | batch | streaming [default: realtime]."),
+    rps: float | None = typer.Option(None, "--rps", help="Expected peak requests per second [default: 50]."),
+    latency_sla_ms: float | None = typer.Option(None, "--latency-sla-ms", help="p95 latency objective, ms [default: 100]."),
+    rollout: str | None = typer.Option(None, "--rollout", help="direct | canary | shadow | blue-green [default: canary]."),
+    canary_weight: int | None = typer.Option(None, "--canary-weight", help="First canary step in percent, 1-100 [default: 10]."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | tensorrt [default: auto]."),
+    sets: list[str] = typer.Option([], "--set", help="Any other answer as KEY=VALUE (repeatable), e.g. --set namespace=ml."),
+    as_json: bool = JsonOpt,
+    dry_run: bool = DryRunOpt,
+) -> None:
+    """Apply the decision tree to the profile and the answers; write the validated deployment.yaml.
+
+    Answers come from --answers and flags (flags win); missing answers get the defaults shown.
+    Every decision is recorded with the rule that made it. Invalid answers exit 1 listing every
+    problem at once.
+    """
+    from deploy_model.planning import run_plan
+
+    overrides = _parse_sets(sets)
+    overrides.update(
+        {
+            "name": name, "target": target, "traffic": traffic, "requests_per_second": rps,
+            "latency_sla_ms": latency_sla_ms, "rollout": rollout, "canary_weight": canary_weight, "device": device,
+        }
+    )
+    run_stage("plan", as_json, lambda: run_plan(out, answers, overrides, dry_run=dry_run))
+
+
+# Stages of DESIGN.md that later versions add; each answers clearly instead of failing obscurely.
+PENDING = {
+    "render": "renders the bundle from deployment.yaml",
+    "validate": "validates the rendered bundle",
+    "serve": "runs the reference ONNX server",
+    "smoke": "smoke-tests a running server",
+    "loadtest": "load-tests a running server",
+    "report": "writes DEPLOYMENT.md",
+}
+for _verb, _what in PENDING.items():
+    app.command(
+        _verb,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+        epilog=EXIT_CODES,
+    )(not_available(_verb, _what))
+
+
+@app.command("deploy", epilog=EXIT_CODES)
+def deploy_cmd(
+    model: Path = typer.Argument(..., help="Model file (.onnx)."),
+    answers: Path | None = typer.Option(None, "--answers", "-a", help="answers.yaml (see `plan --help`)."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Deployment directory [default: deploy/<model-name>]."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Run every available stage in order: plugins -> inspect -> plan (-> render -> ... as they land).
+
+    Prints one progress line per stage on stderr. A failing stage stops the run with its message
+    and leaves the files of the stages before it.
+    """
+    from deploy_model.inspection import deployment_name, run_inspect
+    from deploy_model.planning import run_plan
+    from deploy_model.plugins import run_plugins
+
+    directory = out or Path("deploy") / deployment_name(model)
+    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
+        ("plugins", lambda: run_plugins(directory, PLUGIN_ROOT, [])),
+        ("inspect", lambda: run_inspect(model, directory)),
+        ("plan", lambda: run_plan(directory, answers, {})),
+    ]
+    results = []
+    for index, (stage, work) in enumerate(steps, start=1):
+        started = time.perf_counter()
+        _say(f"[{index}/{len(steps)}] {stage} ...")
+        try:
+            result = work()
+        except StageError as exc:
+            _say(f"[{index}/{len(steps)}] {stage} failed: {exc}")
+            if as_json:
+                print(json.dumps({"stage": "deploy", "ok": False, "failed_stage": stage, "error": exc.message,
+                                  "problems": exc.problems, "completed": results}, indent=2, default=str))
+            raise typer.Exit(EXIT_REFUSED) from None
+        result["seconds"] = round(time.perf_counter() - started, 3)
+        results.append({k: result[k] for k in ("stage", "wrote", "seconds")})
+        _say(f"[{index}/{len(steps)}] {stage} done in {result['seconds']:.1f}s")
+    summary = {
+        "stage": "deploy",
+        "ok": True,
+        "directory": str(directory),
+        "stages": results,
+        "wrote": [p for r in results for p in r["wrote"]],
+        "not_available_yet": list(PENDING),
+    }
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for path in summary["wrote"]:
+            print(f"deploy: wrote {path}")
+        print(f"deploy: stages not available yet: {', '.join(PENDING)}")
+        print(f"deploy: deployment directory {directory}")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        print(f"deploy-model {__version__}")
+        raise typer.Exit(0)
+
+
+def main(argv: list[str] | None = None, prog_name: str = "deploy-model", verb: str | None = None) -> int:
+    """Run the CLI (or one verb of it, for scripts/<stage>.py) and return the exit code."""
+    command: Any = typer.main.get_command(app)
+    if verb is not None:
+        command = command.commands[verb]
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = command.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.TyperException as exc:  # usage errors: bad option, missing argument
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            _say(f"{prog_name}: error: {exc.format_message()}")
+        return EXIT_USAGE if exc.exit_code == 2 else int(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        _say("interrupted")
+        return 130
+    except Exception as exc:  # last resort: one line, never a traceback, unless asked for
+        if os.environ.get("DEPLOY_MODEL_DEBUG"):
+            raise
+        _say(f"{prog_name}: internal error: {type(exc).__name__}: {exc} (set DEPLOY_MODEL_DEBUG=1 for a traceback)")
+        return EXIT_REFUSED
+    return code if isinstance(code, int) else 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,342 @@
+"""Stage `plan`: the decision tree of the original command, applied to a model profile and the answers.
+
+Every choice is recorded in `decisions` with the rule that made it, so the report (and a reviewer)
+can see why the bundle looks the way it does.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from deploy_model.errors import StageError
+from deploy_model.files import read_json, read_yaml, write_yaml
+from deploy_model.inspection import PROFILE_FILE
+from deploy_model.spec import (
+    Answers,
+    Batching,
+    BatchJob,
+    CanarySpec,
+    Decision,
+    DeploymentSpec,
+    Device,
+    EdgeSpec,
+    KubernetesSpec,
+    ModelRef,
+    Resources,
+    Rollout,
+    RolloutSpec,
+    Scaling,
+    Serving,
+    ServingPattern,
+    ShadowSpec,
+    Slo,
+    Target,
+    TensorSpec,
+    Traffic,
+    parse_answers,
+)
+
+SPEC_FILE = "deployment.yaml"
+ANSWERS_FILE = "answers.yaml"
+
+# "Is latency critical?" in the original tree means an objective under this many milliseconds.
+LATENCY_CRITICAL_MS = 100.0
+# "High throughput?": from this many requests/s, server-side dynamic batching pays for its delay.
+HIGH_THROUGHPUT_RPS = 50.0
+# Plan replicas to run at this fraction of measured capacity, leaving headroom for spikes.
+CAPACITY_HEADROOM = 0.6
+DEFAULT_MAX_BATCH = 32
+# CPU cost of one HTTP request in the reference server before any inference (JSON parse, routing,
+# response): FastAPI + uvicorn answer about 2-4k small requests/s per core. Capacity estimates add it
+# so a tiny model does not plan for millions of requests/s per replica.
+HTTP_OVERHEAD_MS = 0.5
+
+
+class Planner:
+    def __init__(self, profile: dict[str, Any], answers: Answers) -> None:
+        self.profile = profile
+        self.answers = answers
+        self.decisions: list[Decision] = []
+
+    def decide(self, decision: str, value: Any, rule: str) -> Any:
+        self.decisions.append(Decision(decision=decision, value=value, rule=rule))
+        return value
+
+    # -- the decision tree -------------------------------------------------------------------
+
+    def pattern(self) -> ServingPattern:
+        a = self.answers
+        if a.target == Target.edge:
+            return self.decide(
+                "serving_pattern", ServingPattern.edge,
+                "target is edge -> the model runs on the device; quantize first",
+            )
+        if a.latency_sla_ms < LATENCY_CRITICAL_MS:
+            return self.decide(
+                "serving_pattern", ServingPattern.realtime,
+                f"latency SLA {a.latency_sla_ms:g} ms < {LATENCY_CRITICAL_MS:g} ms is latency-critical -> real-time serving",
+            )
+        if a.traffic == Traffic.batch:
+            return self.decide(
+                "serving_pattern", ServingPattern.batch,
+                f"latency SLA {a.latency_sla_ms:g} ms is not critical and traffic is batch -> scheduled batch inference",
+            )
+        if a.traffic == Traffic.streaming:
+            return self.decide(
+                "serving_pattern", ServingPattern.event_driven,
+                f"latency SLA {a.latency_sla_ms:g} ms is not critical and traffic is streaming -> message queue + workers",
+            )
+        return self.decide(
+            "serving_pattern", ServingPattern.realtime,
+            f"latency SLA {a.latency_sla_ms:g} ms is not critical, but callers wait for answers (traffic realtime) -> real-time serving",
+        )
+
+    def protocol(self, pattern: ServingPattern) -> Any:
+        proto = self.answers.protocol
+        if pattern == ServingPattern.realtime:
+            rule = (
+                "protocol answer grpc -> Open Inference Protocol over gRPC for internal low-latency callers"
+                if proto.value == "grpc"
+                else "default REST (Open Inference Protocol v2 + /predict): any client can call it"
+            )
+        else:
+            rule = f"{pattern.value} pattern has no request path; the server still exposes REST for health and metrics"
+        return self.decide("protocol", proto, rule)
+
+    def device(self) -> Device:
+        requested = self.answers.device
+        available = self.profile.get("onnxruntime", {}).get("available_providers", [])
+        if requested != Device.auto:
+            return self.decide("device", requested, f"device answered explicitly: {requested.value}")
+        if self.answers.target == Target.edge:
+            return self.decide("device", Device.cpu, "edge target -> CPU build of onnxruntime on the device")
+        if "TensorrtExecutionProvider" in available:
+            return self.decide("device", Device.tensorrt, "auto: TensorRT provider available where inspect ran")
+        if "CUDAExecutionProvider" in available:
+            return self.decide("device", Device.cuda, "auto: CUDA provider available where inspect ran")
+        return self.decide(
+            "device", Device.cpu,
+            "auto: no GPU provider in onnxruntime where inspect ran -> CPU (answer device: cuda to target GPU nodes)",
+        )
+
+    def batch_latency(self, batch_size: int) -> float | None:
+        latency = self.profile.get("latency") or {}
+        for row in latency.get("batches", []):
+            if row.get("batch_size") == batch_size and "p50_ms" in row:
+                return float(row["p50_ms"])
+        return None
+
+    def batching(self, pattern: ServingPattern) -> Batching:
+        a = self.answers
+        dynamic = bool(self.profile.get("dynamic_batch"))
+        delay = a.max_batch_delay_ms if a.max_batch_delay_ms is not None else round(min(5.0, a.latency_sla_ms / 20), 2)
+        size = a.max_batch_size or DEFAULT_MAX_BATCH
+        if not dynamic:
+            enabled = False
+            rule = "the model has no dynamic batch dim -> server-side batching off"
+            size = 1
+        elif pattern in (ServingPattern.batch, ServingPattern.event_driven):
+            enabled = True
+            rule = f"{pattern.value} pattern scores many rows at once -> batches of up to {size}"
+        elif a.max_batch_size is not None:
+            enabled = a.max_batch_size > 1
+            rule = f"max_batch_size answered explicitly: {a.max_batch_size}"
+        elif a.requests_per_second >= HIGH_THROUGHPUT_RPS:
+            enabled = True
+            rule = (
+                f"high throughput ({a.requests_per_second:g} req/s >= {HIGH_THROUGHPUT_RPS:g}) and a dynamic batch dim "
+                f"-> dynamic batching, up to {size} per batch, waiting at most {delay} ms (SLA/20, capped at 5 ms)"
+            )
+        else:
+            enabled = False
+            rule = f"low throughput ({a.requests_per_second:g} req/s < {HIGH_THROUGHPUT_RPS:g}) -> no batching delay"
+        self.decide("batching", {"enabled": enabled, "max_batch_size": size if enabled else 1}, rule)
+        return Batching(
+            enabled=enabled,
+            max_batch_size=size if enabled else 1,
+            max_batch_delay_ms=delay if enabled else 0.0,
+            max_queue_size=max(64, 4 * size),
+        )
+
+    def resources(self, device: Device, batching: Batching) -> Resources:
+        model_mib = self.profile["model"]["bytes"] / (1 << 20)
+        # onnxruntime holds the weights plus arena buffers; 3x the file plus the Python runtime is a
+        # measured-safe floor for CPU sessions, rounded up to 128 MiB steps.
+        memory = max(512, math.ceil((3 * model_mib + 384) / 128) * 128)
+        cpu = "2" if batching.enabled else "1"
+        gpu = 1 if device in (Device.cuda, Device.tensorrt) else 0
+        rule = f"model {model_mib:.1f} MiB -> {memory}Mi memory (3x weights + runtime); {cpu} CPU"
+        if gpu:
+            rule += "; one nvidia.com/gpu for the GPU provider"
+            memory = max(memory, 2048)
+        self.decide("resources", {"cpu": cpu, "memory": f"{memory}Mi", "gpu": gpu}, rule)
+        return Resources(
+            cpu_request=cpu, cpu_limit=cpu, memory_request=f"{memory}Mi", memory_limit=f"{memory}Mi", gpu=gpu
+        )
+
+    def scaling(self, pattern: ServingPattern, batching: Batching) -> Scaling:
+        a = self.answers
+        p50_1 = self.batch_latency(1)
+        p50_n = self.batch_latency(DEFAULT_MAX_BATCH)
+        per_replica: float | None = None
+        if batching.enabled and p50_n:
+            per_replica = 1000 / (p50_n / DEFAULT_MAX_BATCH + HTTP_OVERHEAD_MS)
+        elif p50_1:
+            per_replica = 1000 / (p50_1 + HTTP_OVERHEAD_MS)
+        if a.target == Target.serverless:
+            low = a.min_replicas if a.min_replicas is not None else 0
+            high = a.max_replicas or 10
+            self.decide("scaling", {"min": low, "max": high}, "serverless target -> scale to zero when idle")
+            return Scaling(
+                replicas=max(1, low), min_replicas=low, max_replicas=high, target_cpu_utilization=70,
+                scale_to_zero=low == 0, estimated_rps_per_replica=per_replica,
+            )
+        if pattern in (ServingPattern.batch, ServingPattern.edge):
+            self.decide("scaling", {"replicas": 1}, f"{pattern.value} pattern -> no long-running replicas to scale")
+            return Scaling(replicas=1, min_replicas=1, max_replicas=1, target_cpu_utilization=70,
+                           estimated_rps_per_replica=per_replica)
+        if per_replica:
+            needed = math.ceil(a.requests_per_second / (per_replica * CAPACITY_HEADROOM)) if a.requests_per_second else 1
+            rule = (
+                f"capacity ~{per_replica:.0f} req/s per replica (measured inference + {HTTP_OVERHEAD_MS} ms HTTP overhead), "
+                f"planned at {int(CAPACITY_HEADROOM * 100)}% -> {needed} replica(s) for {a.requests_per_second:g} req/s"
+            )
+        else:
+            needed = 1
+            rule = "no latency measurement -> one replica's worth of capacity assumed"
+        low = a.min_replicas if a.min_replicas is not None else max(2, needed)
+        if a.min_replicas is None:
+            rule += "; at least 2 for availability during node drains"
+        high = a.max_replicas if a.max_replicas is not None else max(low * 3, low + 2)
+        high = max(high, low)
+        self.decide("scaling", {"min": low, "max": high}, rule + f"; HPA between {low} and {high} at 70% CPU")
+        return Scaling(replicas=low, min_replicas=low, max_replicas=high, target_cpu_utilization=70,
+                       estimated_rps_per_replica=round(per_replica, 1) if per_replica else None)
+
+    def rollout(self) -> RolloutSpec:
+        a = self.answers
+        strategy = a.rollout
+        canary = shadow = None
+        if strategy == Rollout.canary:
+            steps = sorted({a.canary_weight, 50, 100}) if a.canary_weight < 100 else [100]
+            canary = CanarySpec(mechanism=a.canary_mechanism, steps=steps, pause_minutes=60)
+            rule = (
+                f"canary via {a.canary_mechanism.value}: steps {steps}% with 60 min watches; roll back when the "
+                "error rate passes 2x or p95 latency 1.5x the stable version"
+            )
+        elif strategy == Rollout.shadow:
+            shadow = ShadowSpec(mechanism=a.shadow_mechanism, model_path=a.shadow_model, sample_rate=a.shadow_sample_rate)
+            rule = (
+                f"shadow via {a.shadow_mechanism.value} on {a.shadow_sample_rate:.0%} of requests; "
+                "promote when agreement stays above 85%"
+            )
+        elif strategy == Rollout.blue_green:
+            rule = "blue-green: the new version runs beside the old one; the Service selector switches at once"
+        else:
+            rule = "direct: rolling update of the Deployment (acceptable for a first release with no traffic yet)"
+        self.decide("rollout", strategy, rule)
+        return RolloutSpec(strategy=strategy, canary=canary, shadow=shadow)
+
+    # -- the whole plan ----------------------------------------------------------------------
+
+    def plan(self) -> DeploymentSpec:
+        a = self.answers
+        model = self.profile["model"]
+        name = a.name or model["name"]
+        self.decide("name", name, "answered" if a.name else "derived from the model file name")
+        pattern = self.pattern()
+        protocol = self.protocol(pattern)
+        device = self.device()
+        batching = self.batching(pattern)
+        resources = self.resources(device, batching)
+        scaling = self.scaling(pattern, batching)
+        rollout = self.rollout()
+        edge = None
+        if pattern == ServingPattern.edge:
+            quantize = True if a.quantize is None else a.quantize
+            self.decide("quantize", quantize, "edge deployment -> quantize to INT8 first" if a.quantize is None else "answered")
+            edge = EdgeSpec(quantize=quantize)
+        batch = BatchJob(schedule=a.batch_schedule) if pattern == ServingPattern.batch else None
+        image = a.image or f"registry.example.com/{name}"
+        return DeploymentSpec(
+            name=name,
+            target=a.target,
+            traffic=a.traffic,
+            model=ModelRef(
+                name=name,
+                path=model["path"],
+                format=model["format"],
+                sha256=model["sha256"],
+                bytes=model["bytes"],
+                version=str(model["version"]),
+                opset=self.profile.get("opset"),
+                inputs=[TensorSpec(name=t["name"], dtype=t["dtype"], shape=t["shape"]) for t in self.profile["inputs"]],
+                outputs=[TensorSpec(name=t["name"], dtype=t["dtype"], shape=t["shape"]) for t in self.profile["outputs"]],
+                dynamic_batch=bool(self.profile.get("dynamic_batch")),
+                parameters=int(self.profile.get("parameters", 0)),
+            ),
+            serving=Serving(pattern=pattern, protocol=protocol, device=device, allow_cpu_fallback=a.allow_cpu_fallback),
+            batching=batching,
+            resources=resources,
+            scaling=scaling,
+            rollout=rollout,
+            slo=Slo(latency_p95_ms=a.latency_sla_ms, target_rps=a.requests_per_second),
+            kubernetes=KubernetesSpec(
+                version=a.kubernetes_version, namespace=a.namespace, host=a.host, image=image,
+                network_policy=a.network_policy,
+            ),
+            batch=batch,
+            edge=edge,
+            decisions=self.decisions,
+        )
+
+
+def load_answers(answers_file: Path | None, overrides: dict[str, Any]) -> Answers:
+    """Answers from the file (if any) with flag overrides on top; every problem reported at once."""
+    data: dict[str, Any] = {}
+    source = "answers"
+    if answers_file is not None:
+        loaded = read_yaml(answers_file, "answers file")
+        if loaded is not None and not isinstance(loaded, dict):
+            raise StageError(f"answers file {answers_file} must be a mapping of question: answer, got {type(loaded).__name__}")
+        data.update(loaded or {})
+        source = str(answers_file)
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    return parse_answers(data, source)
+
+
+def run_plan(
+    out_dir: Path, answers_file: Path | None, overrides: dict[str, Any], dry_run: bool = False
+) -> dict[str, Any]:
+    profile = read_json(out_dir / PROFILE_FILE, "model profile")
+    if not isinstance(profile, dict) or "model" not in profile or "inputs" not in profile:
+        raise StageError(f"{out_dir / PROFILE_FILE} is not a model profile (run inspect first)")
+    answers = load_answers(answers_file, overrides)
+    spec = Planner(profile, answers).plan()
+    out = out_dir / SPEC_FILE
+    if not dry_run:
+        header = (
+            "# DeploymentSpec written by `deploy-model plan`. Edit the answers and re-run plan rather\n"
+            "# than editing this file: `decisions` records why each value was chosen.\n"
+        )
+        write_yaml(out, spec.to_yaml_dict(), header)
+    return {
+        "stage": "plan",
+        "ok": True,
+        "wrote": [] if dry_run else [str(out)],
+        "dry_run": dry_run,
+        "summary": {
+            "name": spec.name,
+            "pattern": spec.serving.pattern.value,
+            "target": spec.target.value,
+            "protocol": spec.serving.protocol.value,
+            "device": spec.serving.device.value,
+            "batching": spec.batching.enabled,
+            "replicas": f"{spec.scaling.min_replicas}-{spec.scaling.max_replicas}",
+            "rollout": spec.rollout.strategy.value,
+        },
+        "decisions": [d.model_dump(mode="json") for d in spec.decisions],
+        "spec": spec.to_yaml_dict() if dry_run else None,
+    }
