@@ -143,11 +143,8 @@ def profile_model(
     if not model_path.exists():
         raise StageError(f"model file not found: {model_path} (expected a path to an .onnx file)")
     detected = detect_format(model_path)
-    if model_path.is_dir() and not detected.is_onnx:
-        raise StageError(
-            f"{model_path} is a directory ({detected.evidence}); expected an .onnx file"
-            + ("" if detected.format == "directory" else f". {detected.hint}")
-        )
+    if detected.format == "directory":
+        raise StageError(f"{model_path} is {detected.evidence}; expected one .onnx file (give its path)")
     if not detected.is_onnx:
         raise StageError(
             f"{model_path} is a {detected.format} model ({detected.evidence}), not ONNX. "
