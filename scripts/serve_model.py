@@ -4,7 +4,9 @@
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+# The project's code and the reference server's, so the script runs from a plain checkout.
+for _path in ("src", "reference-server/src"):
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / _path))
 
 from deploy_model.cli import main  # noqa: E402
 

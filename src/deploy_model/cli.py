@@ -194,6 +194,24 @@ for _verb, _what in PENDING.items():
     )(not_available(_verb, _what))
 
 
+@app.command(
+    "worker",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    epilog=EXIT_CODES,
+)
+def worker_cmd(ctx: typer.Context) -> None:
+    """Event-driven inference: score requests from a Redis Stream (see `worker --help`).
+
+    The same code is the container entry point of the rendered worker Deployment
+    (`python -m onnxserve.worker`); all arguments are passed through to it.
+    """
+    try:
+        from onnxserve.worker.__main__ import main as worker_main
+    except ImportError as exc:
+        raise_not_available("worker", f"needs the reference server package with its worker extra: {exc}", False)
+    raise typer.Exit(worker_main(list(ctx.args)))
+
+
 @app.command("deploy", epilog=EXIT_CODES)
 def deploy_cmd(
     model: Path = typer.Argument(..., help="Model file (.onnx)."),
