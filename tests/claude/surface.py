@@ -1,0 +1,96 @@
+"""Reading the plugin's Claude Code surface the way the tests need it: frontmatter, the command lines
+documented in fenced ```bash blocks, and their substitution as Claude Code performs it."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+COMMAND_FILE = REPO / "commands" / "deploy-model.md"
+SKILL_DIR = REPO / "skills" / "using-ml-production"
+FENCE = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
+# Stages that need a running server: the command documents them as optional, run in the background.
+SERVER_VERBS = ("serve", "smoke", "loadtest")
+
+
+def split_frontmatter(path: Path) -> tuple[dict, str]:
+    text = path.read_text()
+    if not text.startswith("---\n"):
+        return {}, text
+    head, _, body = text[4:].partition("\n---\n")
+    return yaml.safe_load(head) or {}, body
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    source: str  # file name relative to the repo
+    line: str  # as written in the file
+
+    @property
+    def argv(self) -> list[str]:
+        return shlex.split(self.line)
+
+    @property
+    def verb(self) -> str:
+        argv = self.argv
+        return argv[1] if argv[:1] == ["deploy-model"] and len(argv) > 1 else argv[0]
+
+    def expanded(self, model: str, plugin_root: Path) -> str:
+        return substitute(self.line, model, plugin_root)
+
+
+def command_lines(path: Path) -> list[CommandLine]:
+    """Every non-comment line of every ```bash block, in order."""
+    _, body = split_frontmatter(path)
+    lines = []
+    for block in FENCE.findall(body):
+        for raw in block.splitlines():
+            line = raw.strip()
+            if line and not line.startswith("#"):
+                lines.append(CommandLine(str(path.relative_to(REPO)), line))
+    return lines
+
+
+def skill_files() -> list[Path]:
+    return [SKILL_DIR / "SKILL.md", *sorted(p for p in SKILL_DIR.glob("*.md") if p.name != "SKILL.md")]
+
+
+def substitute(text: str, arguments: str, plugin_root: Path) -> str:
+    """What Claude Code does to a command body: $ARGUMENTS and ${CLAUDE_PLUGIN_ROOT} are replaced."""
+    return text.replace("${CLAUDE_PLUGIN_ROOT}", str(plugin_root)).replace("$ARGUMENTS", arguments)
+
+
+def bash_rules(frontmatter: dict) -> list[str]:
+    """The command prefixes pre-approved by `Bash(<prefix> *)` entries of allowed-tools."""
+    tools = frontmatter.get("allowed-tools") or []
+    if isinstance(tools, str):
+        tools = [t.strip() for t in tools.split(",")]
+    rules = []
+    for entry in tools:
+        match = re.fullmatch(r"Bash\((.*)\)", entry.strip())
+        if match:
+            rules.append(match.group(1))
+    return rules
+
+
+def approved(line: str, rules: list[str]) -> bool:
+    for rule in rules:
+        if rule.endswith(" *") and (line.startswith(rule[:-1]) or line == rule[:-2]):
+            return True
+        if rule == line:
+            return True
+    return False
+
+
+def option(argv: list[str], name: str) -> str | None:
+    for index, arg in enumerate(argv):
+        if arg == name and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return None
