@@ -1,0 +1,103 @@
+"""The plugin's Claude Code surface: command frontmatter, skill structure, `claude plugin validate
+--strict` and the projected token cost that `claude plugin details` prints."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import claude_env
+from surface import (
+    COMMAND_FILE,
+    REPO,
+    SKILL_DIR,
+    approved,
+    bash_rules,
+    command_lines,
+    skill_files,
+    split_frontmatter,
+)
+
+PLUGIN = "yzmir-ml-production"
+
+
+def test_command_frontmatter() -> None:
+    front, body = split_frontmatter(COMMAND_FILE)
+    assert front["name"] == "deploy-model"
+    assert front["argument-hint"] == "[model_path_or_name]"
+    assert front["description"]
+    tools = front["allowed-tools"]
+    for needed in ("Read", "Write", "Glob", "Grep", "AskUserQuestion", "Skill"):
+        assert needed in tools
+    assert "Bash" not in tools, "a bare Bash entry would approve every shell command"
+    assert "$ARGUMENTS" in body and "$1" not in body and "$0" not in body
+
+
+def test_allowed_tools_approve_exactly_the_documented_lines() -> None:
+    front, _ = split_frontmatter(COMMAND_FILE)
+    rules = bash_rules(front)
+    lines = [c.line for c in command_lines(COMMAND_FILE)]
+    for line in lines:
+        assert approved(line, rules), f"{line!r} is not pre-approved by allowed-tools"
+        assert not re.search(r"[|;&<>`]|\$\((?!ARGUMENTS)", line), f"{line!r} is not one simple command"
+        assert not re.search(r"\$(?!ARGUMENTS\b)(?!\{CLAUDE_PLUGIN_ROOT\})", line), f"{line!r} uses a shell variable"
+    for rule in rules:  # and nothing more: every rule is used by a documented line
+        assert any(approved(line, [rule]) for line in lines), f"allowed-tools rule Bash({rule}) is not used"
+
+
+def test_skill_structure() -> None:
+    front, body = split_frontmatter(SKILL_DIR / "SKILL.md")
+    assert front["name"] == SKILL_DIR.name
+    description = front["description"]
+    assert not re.search(r"\b(I|you|your|we)\b", description), "the description must be third person"
+    assert len((SKILL_DIR / "SKILL.md").read_text().splitlines()) < 500
+    linked = set(re.findall(r"\]\(([^)#]+\.md)\)", body))
+    sheets = {p.name for p in skill_files()[1:]}
+    assert linked == sheets, "every sheet is linked from SKILL.md, one level deep, and every link exists"
+    assert all("/" not in link for link in linked)
+    for path in skill_files()[1:]:
+        text = path.read_text()
+        if len(text.splitlines()) > 100:
+            assert "## Contents" in text, f"{path.name} is over 100 lines and has no table of contents"
+        assert "/work/" not in text and "/home/" not in text
+
+
+def _claude(claude: Path, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = claude_env(tmp_path, "http://127.0.0.1:9", "python3")  # no API call is made
+    return subprocess.run([str(claude), *args], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+def test_plugin_validate_strict(claude: Path, tmp_path: Path) -> None:
+    proc = _claude(claude, tmp_path, "plugin", "validate", "--strict", str(REPO))
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Validation passed" in proc.stdout
+    assert f"commands: {PLUGIN}:deploy-model" in proc.stdout
+    assert f"skills: {PLUGIN}:using-ml-production" in proc.stdout
+    assert "warning" not in proc.stdout.lower()
+
+
+def _tokens(value: str) -> float:
+    value = value.strip().lstrip("~")
+    return float(value[:-1]) * 1000 if value.endswith("k") else float(value)
+
+
+def test_projected_token_cost(claude: Path, tmp_path: Path) -> None:
+    proc = _claude(claude, tmp_path, "--plugin-dir", str(REPO), "plugin", "details", PLUGIN)
+    print(proc.stdout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    always_on = re.search(r"Always-on:\s+~?([\d.]+k?) tok", proc.stdout)
+    assert always_on, proc.stdout
+    assert _tokens(always_on.group(1)) < 150
+    rows = dict(re.findall(r"^\s+(deploy-model|using-ml-production)\s+~?[\d.]+k?\s+(~?[\d.]+k?)\s*$", proc.stdout, re.M))
+    assert set(rows) == {"deploy-model", "using-ml-production"}, proc.stdout
+    assert _tokens(rows["deploy-model"]) < 3000
+    assert _tokens(rows["using-ml-production"]) < 2000
+
+
+@pytest.mark.parametrize("path", [COMMAND_FILE, *skill_files()], ids=lambda p: p.name)
+def test_no_machine_paths(path: Path) -> None:
+    assert not re.search(r"/(work|home|root|tmp)/", path.read_text())
