@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -55,3 +57,25 @@ def claude_env(home: Path, base_url: str, stage_python: str) -> dict[str, str]:
         "DISABLE_AUTOUPDATER": "1",
         "DEPLOY_MODEL_PYTHON": stage_python,
     }
+
+
+DEPLOY_DIR = "deploy/model"  # the deployment directory the command body uses
+
+
+def serve_pending(results: dict) -> bool:
+    """Whether the `serve` stage answered 'not available yet' (smoke/loadtest then have no server)."""
+    return any(" serve " in f" {line} " and r.get("rc") == 2 and NOT_AVAILABLE in r.get("output", "")
+               for (_, line), r in results.items())
+
+
+def stop_left_running_server(directory: Path) -> None:
+    """Stop a reference server that `serve --detach` recorded as still running (by its PID)."""
+    info_file = directory / "server.json"
+    if not info_file.exists():
+        return
+    try:
+        info = json.loads(info_file.read_text())
+        if info.get("state") == "running" and int(info.get("pid", 0)) > 1:
+            os.kill(int(info["pid"]), signal.SIGTERM)
+    except (ValueError, OSError):
+        pass

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import NOT_AVAILABLE, claude_env
+from conftest import DEPLOY_DIR, NOT_AVAILABLE, claude_env, stop_left_running_server
 from scripted_api import ScriptedAPI, text, tool
 from surface import COMMAND_FILE, REPO, SERVER_VERBS, command_lines, split_frontmatter, substitute
 
@@ -25,10 +25,8 @@ pytestmark = pytest.mark.slow
 PLUGIN = "yzmir-ml-production"
 SKILL = "using-ml-production"
 MODEL_ARG = "models/tabular_classifier.onnx"
-DEPLOY_DIR = "deploy/model"
-# The main flow of the command body; serve/smoke/loadtest are the optional local trial (covered by
-# test_command_lines.py, which can stop the server it starts).
-FLOW = [c for c in command_lines(COMMAND_FILE) if c.verb not in SERVER_VERBS]
+# Every command line of the body, in order, the optional local trial (serve/smoke/loadtest) included.
+FLOW = command_lines(COMMAND_FILE)
 # What each stage leaves in the deployment directory.
 PRODUCES = {
     "plugins": "siblings.json",
@@ -36,6 +34,9 @@ PRODUCES = {
     "plan": "deployment.yaml",
     "render": "manifest.json",
     "validate": "validation.json",
+    "serve": "server.json",
+    "smoke": "smoke.json",
+    "loadtest": "loadtest.json",
     "report": "DEPLOYMENT.md",
 }
 
@@ -60,12 +61,15 @@ def session(claude: Path, tmp_path_factory: pytest.TempPathFactory, example_mode
     shutil.copy(example_models["tabular_classifier"], project / MODEL_ARG)
     with ScriptedAPI(_script(project), final_text="The deployment bundle is ready.") as api:
         started = time.perf_counter()
-        proc = subprocess.run(
-            [str(claude), "-p", f"/deploy-model {MODEL_ARG}", "--plugin-dir", str(REPO),
-             "--output-format", "stream-json", "--verbose"],
-            cwd=project, env=claude_env(home, api.base_url, stage_python),
-            capture_output=True, text=True, timeout=240, check=False,
-        )
+        try:
+            proc = subprocess.run(
+                [str(claude), "-p", f"/deploy-model {MODEL_ARG}", "--plugin-dir", str(REPO),
+                 "--output-format", "stream-json", "--verbose"],
+                cwd=project, env=claude_env(home, api.base_url, stage_python),
+                capture_output=True, text=True, timeout=300, check=False,
+            )
+        finally:
+            stop_left_running_server(project / DEPLOY_DIR)
         seconds = time.perf_counter() - started
         turns_left = api.turns_left
         requests = api.requests
@@ -91,6 +95,12 @@ def _tool_results(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def _tool_calls(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return [block for event in events if event.get("type") == "assistant"
             for block in event["message"].get("content", []) if block.get("type") == "tool_use" and block["name"] == name]
+
+
+def _serve_pending(session: dict[str, Any]) -> bool:
+    results = _tool_results(session["events"])
+    return any(" serve " in c["input"]["command"] and NOT_AVAILABLE in _result_text(results[c["id"]])
+               for c in _tool_calls(session["events"], "Bash"))
 
 
 def _result_text(block: dict[str, Any]) -> str:
@@ -154,7 +164,7 @@ def test_skill_tool_loads_using_ml_production(session: dict[str, Any]) -> None:
     assert "serving-patterns.md" in injected[0]
 
 
-@pytest.mark.parametrize("command", FLOW, ids=[c.verb for c in FLOW])
+@pytest.mark.parametrize("command", FLOW, ids=[f"{i}-{c.verb}" for i, c in enumerate(FLOW)])
 def test_documented_stage_runs(session: dict[str, Any], command: Any) -> None:
     calls = [c for c in _tool_calls(session["events"], "Bash") if c["input"]["command"] == command.expanded(MODEL_ARG, REPO)]
     assert len(calls) == 1, f"the scripted agent did not run {command.line!r}"
@@ -162,6 +172,8 @@ def test_documented_stage_runs(session: dict[str, Any], command: Any) -> None:
     output = _result_text(result)
     if result.get("is_error") and NOT_AVAILABLE in output:
         pytest.xfail(f"stage {command.verb} not available yet")
+    if command.verb in SERVER_VERBS and _serve_pending(session):
+        pytest.xfail("stage serve not available yet")
     assert not result.get("is_error"), output[-3000:]
     produced = PRODUCES.get(command.verb)
     if produced:
