@@ -3,8 +3,11 @@ documented in fenced ```bash blocks, and their substitution as Claude Code perfo
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,7 @@ SKILL_DIR = REPO / "skills" / "using-ml-production"
 FENCE = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 # Stages that need a running server: the command documents them as optional, run in the background.
 SERVER_VERBS = ("serve", "smoke", "loadtest")
+NOT_AVAILABLE = "not available yet"  # what a stage this version lacks answers (exit 2)
 
 
 def split_frontmatter(path: Path) -> tuple[dict, str]:
@@ -94,3 +98,39 @@ def option(argv: list[str], name: str) -> str | None:
         if arg.startswith(name + "="):
             return arg.split("=", 1)[1]
     return None
+
+
+def claude_env(home: Path, base_url: str, stage_python: str) -> dict[str, str]:
+    """A closed environment: loopback API, scratch HOME, no non-essential traffic, no real credentials."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "ANTHROPIC_BASE_URL": base_url,
+        "ANTHROPIC_API_KEY": "sk-ant-scripted-test",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "DEPLOY_MODEL_PYTHON": stage_python,
+    }
+
+
+DEPLOY_DIR = "deploy/model"  # the deployment directory the command body uses
+
+
+def serve_pending(results: dict) -> bool:
+    """Whether the `serve` stage answered 'not available yet' (smoke/loadtest then have no server)."""
+    return any(" serve " in f" {line} " and r.get("rc") == 2 and NOT_AVAILABLE in r.get("output", "")
+               for (_, line), r in results.items())
+
+
+def stop_left_running_server(directory: Path) -> None:
+    """Stop a reference server that `serve --detach` recorded as still running (by its PID)."""
+    info_file = directory / "server.json"
+    if not info_file.exists():
+        return
+    try:
+        info = json.loads(info_file.read_text())
+        if info.get("state") == "running" and int(info.get("pid", 0)) > 1:
+            os.kill(int(info["pid"]), signal.SIGTERM)
+    except (ValueError, OSError):
+        pass

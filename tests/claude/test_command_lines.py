@@ -15,8 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DEPLOY_DIR, NOT_AVAILABLE, serve_pending, stop_left_running_server
-from surface import COMMAND_FILE, REPO, SERVER_VERBS, CommandLine, command_lines, skill_files
+from surface import (
+    COMMAND_FILE,
+    DEPLOY_DIR,
+    NOT_AVAILABLE,
+    REPO,
+    SERVER_VERBS,
+    CommandLine,
+    command_lines,
+    serve_pending,
+    skill_files,
+    stop_left_running_server,
+)
 
 MODEL_ARG = "models/tabular_classifier.onnx"
 COMMAND_LINES = command_lines(COMMAND_FILE)

@@ -17,9 +17,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import DEPLOY_DIR, NOT_AVAILABLE, claude_env, stop_left_running_server
 from scripted_api import ScriptedAPI, text, tool
-from surface import COMMAND_FILE, REPO, SERVER_VERBS, command_lines, split_frontmatter, substitute
+from surface import (
+    COMMAND_FILE,
+    DEPLOY_DIR,
+    NOT_AVAILABLE,
+    REPO,
+    SERVER_VERBS,
+    claude_env,
+    command_lines,
+    split_frontmatter,
+    stop_left_running_server,
+    substitute,
+)
 
 pytestmark = pytest.mark.slow
 PLUGIN = "yzmir-ml-production"

@@ -8,13 +8,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import claude_env
 from surface import (
     COMMAND_FILE,
     REPO,
     SKILL_DIR,
     approved,
     bash_rules,
+    claude_env,
     command_lines,
     skill_files,
     split_frontmatter,
