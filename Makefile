@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_MODEL := examples/models/tabular_classifier.onnx
 
-.PHONY: demo test lint examples bench clean
+.PHONY: demo test lint examples bench clean claude-cli
 
 $(STAMP): pyproject.toml reference-server/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,17 @@ examples: $(DEMO_MODEL)
 demo: $(STAMP) $(DEMO_MODEL)
 	$(BIN)/deploy-model deploy $(DEMO_MODEL) --answers examples/answers.yaml --out deploy/tabular-classifier
 
-test: $(STAMP)
+# The pinned Claude Code CLI (package.json) for `claude plugin validate --strict` and the
+# end-to-end test of /deploy-model; installed into ./node_modules when npm is present.
+node_modules/.bin/claude: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+claude-cli:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory node_modules/.bin/claude; \
+	else echo "npm not found: the Claude Code CLI tests will skip"; fi
+
+test: $(STAMP) claude-cli
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
