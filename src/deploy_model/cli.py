@@ -59,6 +59,8 @@ def emit(result: dict[str, Any], as_json: bool) -> None:
         if isinstance(value, (list, dict)):
             value = json.dumps(value, default=str)
         print(f"  {key}: {value}")
+    for decision in result.get("decisions") or []:
+        print(f"  - {decision['decision']}: {decision['rule']}")
 
 
 def run_stage(stage: str, as_json: bool, work: Callable[[], dict[str, Any]]) -> None:
