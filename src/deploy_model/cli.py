@@ -179,14 +179,111 @@ def plan_cmd(
     run_stage("plan", as_json, lambda: run_plan(out, answers, overrides, dry_run=dry_run))
 
 
+# --- serve, smoke, loadtest, report (measure and report) --------------------------------------
+
+UrlOpt = typer.Option(None, "--url", help="Server base URL [default: the running server recorded in server.json].")
+
+
+@app.command("serve", epilog=EXIT_CODES)
+def serve_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Deployment directory holding deployment.yaml; writes server.json and server.log."),
+    port: int | None = typer.Option(None, "--port", min=1, max=65535, help="Loopback port [default: a free one]."),
+    device: str | None = typer.Option(None, "--device", help="Override the spec's device: auto | cpu | cuda | tensorrt."),
+    detach: bool = typer.Option(False, "--detach", help="Leave the server running in the background and return once ready."),
+    stop: bool = typer.Option(False, "--stop", help="Stop the server recorded in server.json (SIGTERM, then SIGKILL after 15 s)."),
+    ready_timeout: float = typer.Option(60.0, "--ready-timeout", min=1, max=600, help="Seconds to wait for /v2/health/ready."),
+    as_json: bool = JsonOpt,
+    dry_run: bool = DryRunOpt,
+) -> None:
+    """Run the reference ONNX server (python -m onnxserve) for the spec on 127.0.0.1.
+
+    Waits until /v2/health/ready answers 200, then writes server.json (pid, url, port, log, the
+    provider really in use). Without --detach it serves until Ctrl-C and then stops the server.
+    --dry-run prints the command line only. A model or device the server refuses exits 1 with the
+    end of its log.
+    """
+    from deploy_model.serving import run_serve
+
+    run_stage("serve", as_json, lambda: run_serve(out, port, device, detach, stop, ready_timeout, dry_run=dry_run))
+
+
+@app.command("smoke", epilog=EXIT_CODES)
+def smoke_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Deployment directory holding model-profile.json; writes smoke.json."),
+    url: str | None = UrlOpt,
+    model_name: str | None = typer.Option(None, "--model-name", help="Name in /v2/models/{name} [default: from server.json or the spec]."),
+    timeout: float = typer.Option(10.0, "--timeout", min=0.1, max=300, help="Per-request timeout, seconds."),
+    as_json: bool = JsonOpt,
+    dry_run: bool = DryRunOpt,
+) -> None:
+    """Smoke-test a running server: live, ready, metadata vs the profile, inference, /health, /metrics.
+
+    Every check is listed with pass/fail and its time in smoke.json (written on failure too, so the
+    failing check can be read). Exits 1 naming the failing checks.
+    """
+    from deploy_model.smoke import run_smoke
+
+    run_stage("smoke", as_json, lambda: run_smoke(out, url, model_name, timeout, dry_run=dry_run))
+
+
+@app.command("loadtest", epilog=EXIT_CODES)
+def loadtest_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Deployment directory; writes loadtest.json and loadtest.png."),
+    url: str | None = UrlOpt,
+    concurrency: str = typer.Option("1,4,16", "--concurrency", "-c", help="Closed-loop levels, comma-separated (1-512); with --rate: the most requests in flight."),
+    seconds: float = typer.Option(2.0, "--seconds", "-s", help="Seconds per level (at most 600)."),
+    rate: float | None = typer.Option(None, "--rate", help="Open loop instead: this many requests/s for --seconds, latency from each due time."),
+    batch: int = typer.Option(1, "--batch", help="Rows per request (needs a dynamic batch dim above 1)."),
+    max_requests: int = typer.Option(200_000, "--max-requests", min=1, max=200_000, help="Cap on requests per level."),
+    timeout: float = typer.Option(10.0, "--timeout", min=0.1, max=300, help="Per-request timeout, seconds."),
+    model_name: str | None = typer.Option(None, "--model-name", help="Name in /v2/models/{name} [default: from server.json or the spec]."),
+    no_chart: bool = typer.Option(False, "--no-chart", help="Skip the PNG chart."),
+    enforce_sla: bool = typer.Option(False, "--enforce-sla", help="Exit 1 when the verdict is no-go."),
+    as_json: bool = JsonOpt,
+    dry_run: bool = DryRunOpt,
+) -> None:
+    """Load-test the V2 infer endpoint of the URL given (and nothing else) with synthetic inputs.
+
+    Reports requests/s, p50/p95/p99/max latency and errors by status per level, and the verdict
+    against the spec's p95 SLA and target requests/s; draws loadtest.png. A live progress line goes
+    to stderr. Bounded by --seconds and --max-requests per level and --timeout per request.
+    """
+    from deploy_model.loadtest import parse_levels, run_loadtest
+
+    def work() -> dict[str, Any]:
+        result = run_loadtest(
+            out, url, levels=parse_levels(concurrency), seconds=seconds, rate=rate, batch=batch,
+            max_requests=max_requests, timeout_s=timeout, model_name=model_name, chart=not no_chart, dry_run=dry_run,
+        )
+        verdict = result["result"]["verdict"]
+        if enforce_sla and not verdict["go"]:
+            raise StageError(f"load test verdict no-go: {verdict['reason']}")
+        return result
+
+    run_stage("loadtest", as_json, work)
+
+
+@app.command("report", epilog=EXIT_CODES)
+def report_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Deployment directory; writes DEPLOYMENT.md."),
+    as_json: bool = JsonOpt,
+    dry_run: bool = DryRunOpt,
+) -> None:
+    """Write DEPLOYMENT.md, the standard deployment report, from the stage files present.
+
+    Configuration, infrastructure, serving endpoint with curl and Python examples, monitoring,
+    measured results and go/no-go, rollout plan and rollback with exact commands, validation,
+    next steps and sibling plugins. Stage files that are absent are named in the report.
+    """
+    from deploy_model.report import run_report
+
+    run_stage("report", as_json, lambda: run_report(out, dry_run=dry_run))
+
+
 # Stages of DESIGN.md that later versions add; each answers clearly instead of failing obscurely.
 PENDING = {
     "render": "renders the bundle from deployment.yaml",
     "validate": "validates the rendered bundle",
-    "serve": "runs the reference ONNX server",
-    "smoke": "smoke-tests a running server",
-    "loadtest": "load-tests a running server",
-    "report": "writes DEPLOYMENT.md",
 }
 for _verb, _what in PENDING.items():
     app.command(
@@ -219,14 +316,22 @@ def deploy_cmd(
     model: Path = typer.Argument(..., help="Model file (.onnx)."),
     answers: Path | None = typer.Option(None, "--answers", "-a", help="answers.yaml (see `plan --help`)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Deployment directory [default: deploy/<model-name>]."),
+    concurrency: str = typer.Option("1,4,16", "--concurrency", help="Load-test levels (see `loadtest --help`)."),
+    seconds: float = typer.Option(2.0, "--seconds", help="Load-test seconds per level."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """Run every available stage in order: plugins -> inspect -> plan (-> render -> ... as they land).
+    """Run every stage in order: plugins -> inspect -> plan -> render -> validate -> serve -> smoke
+    -> loadtest -> report, and print the path of DEPLOYMENT.md.
 
-    Prints one progress line per stage on stderr. A failing stage stops the run with its message
-    and leaves the files of the stages before it.
+    Serve starts the reference server on a free loopback port; it is always stopped at the end,
+    also when a stage fails. Batch, event-driven and edge patterns have no request path: serve,
+    smoke and loadtest are skipped and the report says why. Prints one progress line per stage on
+    stderr. A failing stage stops the run with its message and leaves the files of the stages
+    before it.
     """
     from deploy_model.inspection import deployment_name, run_inspect
+    from deploy_model.loadtest import parse_levels
+    from deploy_model.pipeline import Measure
     from deploy_model.planning import run_plan
     from deploy_model.plugins import run_plugins
 
@@ -236,21 +341,33 @@ def deploy_cmd(
         ("inspect", lambda: run_inspect(model, directory)),
         ("plan", lambda: run_plan(directory, answers, {})),
     ]
+    try:
+        measure = Measure(directory, levels=parse_levels(concurrency), seconds=seconds)
+    except StageError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--concurrency") from None
+    # serve, smoke, loadtest and report come last, whatever other stages are added above.
+    steps += measure.steps()
     results = []
-    for index, (stage, work) in enumerate(steps, start=1):
-        started = time.perf_counter()
-        _say(f"[{index}/{len(steps)}] {stage} ...")
-        try:
-            result = work()
-        except StageError as exc:
-            _say(f"[{index}/{len(steps)}] {stage} failed: {exc}")
-            if as_json:
-                print(json.dumps({"stage": "deploy", "ok": False, "failed_stage": stage, "error": exc.message,
-                                  "problems": exc.problems, "completed": results}, indent=2, default=str))
-            raise typer.Exit(EXIT_REFUSED) from None
-        result["seconds"] = round(time.perf_counter() - started, 3)
-        results.append({k: result[k] for k in ("stage", "wrote", "seconds")})
-        _say(f"[{index}/{len(steps)}] {stage} done in {result['seconds']:.1f}s")
+    try:
+        for index, (stage, work) in enumerate(steps, start=1):
+            started = time.perf_counter()
+            _say(f"[{index}/{len(steps)}] {stage} ...")
+            try:
+                result = work()
+            except StageError as exc:
+                _say(f"[{index}/{len(steps)}] {stage} failed: {exc}")
+                if as_json:
+                    print(json.dumps({"stage": "deploy", "ok": False, "failed_stage": stage, "error": exc.message,
+                                      "problems": exc.problems, "completed": results}, indent=2, default=str))
+                raise typer.Exit(EXIT_REFUSED) from None
+            result["seconds"] = round(time.perf_counter() - started, 3)
+            results.append({k: result.get(k) for k in ("stage", "wrote", "seconds", "skipped") if result.get(k) is not None})
+            note = f" (skipped: {result['skipped']})" if result.get("skipped") else ""
+            _say(f"[{index}/{len(steps)}] {stage} done in {result['seconds']:.1f}s{note}")
+    finally:
+        stopped = measure.close()
+        if stopped:
+            _say(f"deploy: reference server {stopped}")
     summary = {
         "stage": "deploy",
         "ok": True,
@@ -258,14 +375,17 @@ def deploy_cmd(
         "stages": results,
         "wrote": [p for r in results for p in r["wrote"]],
         "not_available_yet": list(PENDING),
+        "report": str(directory / "DEPLOYMENT.md"),
     }
     if as_json:
         print(json.dumps(summary, indent=2))
     else:
         for path in summary["wrote"]:
             print(f"deploy: wrote {path}")
-        print(f"deploy: stages not available yet: {', '.join(PENDING)}")
+        if PENDING:
+            print(f"deploy: stages not available yet: {', '.join(PENDING)}")
         print(f"deploy: deployment directory {directory}")
+        print(f"deploy: report {summary['report']}")
 
 
 @app.callback(invoke_without_command=True)

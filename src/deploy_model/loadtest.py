@@ -1,0 +1,323 @@
+"""Stage `loadtest`: a bounded concurrency sweep (closed loop) or a target-rate run (open loop)
+against the V2 infer endpoint of the URL given, with synthetic inputs from the profile.
+
+Closed loop: N workers each send the next request when the previous answer arrives.
+Open loop: requests are due on a fixed schedule; latency counts from the due time, so a server
+that falls behind shows it (no coordinated omission). Every run is bounded by a duration and a
+request cap per level and a per-request timeout; nothing is sent anywhere but the URL given.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from deploy_model.errors import StageError
+from deploy_model.files import read_json, write_json
+from deploy_model.inspection import PROFILE_FILE
+from deploy_model.smoke import v2_infer_body
+from deploy_model.synthetic import make_inputs
+
+LOADTEST_FILE = "loadtest.json"
+CHART_FILE = "loadtest.png"
+DEFAULT_LEVELS = (1, 4, 16)
+DEFAULT_SECONDS = 2.0
+MAX_LEVEL = 512
+MAX_SECONDS = 600.0
+MAX_REQUESTS_PER_LEVEL = 200_000
+WARMUP_REQUESTS = 20
+
+
+@dataclass
+class Level:
+    """What one level (a concurrency, or a target rate) measured."""
+
+    mode: str
+    concurrency: int
+    target_rps: float | None
+    seconds: float
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies_ms, dtype=np.float64)
+        total = sum(self.statuses.values())
+        ok = self.statuses.get("200", 0)
+        pct = (lambda q: round(float(np.percentile(lat, q)), 3)) if lat.size else (lambda q: None)
+        return {
+            "mode": self.mode,
+            "concurrency": self.concurrency,
+            "target_rps": self.target_rps,
+            "seconds": round(self.seconds, 3),
+            "requests": total,
+            "ok": ok,
+            "errors": total - ok,
+            "error_ratio": round((total - ok) / total, 5) if total else None,
+            "by_status": dict(sorted(self.statuses.items())),
+            "rps": round(ok / self.seconds, 1) if self.seconds > 0 else 0.0,
+            "p50_ms": pct(50),
+            "p95_ms": pct(95),
+            "p99_ms": pct(99),
+            "max_ms": round(float(lat.max()), 3) if lat.size else None,
+            "mean_ms": round(float(lat.mean()), 3) if lat.size else None,
+        }
+
+
+class Progress:
+    """One live line on stderr: level, elapsed, requests, errors."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.plain = enabled and not self.enabled  # logs and pipes get one line per level
+
+    def update(self, label: str, fraction: float, requests: int, errors: int) -> None:
+        if not self.enabled:
+            return
+        width = 24
+        filled = int(width * min(max(fraction, 0.0), 1.0))
+        bar = "#" * filled + "-" * (width - filled)
+        sys.stderr.write(f"\rloadtest {label:<16} [{bar}] {requests:>7} req {errors:>5} err")
+        sys.stderr.flush()
+
+    def done(self, label: str, summary: dict[str, Any]) -> None:
+        line = (f"loadtest {label:<16} {summary['rps']:>9.1f} req/s  p50 {summary['p50_ms']} ms  "
+                f"p95 {summary['p95_ms']} ms  p99 {summary['p99_ms']} ms  errors {summary['errors']}")
+        if self.enabled:
+            sys.stderr.write("\r" + line + " " * 8 + "\n")
+        elif self.plain:
+            sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+
+
+class Target:
+    """The infer endpoint and a pre-encoded request body (the client should not be the bottleneck)."""
+
+    def __init__(self, url: str, model_name: str, profile: dict[str, Any], batch: int, timeout_s: float) -> None:
+        self.endpoint = f"{url.rstrip('/')}/v2/models/{model_name}/infer"
+        self.body = json.dumps(v2_infer_body(make_inputs(profile["inputs"], batch=batch, seed=11))).encode()
+        self.headers = {"content-type": "application/json"}
+        self.timeout = httpx.Timeout(timeout_s)
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(timeout=self.timeout, limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
+
+    def send(self, client: httpx.Client) -> str:
+        try:
+            response = client.post(self.endpoint, content=self.body, headers=self.headers)
+            return str(response.status_code)
+        except httpx.TimeoutException:
+            return "timeout"
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+
+
+def _run_workers(level: Level, workers: int, work: Any, duration_s: float, progress: Progress, label: str) -> None:
+    lock = threading.Lock()
+    stop = threading.Event()
+    threads = [threading.Thread(target=work, args=(i, lock, stop), daemon=True) for i in range(workers)]
+    started = time.perf_counter()
+    for t in threads:
+        t.start()
+    # The main thread only watches the clock and draws progress; the bound is enforced here too.
+    hard_deadline = started + duration_s * 3 + 30
+    while any(t.is_alive() for t in threads):
+        elapsed = time.perf_counter() - started
+        with lock:
+            done = sum(level.statuses.values())
+            errors = done - level.statuses.get("200", 0)
+        progress.update(label, elapsed / duration_s, done, errors)
+        if time.perf_counter() > hard_deadline:
+            stop.set()
+        for t in threads:
+            t.join(timeout=0.1)
+    level.seconds = time.perf_counter() - started
+
+
+def closed_loop(target: Target, concurrency: int, duration_s: float, max_requests: int, progress: Progress) -> Level:
+    level = Level("closed", concurrency, None, duration_s)
+    budget = [max_requests]
+    deadline = time.perf_counter() + duration_s
+
+    def work(_: int, lock: threading.Lock, stop: threading.Event) -> None:
+        with target.client() as client:
+            while not stop.is_set() and time.perf_counter() < deadline:
+                with lock:
+                    if budget[0] <= 0:
+                        return
+                    budget[0] -= 1
+                t0 = time.perf_counter()
+                status = target.send(client)
+                ms = (time.perf_counter() - t0) * 1000
+                with lock:
+                    level.statuses[status] += 1
+                    if status == "200":
+                        level.latencies_ms.append(ms)
+
+    _run_workers(level, concurrency, work, duration_s, progress, f"c={concurrency}")
+    return level
+
+
+def open_loop(target: Target, rate: float, duration_s: float, max_inflight: int, progress: Progress) -> Level:
+    """Requests due every 1/rate s for duration_s; worker w owns due slots w, w+W, w+2W..."""
+    count = max(1, min(int(rate * duration_s), MAX_REQUESTS_PER_LEVEL))
+    workers = max(1, min(max_inflight, count))
+    level = Level("open", workers, rate, duration_s)
+    interval = 1.0 / rate
+    start = time.perf_counter() + 0.05
+
+    def work(index: int, lock: threading.Lock, stop: threading.Event) -> None:
+        with target.client() as client:
+            for slot in range(index, count, workers):
+                if stop.is_set():
+                    return
+                due = start + slot * interval
+                wait = due - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                status = target.send(client)
+                ms = (time.perf_counter() - due) * 1000  # from the due time: lateness counts
+                with lock:
+                    level.statuses[status] += 1
+                    if status == "200":
+                        level.latencies_ms.append(ms)
+
+    _run_workers(level, workers, work, duration_s, progress, f"rate={rate:g}/s")
+    return level
+
+
+def _stop_if_gone(target: Target, level: Level, label: str) -> None:
+    """Transport errors (no HTTP status) and no liveness answer: the server is gone, stop here."""
+    transport = {k: v for k, v in level.statuses.items() if not k.isdigit()}
+    if not transport:
+        return
+    live = target.endpoint.split("/v2/", 1)[0] + "/v2/health/live"
+    try:
+        with httpx.Client(timeout=2.0) as client:
+            if client.get(live).status_code == 200:
+                return
+    except httpx.HTTPError:
+        pass
+    raise StageError(f"the server stopped answering during {label}: {dict(transport)} and no answer on {live}")
+
+
+def verdict(levels: list[dict[str, Any]], slo: dict[str, Any]) -> dict[str, Any]:
+    """Go when some level meets the latency SLA and error budget at or above the target rate."""
+    sla = float(slo["latency_p95_ms"])
+    target_rps = float(slo["target_rps"])
+    max_err = float(slo.get("max_error_ratio", 0.01))
+    within = [lv for lv in levels if lv["p95_ms"] is not None and lv["p95_ms"] <= sla and (lv["error_ratio"] or 0) <= max_err]
+    best = max(within, key=lambda lv: lv["rps"], default=None)
+    if best is None:
+        worst = min((lv for lv in levels if lv["p95_ms"] is not None), key=lambda lv: lv["p95_ms"], default=None)
+        why = (f"no level met p95 <= {sla:g} ms with errors <= {max_err:.1%}"
+               + (f"; the best p95 was {worst['p95_ms']} ms at {_label(worst)}" if worst else "; no request succeeded"))
+        return {"go": False, "reason": why, "sla_p95_ms": sla, "target_rps": target_rps, "capacity_rps_within_sla": 0.0}
+    meets_rate = best["rps"] >= target_rps
+    reason = (f"{_label(best)}: {best['rps']:g} req/s with p95 {best['p95_ms']} ms <= {sla:g} ms and "
+              f"{best['errors']} error(s)")
+    reason += (f"; at or above the target {target_rps:g} req/s" if meets_rate
+               else f"; below the target {target_rps:g} req/s for one replica")
+    return {"go": meets_rate, "reason": reason, "sla_p95_ms": sla, "target_rps": target_rps,
+            "capacity_rps_within_sla": best["rps"], "best_level": _label(best)}
+
+
+def _label(level: dict[str, Any]) -> str:
+    if level["mode"] == "open":
+        return f"target rate {level['target_rps']:g} req/s"
+    return f"concurrency {level['concurrency']}"
+
+
+def parse_levels(text: str) -> list[int]:
+    try:
+        levels = [int(x) for x in text.replace(" ", "").split(",") if x]
+    except ValueError:
+        raise StageError(f"--concurrency {text!r} is not a comma-separated list of integers such as 1,4,16") from None
+    bad = [lv for lv in levels if not 1 <= lv <= MAX_LEVEL]
+    if not levels or bad:
+        raise StageError(f"--concurrency {text!r}: expected integers from 1 to {MAX_LEVEL}, got {bad or 'nothing'}")
+    return levels
+
+
+def run_loadtest(
+    directory: Path, url: str | None, *, levels: list[int] | None = None, seconds: float = DEFAULT_SECONDS,
+    rate: float | None = None, batch: int = 1, max_requests: int = MAX_REQUESTS_PER_LEVEL, timeout_s: float = 10.0,
+    model_name: str | None = None, progress: bool = True, chart: bool = True, dry_run: bool = False,
+) -> dict[str, Any]:
+    from deploy_model.serving import load_spec, read_server, resolve_url
+
+    if not 0 < seconds <= MAX_SECONDS:
+        raise StageError(f"--seconds {seconds:g}: expected more than 0 and at most {MAX_SECONDS:g}")
+    if rate is not None and not 0 < rate <= 100_000:
+        raise StageError(f"--rate {rate:g}: expected requests/s above 0 and at most 100000")
+    if not 1 <= batch <= 4096:
+        raise StageError(f"--batch {batch}: expected 1 to 4096 rows per request")
+    profile = read_json(directory / PROFILE_FILE, "model profile (run `inspect` first)")
+    spec = load_spec(directory)
+    if batch > 1 and not profile.get("dynamic_batch"):
+        raise StageError(f"--batch {batch}: the model's batch dim is fixed; only batch 1 can be sent")
+    target_url = resolve_url(directory, url)
+    server = read_server(directory) or {}
+    name = model_name or server.get("model_name") or spec.model.name
+    target = Target(target_url, name, profile, batch, timeout_s)
+    bar = Progress(progress)
+
+    # Warm the connection path and the server (first requests pay for imports and allocations).
+    with target.client() as client:
+        first = [target.send(client) for _ in range(WARMUP_REQUESTS)]
+    if "200" not in first:
+        raise StageError(f"the server at {target.endpoint} did not answer the warm-up requests with 200: {dict(Counter(first))}")
+
+    results: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    if rate is not None:
+        max_inflight = max(levels or [64])
+        level = open_loop(target, rate, seconds, max_inflight, bar)
+        results.append(level.summary())
+        bar.done(f"rate={rate:g}/s", results[-1])
+    else:
+        for concurrency in levels or list(DEFAULT_LEVELS):
+            level = closed_loop(target, concurrency, seconds, max_requests, bar)
+            results.append(level.summary())
+            bar.done(f"c={concurrency}", results[-1])
+            _stop_if_gone(target, level, f"concurrency {concurrency}")
+    slo = spec.slo.model_dump()
+    decision = verdict(results, slo)
+    result = {
+        "stage": "loadtest",
+        "url": target_url,
+        "endpoint": target.endpoint,
+        "mode": "open" if rate is not None else "closed",
+        "batch": batch,
+        "seconds_per_level": seconds,
+        "request_bytes": len(target.body),
+        "levels": results,
+        "slo": {"latency_p95_ms": slo["latency_p95_ms"], "target_rps": slo["target_rps"], "max_error_ratio": slo["max_error_ratio"]},
+        "verdict": decision,
+        "client": "deploy-model (httpx, one keep-alive connection per worker thread)",
+        "where": "the load generator shares this machine with one server process; figures are per replica, a lower bound",
+        "total_seconds": round(time.perf_counter() - started, 3),
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    wrote: list[str] = []
+    if not dry_run:
+        if chart:
+            from deploy_model.loadchart import draw_chart
+
+            result["chart"] = CHART_FILE
+            wrote.append(str(draw_chart(results, decision, directory / CHART_FILE, title=f"{name}: load test")))
+        wrote.insert(0, str(write_json(directory / LOADTEST_FILE, result)))
+    return {
+        "stage": "loadtest", "ok": True, "wrote": wrote, "dry_run": dry_run or None,
+        "summary": {"verdict": "go" if decision["go"] else "no-go", "reason": decision["reason"],
+                    "levels": [{k: lv[k] for k in ("concurrency", "rps", "p95_ms", "errors")} for lv in results]},
+        "result": result,
+    }

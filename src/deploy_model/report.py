@@ -1,0 +1,428 @@
+"""Stage `report`: DEPLOYMENT.md, the standard deployment report, filled from the stage files.
+
+Every value comes from a stage file of the deployment directory; a stage that did not run is
+named as absent with the command that produces it, never left as a placeholder. The Markdown
+layout lives in templates/report/; this module gathers the facts and builds the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+import yaml
+
+from deploy_model.errors import StageError
+from deploy_model.files import atomic_write_text, read_json
+from deploy_model.inspection import PROFILE_FILE
+from deploy_model.loadtest import CHART_FILE, LOADTEST_FILE
+from deploy_model.plugins import SIBLINGS_FILE
+from deploy_model.rollout_commands import rollback_steps, rollout_steps
+from deploy_model.serving import SERVER_FILE, load_spec, not_served_reason
+from deploy_model.smoke import EXPECTED_METRICS, SMOKE_FILE, v2_datatype, v2_infer_body
+from deploy_model.synthetic import make_inputs
+
+REPORT_FILE = "DEPLOYMENT.md"
+REQUEST_FILE = "request-v2.json"
+TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "report"
+# Inline example data only when it stays readable; bigger inputs go to request-v2.json.
+INLINE_VALUES = 64
+MANIFEST_LINES = 90
+# Stage files the report reads, the stage that writes each, and whether it may be absent by design.
+STAGE_FILES = [
+    ("siblings.json", "plugins"),
+    (PROFILE_FILE, "inspect"),
+    ("deployment.yaml", "plan"),
+    ("manifest.json", "render"),
+    ("validation.json", "validate"),
+    ("quantization.json", "quantize"),
+    (SERVER_FILE, "serve"),
+    (SMOKE_FILE, "smoke"),
+    (LOADTEST_FILE, "loadtest"),
+    (CHART_FILE, "loadtest"),
+]
+# Left-over template markers a finished report must never contain.
+PLACEHOLDER = re.compile(r"\{\{|\{%|\[(?:Model Name|REST/gRPC/Batch|Kubernetes/Serverless/Edge|Canary/Shadow/Direct|"
+                         r"ONNX/TorchServe/SavedModel|Serving code|Container/Kubernetes configuration)\]|\bTODO\b|\bTBD\b|"
+                         r"\bFIXME\b|<placeholder>|\bNone\b|\bnull\b|\bnan\b")
+
+
+def _optional_json(path: Path) -> Any:
+    if not path.is_file():
+        return None
+    return read_json(path, path.name)
+
+
+def _md(text: Any) -> str:
+    """A value safe inside a Markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _num(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+# --- sections that need logic ---------------------------------------------------------------
+
+
+def configuration_rows(spec: Any, profile: dict[str, Any], server: dict[str, Any] | None,
+                       quant: dict[str, Any] | None) -> list[tuple[str, str]]:
+    s = spec
+    pattern = {"realtime": f"Real-time {s.serving.protocol.value.upper()} (Open Inference Protocol v2 + /predict)",
+               "batch": f"Batch (scheduled job, cron `{s.batch.schedule if s.batch else ''}`)",
+               "event-driven": "Event-driven (message queue + workers)",
+               "edge": "Edge (the model runs on the device)"}[s.serving.pattern.value]
+    rollout = s.rollout.strategy.value
+    if s.rollout.canary:
+        rollout += f" via {s.rollout.canary.mechanism.value}, steps {', '.join(f'{w}%' for w in s.rollout.canary.steps)}"
+    if s.rollout.shadow:
+        rollout += f" via {s.rollout.shadow.mechanism.value}, sampling {s.rollout.shadow.sample_rate:.0%} of requests"
+    rows = [
+        ("Serving pattern", pattern),
+        ("Target", f"{s.target.value}" + (f" {s.kubernetes.version}, namespace `{s.kubernetes.namespace}`" if s.target.value == "kubernetes" else "")),
+        ("Rollout strategy", rollout),
+        ("Model format", f"{s.model.format.upper()} (opset {s.model.opset}, IR {profile.get('ir_version', 'n/a')})"),
+        ("Model", f"`{Path(s.model.path).name}` v{s.model.version}, {_num(s.model.parameters)} parameters, "
+                  f"{_num(s.model.bytes)} bytes, sha256 `{s.model.sha256[:12]}`"),
+        ("Signature", "; ".join(f"in `{t.name}` {t.dtype} {t.shape}" for t in s.model.inputs) + "; "
+                      + "; ".join(f"out `{t.name}` {t.dtype} {t.shape}" for t in s.model.outputs)),
+        ("Device (planned)", s.serving.device.value + (" with CPU fallback" if s.serving.allow_cpu_fallback else "")),
+    ]
+    if server:
+        provider = server.get("provider") or (server.get("health") or {}).get("provider") or "not reported"
+        note = "; ".join(server.get("notes") or [])
+        rows.append(("Provider actually used (measured run)", f"{provider}" + (f" ({note})" if note else "")))
+    else:
+        rows.append(("Provider actually used (measured run)", "no local server ran (see Measured results)"))
+    b = s.batching
+    rows.append(("Batching", f"dynamic, up to {b.max_batch_size} rows per batch, waiting at most {b.max_batch_delay_ms:g} ms, "
+                             f"queue of {b.max_queue_size}" if b.enabled else "off (one request per inference)"))
+    r = s.resources
+    rows.append(("Resources per replica", f"CPU {r.cpu_request} request / {r.cpu_limit} limit, memory {r.memory_request} / "
+                                          f"{r.memory_limit}" + (f", {r.gpu} GPU" if r.gpu else "")))
+    sc = s.scaling
+    rows.append(("Replicas / autoscaling", f"{sc.replicas} replicas; HPA {sc.min_replicas}-{sc.max_replicas} at "
+                                           f"{sc.target_cpu_utilization}% CPU" + (", scale to zero" if sc.scale_to_zero else "")))
+    rows.append(("SLO", f"p95 <= {s.slo.latency_p95_ms:g} ms at {s.slo.target_rps:g} req/s, availability "
+                        f"{s.slo.availability:g}%, errors <= {s.slo.max_error_ratio:.1%}"))
+    if quant:
+        rows.append(("Quantization", _quant_line(quant)))
+    return [(k, _md(v)) for k, v in rows]
+
+
+def _quant_line(quant: dict[str, Any]) -> str:
+    parts = [str(quant.get(k)) for k in ("method", "mode", "precision") if quant.get(k)]
+    for key in ("size_ratio", "speedup", "max_abs_diff", "agreement"):
+        if quant.get(key) is not None:
+            parts.append(f"{key.replace('_', ' ')} {quant[key]}")
+    return ", ".join(parts) or "see quantization.json"
+
+
+def rendered_files(directory: Path, manifest: dict[str, Any] | None) -> list[dict[str, str]]:
+    """Files of the bundle: from manifest.json when render ran, else what is on disk."""
+    entries: list[dict[str, str]] = []
+    raw = (manifest or {}).get("files")
+    if isinstance(raw, dict):
+        raw = [{"path": k, **(v if isinstance(v, dict) else {"sha256": v})} for k, v in raw.items()]
+    if isinstance(raw, list):
+        for item in raw:
+            if isinstance(item, dict) and item.get("path"):
+                entries.append({"path": str(item["path"]), "sha256": str(item.get("sha256", ""))[:12],
+                                "what": str(item.get("description") or item.get("what") or item.get("kind") or "")})
+            elif isinstance(item, str):
+                entries.append({"path": item, "sha256": "", "what": ""})
+    return entries
+
+
+def key_manifests(directory: Path, limit: int = MANIFEST_LINES) -> list[dict[str, str]]:
+    """The manifests a reviewer reads first: the workload and its traffic split, inlined (bounded)."""
+    wanted = ("Deployment", "Rollout", "HTTPRoute", "Ingress", "HorizontalPodAutoscaler", "CronJob")
+    shown: list[dict[str, str]] = []
+    candidates = sorted((directory / "k8s").glob("*.yaml")) if (directory / "k8s").is_dir() else []
+    for path in candidates:
+        text = path.read_text(encoding="utf-8", errors="replace")
+        kinds = re.findall(r"^kind:\s*(\S+)", text, flags=re.M)
+        if not any(k in wanted for k in kinds):
+            continue
+        lines = text.rstrip().splitlines()
+        body = "\n".join(lines[:limit]) + (f"\n# ... {len(lines) - limit} more lines in the file" if len(lines) > limit else "")
+        shown.append({"path": str(path.relative_to(directory)), "kinds": ", ".join(sorted(set(kinds))), "text": body})
+        if len(shown) >= 3:
+            break
+    return shown
+
+
+def service_name(directory: Path, default: str) -> str:
+    for path in sorted((directory / "k8s").glob("*.yaml")) if (directory / "k8s").is_dir() else []:
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8", errors="replace")):
+            if isinstance(doc, dict) and doc.get("kind") == "Service":
+                name = (doc.get("metadata") or {}).get("name")
+                if name and "canary" not in name and "preview" not in name:
+                    return str(name)
+    return default
+
+
+def alert_rules(directory: Path) -> list[dict[str, str]]:
+    """Alert rules rendered under monitoring/ (Prometheus rule files or a PrometheusRule)."""
+    rules: list[dict[str, str]] = []
+    folder = directory / "monitoring"
+    if not folder.is_dir():
+        return rules
+    seen: set[str] = set()
+    for path in sorted(folder.rglob("*.y*ml")):
+        try:
+            docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8", errors="replace")))
+        except yaml.YAMLError:
+            continue
+        for doc in docs:
+            if not isinstance(doc, dict):
+                continue
+            groups = doc.get("groups") or (doc.get("spec") or {}).get("groups") or []
+            for group in groups if isinstance(groups, list) else []:
+                for rule in (group or {}).get("rules") or []:
+                    if not isinstance(rule, dict) or "alert" not in rule or rule["alert"] in seen:
+                        continue
+                    seen.add(rule["alert"])
+                    rules.append({
+                        "alert": str(rule["alert"]),
+                        "expr": " ".join(str(rule.get("expr", "")).split()),
+                        "for": str(rule.get("for", "0s")),
+                        "severity": str((rule.get("labels") or {}).get("severity", "")),
+                        "summary": str((rule.get("annotations") or {}).get("summary", "")),
+                        "file": str(path.relative_to(directory)),
+                    })
+    return rules
+
+
+def validation_rows(validation: dict[str, Any] | None) -> tuple[list[dict[str, str]], str]:
+    if validation is None:
+        return [], ""
+    checks = validation.get("checks") or validation.get("results") or []
+    rows = []
+    for check in checks if isinstance(checks, list) else []:
+        if not isinstance(check, dict):
+            continue
+        verdict = check.get("verdict") or check.get("status") or ("pass" if check.get("ok") else "fail")
+        rows.append({
+            "name": _md(check.get("name") or check.get("check") or check.get("validator") or "check"),
+            "tool": _md(check.get("tool") or ""),
+            "file": _md(check.get("file") or check.get("path") or ""),
+            "verdict": _md(verdict),
+            "message": _md(str(check.get("message") or "")[:200]),
+        })
+    overall = validation.get("verdict") or ("pass" if validation.get("ok") else "fail" if "ok" in validation else "")
+    return rows, str(overall)
+
+
+def endpoint_examples(spec: Any, profile: dict[str, Any], directory: Path) -> dict[str, Any]:
+    """curl and Python examples built from the model's real signature, plus the request file."""
+    arrays = make_inputs(profile["inputs"], batch=1, seed=42)
+    body = v2_infer_body(arrays)
+    for tensor in body["inputs"]:
+        if tensor["datatype"].startswith("FP"):  # short decimals: readable, and exact enough for an example
+            tensor["data"] = [round(float(x), 4) for x in tensor["data"]]
+    total_values = sum(int(a.size) for a in arrays.values())
+    inline = total_values <= INLINE_VALUES
+    name = spec.model.name
+    path = f"/v2/models/{name}/infer"
+    if inline:
+        curl = f"curl -s -X POST http://127.0.0.1:8000{path} \\\n  -H 'Content-Type: application/json' \\\n  -d '{json.dumps(body)}'"
+    else:
+        curl = (f"# the request body ({total_values:,} values) is in {REQUEST_FILE}\n"
+                f"curl -s -X POST http://127.0.0.1:8000{path} \\\n  -H 'Content-Type: application/json' \\\n  -d @{REQUEST_FILE}")
+    one = profile["inputs"][0]
+    predict_curl = None
+    if len(profile["inputs"]) == 1 and inline:
+        sample = np.round(arrays[one["name"]][0].astype(np.float64), 4).tolist()
+        predict_curl = (f"curl -s -X POST http://127.0.0.1:8000/predict -H 'Content-Type: application/json' \\\n"
+                        f"  -d '{json.dumps({one['name']: sample})}'")
+    lines = ["import httpx", "import numpy as np", "", f'URL = "http://127.0.0.1:8000{path}"', ""]
+    for spec_in in profile["inputs"]:
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec_in["shape"]]
+        var = re.sub(r"\W", "_", spec_in["name"])
+        ctor = "np.random.rand" if np.dtype(spec_in["dtype"]).kind == "f" else "np.ones"
+        args = ", ".join(map(str, shape)) if ctor == "np.random.rand" else f"({', '.join(map(str, shape))},)"
+        lines.append(f"{var} = {ctor}({args}).astype(np.{spec_in['dtype']})  # shape {spec_in['shape']}")
+    lines += ["", "request = {\"inputs\": ["]
+    for spec_in in profile["inputs"]:
+        var = re.sub(r"\W", "_", spec_in["name"])
+        lines.append(f'    {{"name": "{spec_in["name"]}", "shape": list({var}.shape), "datatype": "{v2_datatype(spec_in["dtype"])}",'
+                     f' "data": {var}.ravel().tolist()}},')
+    lines += ["]}", "answer = httpx.post(URL, json=request, timeout=10).raise_for_status().json()",
+              "for output in answer[\"outputs\"]:",
+              "    values = np.asarray(output[\"data\"]).reshape(output[\"shape\"])",
+              "    print(output[\"name\"], values.shape, values[0][:5] if values.ndim > 1 else values[:5])"]
+    return {"curl": curl, "predict_curl": predict_curl, "python": "\n".join(lines), "body": body, "inline": inline,
+            "infer_path": path}
+
+
+def measured(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None, skip_reason: str | None,
+             spec: Any) -> dict[str, Any]:
+    """The go / no-go and why, from smoke and load test."""
+    reasons = []
+    go: bool | None = True
+    if skip_reason:
+        return {"go": None, "label": "not measured", "reasons": [skip_reason]}
+    if smoke is None:
+        go = None
+        reasons.append("smoke test did not run (`deploy-model smoke`)")
+    elif not smoke.get("ok"):
+        go = False
+        reasons.append(f"smoke test failed: {', '.join(smoke.get('failed', []))}")
+    else:
+        reasons.append(f"smoke test passed {smoke.get('passed')}/{len(smoke.get('checks', []))} checks")
+    if loadtest is None:
+        go = None if go else go
+        reasons.append("load test did not run (`deploy-model loadtest`)")
+    else:
+        v = loadtest["verdict"]
+        reasons.append(("load test meets the SLA: " if v["go"] else "load test misses the SLA: ") + v["reason"])
+        if not v["go"]:
+            go = False
+    label = {True: "GO", False: "NO-GO", None: "INCOMPLETE"}[go]
+    return {"go": go, "label": label, "reasons": reasons}
+
+
+def gather(directory: Path) -> dict[str, Any]:
+    spec = load_spec(directory)
+    profile = read_json(directory / PROFILE_FILE, "model profile (run `inspect` first)")
+    siblings = _optional_json(directory / SIBLINGS_FILE)
+    manifest = _optional_json(directory / "manifest.json")
+    validation = _optional_json(directory / "validation.json")
+    quant = _optional_json(directory / "quantization.json")
+    server = _optional_json(directory / SERVER_FILE)
+    smoke = _optional_json(directory / SMOKE_FILE)
+    loadtest = _optional_json(directory / LOADTEST_FILE)
+    skip = not_served_reason(spec)
+    present = [(f, stage, (directory / f).exists()) for f, stage in STAGE_FILES]
+    relevant_absent = [
+        (f, stage) for f, stage, here in present if not here
+        and not (stage == "quantize" and spec.serving.pattern.value != "edge")
+        and not (skip and stage in ("serve", "smoke", "loadtest"))
+    ]
+    v_rows, v_overall = validation_rows(validation)
+    service = service_name(directory, spec.name)
+    return {
+        "spec": spec,
+        "profile": profile,
+        "name": spec.name,
+        "directory": display_path(directory),
+        "generated_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "config_rows": configuration_rows(spec, profile, server, quant),
+        "decisions": [(d.decision, _md(d.value if not isinstance(d.value, (dict, list)) else json.dumps(d.value)), _md(d.rule))
+                      for d in spec.decisions],
+        "files": rendered_files(directory, manifest),
+        "disk_files": sorted(str(p.relative_to(directory)) for p in directory.rglob("*")
+                             if p.is_file() and not p.name.startswith(".") and p.name != REPORT_FILE)[:200],
+        "manifests": key_manifests(directory),
+        "has_dockerfile": (directory / "Dockerfile").is_file(),
+        "has_compose": (directory / "compose.yaml").is_file(),
+        "service": service,
+        "examples": endpoint_examples(spec, profile, directory),
+        "metrics": [(name, what, _metric_seen(smoke, name)) for name, what in EXPECTED_METRICS.items()],
+        "alerts": alert_rules(directory),
+        "health": _health(smoke),
+        "smoke": smoke,
+        "loadtest": loadtest,
+        "chart": (directory / CHART_FILE).is_file(),
+        "server": server,
+        "skip_reason": skip,
+        "outcome": measured(smoke, loadtest, skip, spec),
+        "rollout": _steps(rollout_steps(spec, display_path(directory), service)),
+        "rollback": _steps(rollback_steps(spec, service)),
+        "validation_rows": v_rows,
+        "validation_overall": v_overall,
+        "validation_present": validation is not None,
+        "siblings": (siblings or {}).get("plugins", []) if isinstance(siblings, dict) else [],
+        "siblings_searched": (siblings or {}).get("searched", []) if isinstance(siblings, dict) else [],
+        "absent": relevant_absent,
+        "num": _num,
+        "md": _md,
+    }
+
+
+def _steps(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"commands": [], "gates": [], **item} for item in items]
+
+
+def display_path(directory: Path) -> str:
+    """The directory as the reader would type it: relative to here when below here."""
+    try:
+        return str(directory.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return f"deploy/{directory.name}"
+
+
+def _metric_seen(smoke: dict[str, Any] | None, name: str) -> str:
+    if not smoke:
+        return "not checked (no smoke run)"
+    for check in smoke.get("checks", []):
+        if check["name"] == "metrics":
+            details = check.get("details") or {}
+            if name in details.get("present", []):
+                return "seen on /metrics"
+            if name in details.get("after_traffic", []):
+                return "appears after enough traffic"
+            return "missing" if check.get("ok") is False else "not seen"
+    return "not checked"
+
+
+def _health(smoke: dict[str, Any] | None) -> dict[str, Any] | None:
+    for check in (smoke or {}).get("checks", []):
+        if check["name"] == "health" and check.get("ok"):
+            return check.get("details")
+    return None
+
+
+def render_report(directory: Path) -> tuple[str, dict[str, Any]]:
+    facts = gather(directory)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
+    )
+    text = env.get_template("DEPLOYMENT.md.j2").render(**facts)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text, facts
+
+
+def find_placeholders(text: str) -> list[str]:
+    """Unfilled markers left in a report (the report refuses to write one that has any)."""
+    found = []
+    in_code = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("```"):
+            in_code = not in_code
+        # Inside code blocks only template markers count: YAML may legitimately say `null`.
+        pattern = re.compile(r"\{\{|\{%") if in_code else PLACEHOLDER
+        match = pattern.search(line)
+        if match:
+            found.append(f"line {number}: {match.group(0)!r} in {line.strip()[:100]!r}")
+    return found
+
+
+def run_report(directory: Path, dry_run: bool = False) -> dict[str, Any]:
+    text, facts = render_report(directory)
+    problems = find_placeholders(text)
+    if problems:
+        raise StageError("the report still has unfilled markers; this is a bug in deploy-model", problems[:20])
+    wrote = []
+    if not dry_run:
+        if not facts["examples"]["inline"]:
+            wrote.append(str(atomic_write_text(directory / REQUEST_FILE, json.dumps(facts["examples"]["body"]) + "\n")))
+        wrote.insert(0, str(atomic_write_text(directory / REPORT_FILE, text)))
+    return {
+        "stage": "report", "ok": True, "wrote": wrote, "dry_run": dry_run or None,
+        "summary": {"outcome": facts["outcome"]["label"], "absent_stage_files": [f for f, _ in facts["absent"]],
+                    "lines": text.count("\n")},
+    }
+
