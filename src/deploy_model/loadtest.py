@@ -142,14 +142,51 @@ def _run_workers(level: Level, workers: int, work: Any, duration_s: float, progr
     level.seconds = time.perf_counter() - started
 
 
+class Clock:
+    """Starts a level once every worker holds its connection (set-up is not load), and times it
+    to the last answer."""
+
+    def __init__(self, workers: int, duration_s: float) -> None:
+        self.start = 0.0
+        self.deadline = 0.0
+        self.last = 0.0
+        self._lock = threading.Lock()
+        self._barrier = threading.Barrier(workers, action=self._go)
+        self._duration = duration_s
+
+    def _go(self) -> None:
+        self.start = time.perf_counter() + 0.005
+        self.deadline = self.start + self._duration
+
+    def wait(self) -> bool:
+        try:
+            self._barrier.wait(timeout=30)
+        except threading.BrokenBarrierError:
+            return False
+        pause = self.start - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        return True
+
+    def done(self) -> None:
+        now = time.perf_counter()
+        with self._lock:
+            self.last = max(self.last, now)
+
+    def elapsed(self) -> float:
+        return max(self.last - self.start, 1e-9) if self.start else 0.0
+
+
 def closed_loop(target: Target, concurrency: int, duration_s: float, max_requests: int, progress: Progress) -> Level:
     level = Level("closed", concurrency, None, duration_s)
     budget = [max_requests]
-    deadline = time.perf_counter() + duration_s
+    clock = Clock(concurrency, duration_s)
 
     def work(_: int, lock: threading.Lock, stop: threading.Event) -> None:
         with target.client() as client:
-            while not stop.is_set() and time.perf_counter() < deadline:
+            if not clock.wait():
+                return
+            while not stop.is_set() and time.perf_counter() < clock.deadline:
                 with lock:
                     if budget[0] <= 0:
                         return
@@ -161,8 +198,10 @@ def closed_loop(target: Target, concurrency: int, duration_s: float, max_request
                     level.statuses[status] += 1
                     if status == "200":
                         level.latencies_ms.append(ms)
+                clock.done()
 
     _run_workers(level, concurrency, work, duration_s, progress, f"c={concurrency}")
+    level.seconds = clock.elapsed()
     return level
 
 
@@ -172,14 +211,16 @@ def open_loop(target: Target, rate: float, duration_s: float, max_inflight: int,
     workers = max(1, min(max_inflight, count))
     level = Level("open", workers, rate, duration_s)
     interval = 1.0 / rate
-    start = time.perf_counter() + 0.05
+    clock = Clock(workers, duration_s)
 
     def work(index: int, lock: threading.Lock, stop: threading.Event) -> None:
         with target.client() as client:
+            if not clock.wait():
+                return
             for slot in range(index, count, workers):
                 if stop.is_set():
                     return
-                due = start + slot * interval
+                due = clock.start + slot * interval
                 wait = due - time.perf_counter()
                 if wait > 0:
                     time.sleep(wait)
@@ -189,8 +230,10 @@ def open_loop(target: Target, rate: float, duration_s: float, max_inflight: int,
                     level.statuses[status] += 1
                     if status == "200":
                         level.latencies_ms.append(ms)
+                clock.done()
 
     _run_workers(level, workers, work, duration_s, progress, f"rate={rate:g}/s")
+    level.seconds = clock.elapsed()
     return level
 
 

@@ -377,11 +377,21 @@ def _metric_seen(smoke: dict[str, Any] | None, name: str) -> str:
     return "not checked"
 
 
-def _health(smoke: dict[str, Any] | None) -> dict[str, Any] | None:
+def _health(smoke: dict[str, Any] | None) -> dict[str, str] | None:
     for check in (smoke or {}).get("checks", []):
         if check["name"] == "health" and check.get("ok"):
-            return check.get("details")
+            return {key: _health_value(key, value) for key, value in (check.get("details") or {}).items()}
     return None
+
+
+def _health_value(key: str, value: Any) -> str:
+    if key.endswith("_time") and isinstance(value, (int, float)) and value > 1e9:
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value)) + " (epoch seconds in the answer)"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def render_report(directory: Path) -> tuple[str, dict[str, Any]]:

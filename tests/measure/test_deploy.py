@@ -1,0 +1,106 @@
+"""deploy end to end on the example: every stage, a complete report, the server always stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from measure_helpers import REPO, cli, pid_alive, png_size, server_available
+
+from deploy_model.report import find_placeholders
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(server_available() is not None, reason=str(server_available()))]
+
+
+def _answers(tmp_path: Path, **values: object) -> Path:
+    path = tmp_path / "answers.yaml"
+    path.write_text(yaml.safe_dump({"latency_sla_ms": 50, "requests_per_second": 100, **values}))
+    return path
+
+
+def test_deploy_runs_every_stage_and_writes_a_complete_report(tabular_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "deploy" / "tabular"
+    done = cli("deploy", tabular_model, "--answers", _answers(tmp_path), "--out", out,
+               "--concurrency", "1,4", "--seconds", "0.5", timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = out / "DEPLOYMENT.md"
+    assert done.stdout.strip().splitlines()[-1] == f"deploy: report {report}"
+    for stage in ("plugins", "inspect", "plan", "serve", "smoke", "loadtest", "report"):
+        assert re.search(rf"^\[\d+/\d+\] {stage} done in", done.stderr, flags=re.M), f"no progress line for {stage}"
+    text = report.read_text()
+    assert find_placeholders(text) == []
+    load = json.loads((out / "loadtest.json").read_text())
+    smoke = json.loads((out / "smoke.json").read_text())
+    for lv in load["levels"]:
+        assert f"| concurrency {lv['concurrency']} | {lv['rps']:,.1f} |" in text
+    assert f"{smoke['passed']} of {len(smoke['checks'])} checks passed" in text
+    assert "![Load test" in text and "(loadtest.png)" in text
+    png_size(out / "loadtest.png")
+    assert ("**SLA verdict: GO**" in text) == load["verdict"]["go"]
+    for heading in ("## Configuration", "## Infrastructure", "## Serving endpoint", "## Monitoring", "## Measured results",
+                    "## Rollout plan", "## Rollback procedure", "## Validation summary", "## Next steps"):
+        assert heading in text
+    assert "CPUExecutionProvider" in text
+    server = json.loads((out / "server.json").read_text())
+    assert server["state"] == "stopped" and not pid_alive(server["pid"])
+
+
+def test_a_server_that_dies_mid_run_fails_the_stage_and_is_reported(tabular_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "deploy" / "dies"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploy_model", "deploy", str(tabular_model), "--answers", str(_answers(tmp_path)),
+         "--out", str(out), "--concurrency", "1,1,1,1", "--seconds", "3"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    lines: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if re.match(r"^\[\d+/\d+\] loadtest \.\.\.", line):
+                started.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(timeout=120), "".join(lines)[-2000:]
+        time.sleep(0.5)
+        pid = json.loads((out / "server.json").read_text())["pid"]
+        os.kill(pid, signal.SIGKILL)  # the server this test's deploy started, by its recorded PID
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    reader.join(timeout=10)
+    err = "".join(lines)
+    assert proc.returncode == 1, err[-2000:]
+    assert re.search(r"\] loadtest failed: .*(exited with code -9|stopped answering)", err), err[-2000:]
+    assert not pid_alive(pid)
+    for kept in ("siblings.json", "model-profile.json", "deployment.yaml", "smoke.json"):
+        assert (out / kept).is_file(), f"{kept} of an earlier stage was lost"
+    assert not (out / "DEPLOYMENT.md").exists() and not (out / "loadtest.json").exists()
+
+
+def test_batch_pattern_skips_the_live_stages_and_says_why(tabular_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "deploy" / "batch"
+    done = cli("deploy", tabular_model, "--answers", _answers(tmp_path, traffic="batch", latency_sla_ms=5000),
+               "--out", out, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"\] serve done in .*skipped: the batch pattern", done.stderr)
+    assert not (out / "server.json").exists() and not (out / "loadtest.json").exists()
+    text = (out / "DEPLOYMENT.md").read_text()
+    assert find_placeholders(text) == []
+    assert "Not measured: the batch pattern runs scheduled jobs" in text
+    assert "**Outcome: not measured.**" in text

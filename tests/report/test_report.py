@@ -1,0 +1,116 @@
+"""report: DEPLOYMENT.md is complete for every strategy and pattern, from whatever stage files exist."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from deploy_model.errors import StageError
+from deploy_model.report import REPORT_FILE, REQUEST_FILE, find_placeholders, run_report
+
+SECTIONS = ("## Configuration", "## Infrastructure", "## Serving endpoint", "## Monitoring", "## Measured results",
+            "## Rollout plan", "## Rollback procedure", "## Validation summary", "## Next steps")
+
+
+def report(directory: Path) -> str:
+    run_report(directory)
+    return (directory / REPORT_FILE).read_text()
+
+
+def test_report_from_plan_only_is_complete_and_names_absent_stages(planned: Callable[..., Path]) -> None:
+    directory = planned()
+    text = report(directory)
+    assert find_placeholders(text) == []
+    for section in SECTIONS:
+        assert section in text
+    assert "**Outcome: INCOMPLETE.**" in text
+    for absent in ("manifest.json", "validation.json", "smoke.json", "loadtest.json"):
+        assert f"`{absent}` (stage" in text
+    assert "`quantization.json`" not in text  # only edge deployments quantize
+    # The examples use the model's real signature.
+    assert '"name": "features", "shape": [1, 16], "datatype": "FP32"' in text
+    assert "features = np.random.rand(1, 16).astype(np.float32)" in text
+    assert "| Serving pattern | Real-time REST" in text
+
+
+def test_examples_in_the_report_are_valid_json(planned: Callable[..., Path]) -> None:
+    text = report(planned())
+    body = re.search(r"-d '(\{\"inputs\".*\})'", text)
+    assert body, "no inline V2 request body"
+    request = json.loads(body.group(1))
+    assert len(request["inputs"][0]["data"]) == 16
+
+
+def test_large_inputs_go_to_a_request_file(cnn_model: Path, tmp_path: Path) -> None:
+    from deploy_model.inspection import run_inspect
+    from deploy_model.planning import run_plan
+
+    run_inspect(cnn_model, tmp_path, runs=1, large_batch=2)
+    run_plan(tmp_path, None, {})
+    text = report(tmp_path)
+    assert f"-d @{REQUEST_FILE}" in text
+    body = json.loads((tmp_path / REQUEST_FILE).read_text())
+    assert body["inputs"][0]["shape"] == [1, 3, 64, 64] and len(body["inputs"][0]["data"]) == 3 * 64 * 64
+
+
+@pytest.mark.parametrize(
+    ("answers", "expected"),
+    [
+        ({"rollout": "canary", "canary_mechanism": "gateway-api"}, ["patch httproute", '"value":10}', '"value":50}', 'track="canary"']),
+        ({"rollout": "canary", "canary_mechanism": "ingress-nginx"}, ["canary-weight='10'", "canary-weight='50'", "canary-weight='0'"]),
+        ({"rollout": "canary", "canary_mechanism": "argo-rollouts"},
+         ["kubectl argo rollouts --context production", "promote", "abort", "undo", "get rollout"]),
+        ({"rollout": "shadow"}, ["model_shadow_agreed_samples_total", ">= 0.85"]),
+        ({"rollout": "blue-green"}, ['"track":"green"', '"track":"blue"']),
+        ({"rollout": "direct"}, ["rollout status deployment/", "rollout undo deployment/"]),
+    ],
+)
+def test_rollout_and_rollback_commands_follow_the_strategy(planned: Callable[..., Path], answers: dict, expected: list[str]) -> None:
+    text = report(planned(**answers))
+    assert find_placeholders(text) == []
+    plan = text.split("## Rollout plan", 1)[1]
+    for fragment in expected:
+        assert fragment in plan, f"{fragment!r} not in the rollout/rollback of {answers}"
+    assert "1. [ ] **Build and push the image**" in plan
+    assert "kubectl --context staging" in plan and "deploy-model smoke --out" in plan
+
+
+def test_non_realtime_patterns_say_why_nothing_was_measured(planned: Callable[..., Path]) -> None:
+    text = report(planned(traffic="batch", latency_sla_ms=5000))
+    assert find_placeholders(text) == []
+    assert "**Outcome: not measured.**" in text and "Not measured: the batch pattern" in text
+    assert "`smoke.json` (stage" not in text  # not absent by mistake: skipped by design
+    edge = report(planned(target="edge"))
+    assert "the edge pattern runs the model on the device" in edge
+    assert "`quantization.json` (stage `quantize`" in edge  # edge quantizes first: its absence is named
+
+
+def test_measured_files_fill_the_results(planned: Callable[..., Path]) -> None:
+    directory = planned()
+    smoke = {"ok": False, "passed": 1, "failed": ["infer_v2"], "seconds": 0.1, "checks": [
+        {"name": "live", "ok": True, "message": "GET /v2/health/live answered 200", "ms": 1.0},
+        {"name": "infer_v2", "ok": False, "message": "output 'probabilities': shape [1, 4] | declared", "ms": 2.0}]}
+    (directory / "smoke.json").write_text(json.dumps(smoke))
+    text = report(directory)
+    assert "**Outcome: NO-GO.**" in text and "smoke test failed: infer_v2" in text
+    assert "| infer_v2 | **FAIL** | 2.0 | output 'probabilities': shape [1, 4] \\| declared |" in text
+
+
+def test_placeholder_checker_catches_unfilled_markers() -> None:
+    assert find_placeholders("## Model Deployment: [Model Name]\n")
+    assert find_placeholders("| Target | {{ target }} |\n")
+    assert find_placeholders("value: None\n")
+    assert find_placeholders("- TODO fill in\n")
+    assert find_placeholders("```yaml\nshadow: null\n```\n") == []  # YAML may say null inside code
+    assert find_placeholders("```yaml\nx: {{ y }}\n```\n")
+    assert find_placeholders("All good here.\n") == []
+
+
+def test_report_without_a_spec_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StageError, match=r"deployment\.yaml"):
+        run_report(tmp_path)
+    assert not (tmp_path / REPORT_FILE).exists()
