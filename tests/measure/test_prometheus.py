@@ -1,0 +1,118 @@
+"""Real Prometheus scrapes the real reference server with the scrape config the render stage wrote.
+
+The rendered job keeps its metrics path, interval and relabelling; only its service discovery
+(a cluster we do not have here) is replaced by the loopback address of the running server.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from measure_helpers import server_available
+
+from deploy_model.serving import free_port, stop_pid
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("prometheus") is None, reason="Debian's prometheus is not installed (.ci/run installs it as root)"),
+    pytest.mark.skipif(server_available() is not None, reason=str(server_available())),
+]
+SD_KEYS = ("kubernetes_sd_configs", "dns_sd_configs", "file_sd_configs", "consul_sd_configs", "static_configs")
+
+
+def rendered_scrape_config(directory: Path) -> Path | None:
+    """Render the bundle when the render stage exists, then find its Prometheus scrape config."""
+    try:
+        from deploy_model import render  # noqa: F401
+        from deploy_model.cli import PENDING
+    except ImportError:
+        return None
+    if "render" in PENDING:
+        return None
+    from deploy_model.render import run_render  # type: ignore[attr-defined]
+
+    run_render(directory)
+    for path in sorted((directory / "monitoring").rglob("*.y*ml")):
+        data = yaml.safe_load(path.read_text())
+        if isinstance(data, dict) and data.get("scrape_configs"):
+            return path
+    return None
+
+
+def point_at(config: dict[str, Any], target: str) -> dict[str, Any]:
+    jobs = config["scrape_configs"]
+    for job in jobs:
+        for key in SD_KEYS:
+            job.pop(key, None)
+        job["static_configs"] = [{"targets": [target], "labels": {"namespace": "test", "track": "stable"}}]
+        job["scrape_interval"] = "1s"
+        job["scrape_timeout"] = "1s"
+        job.pop("relabel_configs", None)  # they read __meta_kubernetes_* labels, absent without the cluster
+    config.setdefault("global", {})["evaluation_interval"] = "1s"
+    return config
+
+
+def wait_for(what: str, probe: Any, seconds: float) -> Any:
+    deadline = time.monotonic() + seconds
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+            if last:
+                return last
+        except httpx.HTTPError as exc:
+            last = exc
+        time.sleep(0.5)
+    raise AssertionError(f"{what} not reached within {seconds:g}s (last: {last!r})")
+
+
+def test_prometheus_scrapes_the_server_with_the_rendered_config(served: dict, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    shutil.copytree(served["dir"], bundle)
+    found = rendered_scrape_config(bundle)
+    if found is None:
+        pytest.skip("the render stage has not landed: no rendered Prometheus scrape config (monitoring/*.yml with scrape_configs)")
+    config = point_at(yaml.safe_load(found.read_text()), served["url"].removeprefix("http://"))
+    config_file = found.parent / "prometheus-test.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api/v1"
+    log = (tmp_path / "prometheus.log").open("wb")
+    proc = subprocess.Popen(
+        ["prometheus", f"--config.file={config_file}", f"--web.listen-address=127.0.0.1:{port}",
+         f"--storage.tsdb.path={tmp_path / 'tsdb'}", "--log.level=warn"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=found.parent,
+    )
+    try:
+        with httpx.Client(timeout=3) as client:
+            wait_for("Prometheus ready", lambda: proc.poll() is None and client.get(f"http://127.0.0.1:{port}/-/ready").status_code == 200, 30)
+
+            def target_up() -> bool:
+                active = client.get(f"{api}/targets").json()["data"]["activeTargets"]
+                return bool(active) and all(t["health"] == "up" for t in active)
+
+            wait_for("scrape target up", target_up, 30)
+            body = {"inputs": [{"name": "features", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}]}
+            for _ in range(10):
+                assert client.post(f"{served['url']}/v2/models/tabular-classifier/infer", json=body).status_code == 200
+
+            def counted() -> float:
+                result = client.get(f"{api}/query", params={"query": 'sum(model_requests_total{status="200"})'}).json()
+                values = result["data"]["result"]
+                return float(values[0]["value"][1]) if values and float(values[0]["value"][1]) >= 10 else 0.0
+
+            assert wait_for("model_requests_total >= 10 in Prometheus", counted, 30) >= 10
+            if config.get("rule_files"):
+                groups = client.get(f"{api}/rules").json()["data"]["groups"]
+                assert sum(len(g["rules"]) for g in groups) > 0, "the rendered rule files loaded no rule"
+    finally:
+        stop_pid(proc.pid, timeout_s=10, proc=proc)
+        log.close()
+    assert proc.poll() is not None
