@@ -239,6 +239,7 @@ def loadtest_cmd(
     model_name: str | None = typer.Option(None, "--model-name", help="Name in /v2/models/{name} [default: from server.json or the spec]."),
     no_chart: bool = typer.Option(False, "--no-chart", help="Skip the PNG chart."),
     enforce_sla: bool = typer.Option(False, "--enforce-sla", help="Exit 1 when the verdict is no-go."),
+    engine: str = typer.Option("auto", "--engine", help="python (httpx threads; --max-requests and --rate apply) | wrk (closed loop, little client CPU, so the server is measured) | auto (wrk when installed, python for --rate)."),
     as_json: bool = JsonOpt,
     dry_run: bool = DryRunOpt,
 ) -> None:
@@ -254,6 +255,7 @@ def loadtest_cmd(
         result = run_loadtest(
             out, url, levels=parse_levels(concurrency), seconds=seconds, rate=rate, batch=batch,
             max_requests=max_requests, timeout_s=timeout, model_name=model_name, chart=not no_chart, dry_run=dry_run,
+            engine=engine,
         )
         verdict = result["result"]["verdict"]
         if enforce_sla and not verdict["go"]:

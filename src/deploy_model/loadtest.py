@@ -237,9 +237,9 @@ def open_loop(target: Target, rate: float, duration_s: float, max_inflight: int,
     return level
 
 
-def _stop_if_gone(target: Target, level: Level, label: str) -> None:
+def _stop_if_gone(target: Target, by_status: dict[str, int], label: str) -> None:
     """Transport errors (no HTTP status) and no liveness answer: the server is gone, stop here."""
-    transport = {k: v for k, v in level.statuses.items() if not k.isdigit()}
+    transport = {k: v for k, v in by_status.items() if not k.isdigit() and k != "non-2xx" and v}
     if not transport:
         return
     live = target.endpoint.split("/v2/", 1)[0] + "/v2/health/live"
@@ -294,6 +294,7 @@ def run_loadtest(
     directory: Path, url: str | None, *, levels: list[int] | None = None, seconds: float = DEFAULT_SECONDS,
     rate: float | None = None, batch: int = 1, max_requests: int = MAX_REQUESTS_PER_LEVEL, timeout_s: float = 10.0,
     model_name: str | None = None, progress: bool = True, chart: bool = True, dry_run: bool = False,
+    engine: str = "auto",
 ) -> dict[str, Any]:
     from deploy_model.serving import load_spec, read_server, resolve_url
 
@@ -301,6 +302,16 @@ def run_loadtest(
         raise StageError(f"--seconds {seconds:g}: expected more than 0 and at most {MAX_SECONDS:g}")
     if rate is not None and not 0 < rate <= 100_000:
         raise StageError(f"--rate {rate:g}: expected requests/s above 0 and at most 100000")
+    if engine not in ("python", "wrk", "auto"):
+        raise StageError(f"--engine {engine!r}: expected python, wrk or auto")
+    if engine == "wrk" and rate is not None:
+        raise StageError("--rate (open loop) runs on the python engine only; wrk has no fixed-rate mode")
+    if engine == "auto" and rate is not None:
+        engine = "python"
+    elif engine == "auto":
+        from deploy_model.wrkload import available
+
+        engine = "wrk" if available() else "python"
     if not 1 <= batch <= 4096:
         raise StageError(f"--batch {batch}: expected 1 to 4096 rows per request")
     profile = read_json(directory / PROFILE_FILE, "model profile (run `inspect` first)")
@@ -326,12 +337,20 @@ def run_loadtest(
         level = open_loop(target, rate, seconds, max_inflight, bar)
         results.append(level.summary())
         bar.done(f"rate={rate:g}/s", results[-1])
+        _stop_if_gone(target, results[-1]["by_status"], f"rate {rate:g}/s")
     else:
         for concurrency in levels or list(DEFAULT_LEVELS):
-            level = closed_loop(target, concurrency, seconds, max_requests, bar)
-            results.append(level.summary())
-            bar.done(f"c={concurrency}", results[-1])
-            _stop_if_gone(target, level, f"concurrency {concurrency}")
+            if engine == "wrk":
+                from deploy_model.wrkload import wrk_level
+
+                bar.update(f"c={concurrency} wrk", 0.0, 0, 0)
+                results.append(wrk_level(target.endpoint, target.body, concurrency, seconds, timeout_s))
+                bar.done(f"c={concurrency} wrk", results[-1])
+            else:
+                level = closed_loop(target, concurrency, seconds, max_requests, bar)
+                results.append(level.summary())
+                bar.done(f"c={concurrency}", results[-1])
+            _stop_if_gone(target, results[-1]["by_status"], f"concurrency {concurrency}")
     slo = spec.slo.model_dump()
     decision = verdict(results, slo)
     result = {
@@ -345,7 +364,9 @@ def run_loadtest(
         "levels": results,
         "slo": {"latency_p95_ms": slo["latency_p95_ms"], "target_rps": slo["target_rps"], "max_error_ratio": slo["max_error_ratio"]},
         "verdict": decision,
-        "client": "deploy-model (httpx, one keep-alive connection per worker thread)",
+        "client": ("wrk (one keep-alive connection per concurrency level)" if engine == "wrk"
+                   else "deploy-model (httpx, one keep-alive connection per worker thread)"),
+        "engine": engine,
         "where": "the load generator shares this machine with one server process; figures are per replica, a lower bound",
         "total_seconds": round(time.perf_counter() - started, 3),
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -22,10 +22,15 @@ def level(concurrency: int, rps: float, p95: float | None, errors: int = 0, requ
             "p99_ms": p95, "errors": errors, "requests": requests, "error_ratio": errors / requests}
 
 
+ENGINES = ["python", pytest.param("wrk", marks=pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed"))]
+
+
 @needs_server
-def test_closed_loop_sweep_measures_each_level_and_draws_the_chart(served: dict) -> None:
-    result = cli_json("loadtest", "--out", served["dir"], "--concurrency", "1,2", "--seconds", "0.5")
+@pytest.mark.parametrize("engine", ENGINES)
+def test_closed_loop_sweep_measures_each_level_and_draws_the_chart(served: dict, engine: str) -> None:
+    result = cli_json("loadtest", "--out", served["dir"], "--concurrency", "1,2", "--seconds", "0.5", "--engine", engine)
     record = json.loads((served["dir"] / "loadtest.json").read_text())
+    assert record["engine"] == engine
     assert [lv["concurrency"] for lv in record["levels"]] == [1, 2]
     for lv in record["levels"]:
         assert lv["requests"] > 0 and lv["ok"] == lv["requests"] and lv["errors"] == 0
@@ -53,7 +58,8 @@ def test_open_loop_sends_the_scheduled_count(served: dict, tmp_path: Path) -> No
 def test_request_cap_bounds_a_level(served: dict, tmp_path: Path) -> None:
     directory = tmp_path / "d"
     shutil.copytree(served["dir"], directory)
-    result = cli_json("loadtest", "--out", directory, "-c", "4", "-s", "5", "--max-requests", "40", "--no-chart")
+    result = cli_json("loadtest", "--out", directory, "-c", "4", "-s", "5", "--max-requests", "40", "--no-chart",
+                      "--engine", "python")
     (lv,) = result["result"]["levels"]
     assert lv["requests"] == 40 and lv["seconds"] < 4
 
@@ -82,6 +88,8 @@ def test_bad_levels_and_unreachable_url_are_refused(tabular_plan: Path, tmp_path
 
     gone = cli("loadtest", "--out", directory, "--url", f"http://127.0.0.1:{free_port()}", "--timeout", "1")
     assert gone.returncode == 1 and "warm-up" in gone.stderr
+    engine = cli("loadtest", "--out", directory, "--engine", "wrk", "--rate", "10", "--url", "http://127.0.0.1:1")
+    assert engine.returncode == 1 and "open loop" in engine.stderr
     assert not (directory / "loadtest.json").exists()
 
 
