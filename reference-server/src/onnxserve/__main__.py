@@ -1,0 +1,143 @@
+"""``python -m onnxserve``: run the server; SIGTERM drains before exiting 0.
+
+Exit codes: 0 clean shutdown, 1 refused at start-up (model unreadable, GPU not active without
+--allow-cpu-fallback, incompatible shadow model), 2 usage error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Generator, Sequence
+from types import FrameType
+
+import uvicorn
+
+from .app import ServerState, create_app
+from .settings import Settings, SettingsError, load_settings
+
+log = logging.getLogger("onnxserve")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn stops listening as soon as it gets SIGTERM; we first report not-ready, keep
+    serving what arrives for ``shutdown_delay_s``, wait for in-flight and queued requests (up to
+    ``drain_timeout_s``), and only then let uvicorn shut down. The signal is not re-raised, so a
+    drained shutdown exits 0."""
+
+    def __init__(self, config: uvicorn.Config, state: ServerState, settings: Settings) -> None:
+        super().__init__(config)
+        self.state = state
+        self.settings = settings
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._draining = False
+        self._drain_task: asyncio.Task[None] | None = None
+
+    async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        originals = {sig: signal.signal(sig, self._on_signal) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in originals.items():
+                signal.signal(sig, handler)
+
+    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+        if self._draining or self._loop is None:
+            # A second signal (or one before start-up finished): stop without waiting.
+            self.should_exit = True
+            if self._draining and sig == signal.SIGINT:
+                self.force_exit = True
+            return
+        self._draining = True
+        self.state.begin_drain()
+        log.info(
+            "%s received: readiness is 503; draining (delay %.1fs, timeout %.1fs)",
+            signal.Signals(sig).name,
+            self.settings.shutdown_delay_s,
+            self.settings.drain_timeout_s,
+        )
+        self._loop.call_soon_threadsafe(self._schedule_drain)
+
+    def _schedule_drain(self) -> None:
+        self._drain_task = asyncio.ensure_future(self._drain())
+
+    async def _drain(self) -> None:
+        start = time.monotonic()
+        if self.settings.shutdown_delay_s > 0:
+            await asyncio.sleep(self.settings.shutdown_delay_s)
+        engine = self.state.engine
+        while time.monotonic() - start < self.settings.drain_timeout_s:
+            queued = engine.queued if engine is not None else 0
+            if self.state.inflight == 0 and queued == 0:
+                break
+            await asyncio.sleep(0.01)
+        else:
+            log.warning("drain timeout: %d requests still in flight", self.state.inflight)
+        log.info("drained in %.2fs; shutting down", time.monotonic() - start)
+        self.should_exit = True
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = load_settings(argv)
+    except SettingsError as exc:
+        print(f"onnxserve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not settings.model.is_file():
+        print(f"onnxserve: model file {str(settings.model)!r} does not exist", file=sys.stderr)
+        return 1
+    if settings.shadow_model is not None and not settings.shadow_model.is_file():
+        print(
+            f"onnxserve: shadow model {str(settings.shadow_model)!r} does not exist",
+            file=sys.stderr,
+        )
+        return 1
+    exit_code = 0
+    server: DrainingServer | None = None
+
+    def on_fatal(reason: str) -> None:
+        nonlocal exit_code
+        exit_code = 1
+        print(f"onnxserve: start-up refused: {reason}", file=sys.stderr)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(settings, on_fatal=on_fatal)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=settings.access_log,
+        timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
+        lifespan="on",
+        server_header=False,
+    )
+    server = DrainingServer(config, app.state.onnxserve, settings)
+    server.run()
+    if exit_code == 0 and not server.started:
+        return 1  # uvicorn could not bind or start; it has logged why
+    return exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,545 @@
+"""The HTTP application: V2 REST routes, /predict, /health, /metrics, and the model lifecycle.
+
+The model loads and warms up in the background after the socket is open, so probes can see
+``/v2/health/live`` = 200 and ``/v2/health/ready`` = 503 while that happens. The hot routes
+(infer, predict) are plain Starlette endpoints: FastAPI's parameter machinery would cost
+throughput on every request and the bodies are decoded by hand anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import orjson
+from fastapi import FastAPI
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.core import Metric
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from . import __version__
+from .batching import BatchEngine, BatchFailed, BatchReport, QueueFull
+from .codec import (
+    HEADER_LENGTH,
+    ApiError,
+    Decoded,
+    decode_predict,
+    decode_v2,
+    encode_predict,
+    encode_v2,
+)
+from .drift import DriftMonitor
+from .metrics import Metrics, gauge
+from .model import ModelSpec, warm_up
+from .providers import ProviderReport, create_session
+from .settings import Settings
+from .shadow import ShadowScorer
+
+log = logging.getLogger("onnxserve")
+
+JSON = "application/json"
+BINARY = "application/octet-stream"
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def error_response(exc: ApiError) -> Response:
+    return _json({"error": exc.message}, exc.status, exc.headers)
+
+
+class ServerState:
+    """Everything the routes share. Mutated only on the event loop, except where noted."""
+
+    def __init__(self, settings: Settings, on_fatal: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self.on_fatal = on_fatal
+        self.metrics = Metrics(settings.max_batch_size)
+        self.started = time.time()
+        self.session: ort.InferenceSession | None = None
+        self.spec: ModelSpec | None = None
+        self.provider: ProviderReport | None = None
+        self.engine: BatchEngine | None = None
+        self.drift: DriftMonitor | None = None
+        self.shadow: ShadowScorer | None = None
+        self.ready = False
+        self.draining = False
+        self.inflight = 0
+        self.last_prediction: float | None = None
+        self.fatal: str | None = None
+        self.timeout = settings.request_timeout_ms / 1000.0
+        self.metrics.add_source(self._collect)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def load(self) -> None:
+        s = self.settings
+        try:
+            start = time.perf_counter()
+            session, provider = await asyncio.to_thread(create_session, s.model, s)
+            load_seconds = time.perf_counter() - start
+            spec = ModelSpec.from_session(session, s.model_name, s.model_version, s.max_batch_size)
+            self.session, self.provider, self.spec = session, provider, spec
+            m = self.metrics
+            m.load_seconds.set(load_seconds)
+            m.version_info.labels(model=spec.name, version=spec.version).set(1)
+            m.provider_info.labels(
+                requested=provider.requested,
+                actual=provider.actual,
+                ort_version=provider.ort_version,
+            ).set(1)
+            hooks: list[Callable[[BatchReport], None]] = [self._observe_batch]
+            if s.drift_reference:
+                self.drift = DriftMonitor.from_file(
+                    s.drift_reference,
+                    spec,
+                    window=s.drift_window,
+                    bins=s.drift_bins,
+                    max_features=s.drift_max_features,
+                )
+            else:
+                self.drift = DriftMonitor(spec, s.drift_window, s.drift_bins, s.drift_max_features)
+            if s.shadow_model:
+                # One thread: the shadow must not take cores from the primary.
+                shadow_session, _ = await asyncio.to_thread(create_session, s.shadow_model, s, 1)
+                self.shadow = ShadowScorer(
+                    shadow_session, m, s.shadow_sample_rate, s.shadow_queue_size
+                )
+                self.shadow.check_compatible([t.name for t in spec.inputs])
+                self.shadow.start()
+                hooks.append(self.shadow.after_batch)
+            warm = 0.0
+            if s.warmup:
+                warm = await asyncio.to_thread(warm_up, session, spec)
+            m.warmup_seconds.set(warm)
+            outputs = spec.output_names
+            self.engine = BatchEngine(
+                lambda feeds: session.run(outputs, feeds),
+                max_batch_size=s.max_batch_size,
+                max_batch_delay_s=s.max_batch_delay_ms / 1000.0,
+                max_queue_size=s.max_queue_size,
+                batching=spec.batching,
+                after_batch=hooks,
+            )
+            self.engine.start(asyncio.get_running_loop())
+            if self.draining:
+                return
+            self.ready = True
+            m.ready.set(1)
+            log.info(
+                "onnxserve ready: model=%s version=%s provider=%s (requested %s%s, active %s, "
+                "onnxruntime %s) batching=%s max_batch_size=%d intra_op_threads=%d load=%.3fs "
+                "warmup=%.3fs shadow=%s",
+                spec.name,
+                spec.version,
+                provider.actual,
+                provider.requested,
+                ", CPU FALLBACK ALLOWED" if provider.fallback else "",
+                ",".join(provider.active),
+                provider.ort_version,
+                spec.batching,
+                spec.max_batch_size,
+                session.get_session_options().intra_op_num_threads,
+                load_seconds,
+                warm,
+                s.shadow_model or "off",
+            )
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}" if not str(exc).startswith("--") else str(exc)
+            self.fatal = reason
+            log.error("start-up refused: %s", reason)
+            if self.on_fatal is not None:
+                self.on_fatal(reason)
+
+    def begin_drain(self) -> None:
+        """Readiness goes 503 at once; requests keep being served until the process stops."""
+        self.draining = True
+        self.ready = False
+        self.metrics.ready.set(0)
+
+    async def close(self) -> None:
+        self.ready = False
+        if self.engine is not None:
+            await self.engine.stop(self.settings.drain_timeout_s)
+        if self.shadow is not None:
+            await asyncio.to_thread(self.shadow.stop, 5.0)
+
+    # -- metrics hooks -------------------------------------------------------------------
+
+    def _observe_batch(self, report: BatchReport) -> None:
+        """Runs on the batching thread after the responses were handed back."""
+        m = self.metrics
+        m.batch_size.observe(report.rows)
+        m.queue_time.observe_many(report.queue_seconds)
+        m.inference_time.observe(report.run_seconds)
+        first = report.outputs[0]
+        if first.dtype.kind in "fiub" and first.size:
+            per = first.reshape(report.rows, -1) if first.ndim else first.reshape(1, 1)
+            m.prediction.observe_many(per[:, 0] if per.shape[1] == 1 else per.max(axis=1))
+        if self.drift is not None:
+            self.drift.update(report.feeds)
+
+    def _collect(self) -> Iterable[Metric]:
+        yield gauge("model_inflight_requests", "Requests being handled now", self.inflight)
+        queued = self.engine.queued if self.engine else 0
+        yield gauge("model_queue_depth", "Requests waiting for a batch", queued)
+        yield gauge(
+            "model_uptime_seconds", "Seconds since the process started", time.time() - self.started
+        )
+        if self.drift is not None:
+            yield from self.drift.collect()
+        if self.shadow is not None:
+            c = self.shadow.compared
+            yield gauge(
+                "model_shadow_agreement_ratio",
+                "Share of compared samples where the shadow agrees with the primary",
+                (self.shadow.agreed / c) if c else 0.0,
+            )
+
+    # -- request helpers -----------------------------------------------------------------
+
+    def check_model(self, name: str, version: str | None) -> None:
+        s = self.settings
+        if name != s.model_name:
+            raise ApiError(404, f"unknown model {name!r}; this server serves {s.model_name!r}")
+        if version is not None and version != s.model_version:
+            raise ApiError(
+                404,
+                f"unknown version {version!r} of model {name!r}; available: [{s.model_version!r}]",
+            )
+
+    def check_ready(self) -> tuple[ModelSpec, BatchEngine]:
+        if self.spec is None or self.engine is None or not (self.ready or self.draining):
+            raise ApiError(503, "model is loading; retry shortly", {"Retry-After": "1"})
+        return self.spec, self.engine
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        try:
+            size = int(length)
+        except ValueError:
+            raise ApiError(400, f"Content-Length {length!r} is not a number") from None
+        if size > limit:
+            raise ApiError(
+                413,
+                f"request body of {size} bytes exceeds the limit of {limit} bytes",
+                {"Connection": "close"},
+            )
+        return await request.body()
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > limit:
+            raise ApiError(
+                413, f"request body exceeds the limit of {limit} bytes", {"Connection": "close"}
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _content_type_ok(request: Request, binary: bool) -> None:
+    ctype = request.headers.get("content-type")
+    if ctype is None:
+        return  # tritonclient sends none
+    base = ctype.split(";", 1)[0].strip().lower()
+    if base in (JSON, "") or base.endswith("+json"):
+        return
+    if binary and base in (BINARY, "application/vnd.sagemaker-triton.binary+json"):
+        return
+    expected = JSON + (f" or {BINARY}" if binary else "")
+    if not binary:
+        expected += f" (or {BINARY} with an Inference-Header-Content-Length header)"
+    raise ApiError(415, f"Content-Type {ctype!r} is not supported; send {expected}")
+
+
+def _decompress(request: Request, body: bytes) -> bytes:
+    enc = request.headers.get("content-encoding")
+    if not enc or enc == "identity":
+        return body
+    import zlib
+
+    try:
+        if enc == "gzip":
+            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
+        if enc == "deflate":
+            return zlib.decompress(body)
+    except zlib.error as exc:
+        raise ApiError(400, f"body is not valid {enc} data: {exc}") from exc
+    raise ApiError(415, f"Content-Encoding {enc!r} is not supported; use gzip, deflate or none")
+
+
+def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
+    state = ServerState(settings, on_fatal)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(state.load())
+        try:
+            yield
+        finally:
+            state.begin_drain()
+            if not task.done():
+                task.cancel()
+            await state.close()
+
+    app = FastAPI(
+        title="onnxserve",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.onnxserve = state
+    m = state.metrics
+    limit = settings.max_request_bytes
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = f"{exc.detail}: {request.method} {request.url.path}"
+        return _json({"error": message}, exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unexpected error on %s", request.url.path)
+        return _json({"error": f"internal error: {type(exc).__name__}"}, 500)
+
+    async def run(decoded: Decoded, engine: BatchEngine) -> list[np.ndarray]:
+        try:
+            outputs = await engine.infer(decoded.feeds, decoded.rows, decoded.key, state.timeout)
+        except QueueFull as exc:
+            raise ApiError(503, f"server overloaded: {exc}", {"Retry-After": "1"}) from exc
+        except asyncio.TimeoutError:
+            raise ApiError(
+                504, f"inference did not finish within {settings.request_timeout_ms:g} ms"
+            ) from None
+        except BatchFailed as exc:
+            raise ApiError(400, f"onnxruntime rejected the input: {exc}") from exc
+        state.last_prediction = time.time()
+        return outputs
+
+    # -- hot paths -----------------------------------------------------------------------
+
+    async def infer(request: Request) -> Response:
+        start = time.perf_counter()
+        state.inflight += 1
+        engine = state.engine
+        arriving = engine is not None
+        if arriving:
+            engine.arriving += 1  # type: ignore[union-attr]
+        status = 200
+        try:
+            params = request.path_params
+            state.check_model(params["name"], params.get("version"))
+            spec, engine = state.check_ready()
+            raw_len = request.headers.get(HEADER_LENGTH)
+            header_len: int | None = None
+            if raw_len is not None:
+                try:
+                    header_len = int(raw_len)
+                except ValueError:
+                    raise ApiError(
+                        400, f"Inference-Header-Content-Length {raw_len!r} is not a number"
+                    ) from None
+            _content_type_ok(request, header_len is not None)
+            body = _decompress(request, await read_body(request, limit))
+            decoded = decode_v2(body, header_len, spec, settings.allow_non_finite)
+            if arriving:
+                engine.arriving -= 1
+                arriving = False
+            outputs = await run(decoded, engine)
+            payload, headers = encode_v2(spec, decoded, outputs)
+            return Response(payload, media_type=BINARY if headers else JSON, headers=headers)
+        except ApiError as exc:
+            status = exc.status
+            return error_response(exc)
+        except Exception as exc:
+            status = 500
+            log.exception("unexpected error in infer")
+            return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+        finally:
+            if arriving and state.engine is not None:
+                state.engine.arriving -= 1
+            state.inflight -= 1
+            m.record_request("infer", status, time.perf_counter() - start)
+
+    async def predict(request: Request) -> Response:
+        start = time.perf_counter()
+        state.inflight += 1
+        engine = state.engine
+        arriving = engine is not None
+        if arriving:
+            engine.arriving += 1  # type: ignore[union-attr]
+        status = 200
+        try:
+            spec, engine = state.check_ready()
+            _content_type_ok(request, False)
+            body = _decompress(request, await read_body(request, limit))
+            decoded = decode_predict(body, spec, settings.allow_non_finite)
+            if arriving:
+                engine.arriving -= 1
+                arriving = False
+            outputs = await run(decoded, engine)
+            return Response(encode_predict(spec, decoded, outputs), media_type=JSON)
+        except ApiError as exc:
+            status = exc.status
+            return error_response(exc)
+        except Exception as exc:
+            status = 500
+            log.exception("unexpected error in predict")
+            return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+        finally:
+            if arriving and state.engine is not None:
+                state.engine.arriving -= 1
+            state.inflight -= 1
+            m.record_request("predict", status, time.perf_counter() - start)
+
+    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+        app.add_route(path, infer, methods=["POST"])
+    app.add_route("/predict", predict, methods=["POST"])
+
+    # -- control plane -------------------------------------------------------------------
+
+    async def server_metadata(request: Request) -> Response:
+        return _json(
+            {
+                "name": "onnxserve",
+                "version": __version__,
+                "extensions": ["binary_tensor_data", "model_configuration"],
+            }
+        )
+
+    async def live(request: Request) -> Response:
+        return _json({"live": True})
+
+    async def ready(request: Request) -> Response:
+        if state.ready:
+            return _json({"ready": True})
+        reason = "draining" if state.draining else (state.fatal or "loading")
+        return _json({"ready": False, "reason": reason}, 503)
+
+    def _model_call(request: Request) -> ModelSpec:
+        params = request.path_params
+        state.check_model(params["name"], params.get("version"))
+        if state.spec is None:
+            raise ApiError(503, "model is loading; retry shortly", {"Retry-After": "1"})
+        return state.spec
+
+    async def model_metadata(request: Request) -> Response:
+        try:
+            spec = _model_call(request)
+        except ApiError as exc:
+            return error_response(exc)
+        provider = state.provider
+        assert provider is not None
+        return _json(
+            {
+                "name": spec.name,
+                "versions": [spec.version],
+                "platform": "onnxruntime_onnx",
+                "inputs": [t.metadata() for t in spec.inputs],
+                "outputs": [t.metadata() for t in spec.outputs],
+                "parameters": {
+                    "execution_provider": provider.actual,
+                    "execution_providers_active": list(provider.active),
+                    "requested_device": provider.requested,
+                    "cpu_fallback": provider.fallback,
+                    "ort_version": provider.ort_version,
+                    "dynamic_batching": spec.batching,
+                    "max_batch_size": spec.max_batch_size,
+                },
+            }
+        )
+
+    async def model_ready(request: Request) -> Response:
+        try:
+            _model_call(request)
+        except ApiError as exc:
+            if exc.status == 503:
+                return _json({"name": settings.model_name, "ready": False}, 503)
+            return error_response(exc)
+        if not state.ready:
+            return _json({"name": settings.model_name, "ready": False}, 503)
+        return _json({"name": settings.model_name, "ready": True})
+
+    async def model_config(request: Request) -> Response:
+        try:
+            spec = _model_call(request)
+        except ApiError as exc:
+            return error_response(exc)
+
+        def dims(t: Any) -> list[int]:
+            shape = t.v2_shape()
+            return shape[1:] if spec.batching else shape
+
+        return _json(
+            {
+                "name": spec.name,
+                "platform": "onnxruntime_onnx",
+                "max_batch_size": spec.max_batch_size,
+                "input": [
+                    {"name": t.name, "data_type": "TYPE_" + t.datatype, "dims": dims(t)}
+                    for t in spec.inputs
+                ],
+                "output": [
+                    {"name": t.name, "data_type": "TYPE_" + t.datatype, "dims": dims(t)}
+                    for t in spec.outputs
+                ],
+                "dynamic_batching": {
+                    "max_queue_delay_microseconds": int(settings.max_batch_delay_ms * 1000)
+                }
+                if spec.batching
+                else None,
+            }
+        )
+
+    async def health(request: Request) -> Response:
+        provider = state.provider
+        if state.ready:
+            status = "healthy"
+        elif state.draining:
+            status = "draining"
+        elif state.fatal:
+            status = "failed"
+        else:
+            status = "loading"
+        return _json(
+            {
+                "status": status,
+                "model_name": settings.model_name,
+                "model_version": settings.model_version,
+                "model_loaded": state.session is not None,
+                "last_prediction_time": state.last_prediction,
+                "uptime_seconds": round(time.time() - state.started, 3),
+                "execution_provider": provider.actual if provider else None,
+                "requested_device": settings.device,
+                "cpu_fallback": provider.fallback if provider else False,
+            },
+            200 if state.ready else 503,
+        )
+
+    async def metrics(request: Request) -> Response:
+        return Response(m.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_route("/v2", server_metadata, methods=["GET"])
+    app.add_route("/v2/health/live", live, methods=["GET"])
+    app.add_route("/v2/health/ready", ready, methods=["GET"])
+    for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        app.add_route(base, model_metadata, methods=["GET"])
+        app.add_route(base + "/ready", model_ready, methods=["GET"])
+        app.add_route(base + "/config", model_config, methods=["GET"])
+    app.add_route("/health", health, methods=["GET"])
+    app.add_route("/metrics", metrics, methods=["GET"])
+    return app

@@ -1,0 +1,406 @@
+"""Request decoding and response encoding: V2 JSON, the V2 binary tensor extension, /predict.
+
+Every refusal is an ApiError carrying the HTTP status and a message that says what was received
+and what was expected.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from .datatypes import (
+    FLOAT_TYPES,
+    V2_TO_NUMPY,
+    bytes_to_json,
+    decode_bytes_tensor,
+    encode_bytes_tensor,
+    numpy_to_v2,
+)
+from .model import ModelSpec, TensorSpec
+
+HEADER_LENGTH = "inference-header-content-length"
+_NUMPY_OK = frozenset("biuf")  # dtype kinds orjson serialises natively
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+@dataclass
+class Decoded:
+    feeds: dict[str, np.ndarray]
+    rows: int
+    key: tuple[Any, ...]
+    request_id: str | None = None
+    outputs: list[tuple[str, bool]] = field(default_factory=list)  # (name, binary)
+    unbatched: bool = False  # /predict got one sample without the batch dimension
+
+
+def loads(body: bytes, allow_non_finite: bool) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        # orjson is strict JSON; Python's json.dumps writes NaN/Infinity literals.
+        if any(tok in body for tok in (b"NaN", b"Infinity")):
+            if allow_non_finite:
+                try:
+                    return json.loads(body)
+                except ValueError:
+                    pass
+            else:
+                raise ApiError(
+                    400,
+                    "request contains NaN or Infinity; this model accepts finite numbers only "
+                    "(start the server with --allow-non-finite to accept them)",
+                ) from exc
+        raise ApiError(400, f"malformed JSON body: {exc}; expected a JSON object") from exc
+
+
+def _shape(raw: Any, where: str) -> tuple[int, ...]:
+    if not isinstance(raw, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in raw
+    ):
+        raise ApiError(
+            400, f"{where}: 'shape' must be a list of non-negative integers, got {raw!r}"
+        )
+    return tuple(raw)
+
+
+def _check_shape(spec: TensorSpec, shape: tuple[int, ...], model: ModelSpec, where: str) -> None:
+    expected = spec.v2_shape()
+    if len(shape) != len(spec.shape) or any(
+        d is not None and d != s for d, s in zip(spec.shape, shape, strict=True)
+    ):
+        raise ApiError(
+            400, f"{where}: shape {list(shape)} does not match the model's {expected} (-1 = any)"
+        )
+    if model.batching and shape and shape[0] > model.max_batch_size:
+        raise ApiError(
+            400,
+            f"{where}: batch dimension {shape[0]} exceeds max_batch_size {model.max_batch_size}; "
+            "split the request",
+        )
+
+
+def _from_json_data(data: Any, spec: TensorSpec, shape: tuple[int, ...], where: str) -> np.ndarray:
+    count = math.prod(shape)
+    if not isinstance(data, list):
+        data = [data]
+    try:
+        if spec.datatype == "BYTES":
+            arr = np.array(data, dtype=object).ravel()
+            arr = np.array(
+                [x.encode("utf-8") if isinstance(x, str) else x for x in arr], dtype=object
+            )
+        else:
+            arr = np.array(data, dtype=spec.dtype)
+            if spec.datatype == "BOOL" and _has_non_bool(data):
+                raise ValueError("BOOL data must be true/false")
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ApiError(
+            400,
+            f"{where}: 'data' cannot be read as {spec.datatype} ({exc}); expected a flat or "
+            f"nested list of {count} {spec.datatype} values",
+        ) from exc
+    if arr.size != count:
+        raise ApiError(
+            400,
+            f"{where}: 'data' has {arr.size} elements but shape {list(shape)} needs {count}",
+        )
+    return arr.reshape(shape)
+
+
+def _has_non_bool(data: Any) -> bool:
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif not isinstance(item, bool):
+            return True
+    return False
+
+
+def _from_binary(
+    buf: memoryview, spec: TensorSpec, shape: tuple[int, ...], where: str
+) -> np.ndarray:
+    count = math.prod(shape)
+    try:
+        if spec.datatype == "BYTES":
+            return decode_bytes_tensor(buf, count).reshape(shape)
+    except ValueError as exc:
+        raise ApiError(400, f"{where}: {exc}") from exc
+    need = count * spec.dtype.itemsize
+    if len(buf) != need:
+        raise ApiError(
+            400,
+            f"{where}: binary_data_size is {len(buf)} bytes but shape {list(shape)} of "
+            f"{spec.datatype} needs {need}",
+        )
+    arr = np.frombuffer(buf, dtype=spec.dtype).reshape(shape)
+    # A tensor that follows an odd-sized one may start unaligned; onnxruntime wants aligned.
+    return arr if arr.flags.aligned else arr.copy()
+
+
+def _check_finite(arr: np.ndarray, datatype: str, where: str) -> None:
+    if datatype in FLOAT_TYPES and not np.isfinite(arr).all():
+        raise ApiError(
+            400,
+            f"{where}: contains NaN or Inf; this model accepts finite numbers only "
+            "(start the server with --allow-non-finite to accept them)",
+        )
+
+
+def batch_key(feeds: dict[str, np.ndarray]) -> tuple[Any, ...]:
+    return tuple((name, arr.shape[1:], arr.dtype.str) for name, arr in feeds.items())
+
+
+def decode_v2(
+    body: bytes, header_length: int | None, model: ModelSpec, allow_non_finite: bool
+) -> Decoded:
+    binary: memoryview | None = None
+    if header_length is not None:
+        if header_length < 0 or header_length > len(body):
+            raise ApiError(
+                400,
+                f"Inference-Header-Content-Length is {header_length} but the body has "
+                f"{len(body)} bytes",
+            )
+        binary = memoryview(body)[header_length:]
+        body = body[:header_length]
+    req = loads(body, allow_non_finite)
+    if not isinstance(req, dict):
+        raise ApiError(400, f"request must be a JSON object, got {type(req).__name__}")
+    inputs = req.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise ApiError(
+            400, "request needs 'inputs': a non-empty list of {name, shape, datatype, data}"
+        )
+    specs = model.input_by_name
+    feeds: dict[str, np.ndarray] = {}
+    offset = 0
+    for i, item in enumerate(inputs):
+        where = f"inputs[{i}]"
+        if not isinstance(item, dict):
+            raise ApiError(400, f"{where} must be an object with name, shape, datatype, data")
+        name = item.get("name")
+        if name not in specs:
+            raise ApiError(
+                400, f"{where}: unknown input name {name!r}; the model's inputs are {list(specs)}"
+            )
+        where = f"input '{name}'"
+        if name in feeds:
+            raise ApiError(400, f"{where} is given twice")
+        spec = specs[name]
+        datatype = item.get("datatype")
+        if datatype != spec.datatype:
+            known = "" if datatype in V2_TO_NUMPY else " (not a known V2 datatype)"
+            raise ApiError(
+                400, f"{where}: datatype {datatype!r}{known}, but the model expects {spec.datatype}"
+            )
+        shape = _shape(item.get("shape"), where)
+        _check_shape(spec, shape, model, where)
+        params = item.get("parameters") or {}
+        if not isinstance(params, dict):
+            raise ApiError(400, f"{where}: 'parameters' must be an object")
+        size = params.get("binary_data_size")
+        if size is not None:
+            if binary is None:
+                raise ApiError(
+                    400,
+                    f"{where}: binary_data_size given but the request has no "
+                    "Inference-Header-Content-Length header",
+                )
+            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise ApiError(
+                    400,
+                    f"{where}: binary_data_size {size!r} runs past the {len(binary)} bytes of "
+                    "binary data",
+                )
+            arr = _from_binary(binary[offset : offset + size], spec, shape, where)
+            offset += size
+        else:
+            if "data" not in item:
+                raise ApiError(400, f"{where}: needs 'data' (or binary_data_size)")
+            arr = _from_json_data(item["data"], spec, shape, where)
+        if not allow_non_finite:
+            _check_finite(arr, spec.datatype, where)
+        feeds[name] = arr
+    if binary is not None and offset != len(binary):
+        raise ApiError(
+            400, f"{len(binary) - offset} bytes of binary data are not claimed by any input"
+        )
+    missing = [n for n in specs if n not in feeds]
+    if missing:
+        raise ApiError(400, f"missing input(s) {missing}; the model needs {list(specs)}")
+    rows = _rows(feeds, model)
+    outputs = _requested_outputs(req, model)
+    rid = req.get("id")
+    return Decoded(feeds, rows, batch_key(feeds), None if rid is None else str(rid), outputs)
+
+
+def _rows(feeds: dict[str, np.ndarray], model: ModelSpec) -> int:
+    if not model.batching:
+        return 1
+    sizes = {name: arr.shape[0] for name, arr in feeds.items()}
+    if len(set(sizes.values())) > 1:
+        raise ApiError(400, f"inputs disagree on the batch dimension: {sizes}")
+    rows = next(iter(sizes.values()))
+    if rows == 0:
+        raise ApiError(400, "batch dimension is 0; send at least one row")
+    return rows
+
+
+def _requested_outputs(req: dict[str, Any], model: ModelSpec) -> list[tuple[str, bool]]:
+    params = req.get("parameters") or {}
+    default_binary = isinstance(params, dict) and bool(params.get("binary_data_output", False))
+    raw = req.get("outputs")
+    if raw is None:
+        return [(name, default_binary) for name in model.output_names]
+    if not isinstance(raw, list):
+        raise ApiError(400, "'outputs' must be a list of {name, parameters}")
+    known = model.output_names
+    chosen: list[tuple[str, bool]] = []
+    for i, item in enumerate(raw):
+        name = item.get("name") if isinstance(item, dict) else None
+        if name not in known:
+            raise ApiError(
+                400, f"outputs[{i}]: unknown output {name!r}; the model's outputs are {known}"
+            )
+        p = item.get("parameters") or {}
+        chosen.append((name, bool(p.get("binary_data", default_binary))))
+    return chosen
+
+
+def _json_data(arr: np.ndarray) -> Any:
+    if arr.dtype.kind == "O" or arr.dtype.kind in "SU":
+        return bytes_to_json(arr)
+    flat = arr.ravel()
+    if flat.dtype.kind in _NUMPY_OK and flat.dtype.isnative:
+        return np.ascontiguousarray(flat)
+    return flat.tolist()
+
+
+def encode_v2(
+    model: ModelSpec,
+    decoded: Decoded,
+    outputs: list[np.ndarray],
+) -> tuple[bytes, dict[str, str]]:
+    """V2 response body and extra headers (binary outputs when asked for)."""
+    by_name = dict(zip(model.output_names, outputs, strict=True))
+    entries: list[dict[str, Any]] = []
+    blobs: list[bytes] = []
+    for name, binary in decoded.outputs:
+        arr = by_name[name]
+        entry: dict[str, Any] = {
+            "name": name,
+            "datatype": numpy_to_v2(arr.dtype),
+            "shape": list(arr.shape),
+        }
+        if binary:
+            raw = (
+                encode_bytes_tensor(arr)
+                if arr.dtype.kind in "OSU"
+                else np.ascontiguousarray(arr).tobytes()
+            )
+            entry["parameters"] = {"binary_data_size": len(raw)}
+            blobs.append(raw)
+        else:
+            entry["data"] = _json_data(arr)
+        entries.append(entry)
+    resp: dict[str, Any] = {"model_name": model.name, "model_version": model.version}
+    if decoded.request_id is not None:
+        resp["id"] = decoded.request_id
+    resp["outputs"] = entries
+    header = orjson.dumps(resp, option=orjson.OPT_SERIALIZE_NUMPY)
+    if not blobs:
+        return header, {}
+    return header + b"".join(blobs), {"Inference-Header-Content-Length": str(len(header))}
+
+
+# -- /predict --------------------------------------------------------------------------------
+
+
+def decode_predict(body: bytes, model: ModelSpec, allow_non_finite: bool) -> Decoded:
+    """``/predict`` body: ``{"<input name>": data, ...}``, or for one-input models
+    ``{"inputs": data}`` / ``{"instances": data}`` / a bare list. ``data`` is one sample (no batch
+    dimension) or a batch of samples. Values are cast to the model's dtype."""
+    req = loads(body, allow_non_finite)
+    specs = model.input_by_name
+    names = list(specs)
+    if isinstance(req, dict) and any(n in req for n in names):
+        raw = {n: req[n] for n in names if n in req}
+        missing = [n for n in names if n not in raw]
+        if missing:
+            raise ApiError(400, f"missing input(s) {missing}; the model needs {names}")
+    elif len(names) == 1 and isinstance(req, dict) and ("inputs" in req or "instances" in req):
+        raw = {names[0]: req.get("inputs", req.get("instances"))}
+    elif len(names) == 1 and isinstance(req, list):
+        raw = {names[0]: req}
+    else:
+        shown = list(req)[:10] if isinstance(req, dict) else type(req).__name__
+        raise ApiError(
+            400,
+            f"/predict expects a JSON object keyed by input name {names}"
+            + (" (or 'inputs'/'instances', or a bare list)" if len(names) == 1 else "")
+            + f"; got {shown}",
+        )
+    feeds: dict[str, np.ndarray] = {}
+    unbatched = False
+    for name, data in raw.items():
+        spec = specs[name]
+        where = f"input '{name}'"
+        try:
+            if spec.datatype == "BYTES":
+                arr = np.array(data, dtype=object)
+            else:
+                arr = np.asarray(data, dtype=spec.dtype)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ApiError(
+                400, f"{where}: cannot read the values as {spec.datatype} ({exc})"
+            ) from exc
+        rank = len(spec.shape)
+        if model.batching and arr.ndim == rank - 1:
+            arr = arr[np.newaxis, ...]
+            unbatched = True
+        _check_shape(spec, arr.shape, model, where)
+        if not allow_non_finite:
+            _check_finite(arr, spec.datatype, where)
+        feeds[name] = arr
+    rows = _rows(feeds, model)
+    outputs = [(n, False) for n in model.output_names]
+    decoded = Decoded(feeds, rows, batch_key(feeds), outputs=outputs)
+    decoded.unbatched = unbatched
+    return decoded
+
+
+def encode_predict(model: ModelSpec, decoded: Decoded, outputs: list[np.ndarray]) -> bytes:
+    first = outputs[0][0] if decoded.unbatched else outputs[0]
+    body: dict[str, Any] = {"prediction": _nested(first), "model_version": model.version}
+    if len(outputs) > 1:
+        body["outputs"] = {
+            name: _nested(out[0] if decoded.unbatched else out)
+            for name, out in zip(model.output_names, outputs, strict=True)
+        }
+    return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _nested(arr: np.ndarray) -> Any:
+    if arr.dtype.kind in "OSU":
+        return np.vectorize(
+            lambda x: x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x),
+            otypes=[object],
+        )(arr).tolist()
+    if arr.dtype.kind in _NUMPY_OK and arr.dtype.isnative:
+        return np.ascontiguousarray(arr)
+    return arr.tolist()

@@ -1,0 +1,95 @@
+"""Open Inference Protocol V2 datatypes <-> numpy dtypes <-> ONNX tensor types."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+
+# V2 datatype -> numpy dtype. BYTES is an object array of bytes/str.
+V2_TO_NUMPY: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BYTES": np.dtype(object),
+}
+
+ONNX_TO_V2: dict[str, str] = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+    "tensor(bfloat16)": "BF16",
+}
+
+FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
+
+
+def numpy_to_v2(dtype: np.dtype) -> str:
+    dtype = np.dtype(dtype)
+    if dtype.kind in ("O", "S", "U"):
+        return "BYTES"
+    for name, candidate in V2_TO_NUMPY.items():
+        if candidate == dtype:
+            return name
+    raise ValueError(f"no V2 datatype for numpy dtype {dtype}")
+
+
+def itemsize(datatype: str) -> int:
+    return V2_TO_NUMPY[datatype].itemsize
+
+
+def decode_bytes_tensor(buf: memoryview | bytes, count: int) -> np.ndarray:
+    """Binary BYTES layout: each element is a 4-byte little-endian length then the bytes."""
+    out = np.empty(count, dtype=object)
+    offset = 0
+    size = len(buf)
+    for i in range(count):
+        if offset + 4 > size:
+            raise ValueError(f"BYTES data ends after {i} of {count} elements")
+        (length,) = struct.unpack_from("<I", buf, offset)
+        offset += 4
+        if offset + length > size:
+            raise ValueError(f"BYTES element {i} claims {length} bytes past the end of the data")
+        out[i] = bytes(buf[offset : offset + length])
+        offset += length
+    if offset != size:
+        raise ValueError(f"BYTES data has {size - offset} bytes left after {count} elements")
+    return out
+
+
+def encode_bytes_tensor(arr: np.ndarray) -> bytes:
+    parts: list[bytes] = []
+    for item in arr.ravel():
+        raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        parts.append(struct.pack("<I", len(raw)))
+        parts.append(raw)
+    return b"".join(parts)
+
+
+def bytes_to_json(arr: np.ndarray) -> list[str]:
+    out: list[str] = []
+    for item in arr.ravel():
+        if isinstance(item, bytes):
+            out.append(item.decode("utf-8", errors="replace"))
+        else:
+            out.append(str(item))
+    return out

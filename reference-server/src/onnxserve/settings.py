@@ -1,0 +1,224 @@
+"""Typed server settings, read from command-line flags and ONNXSERVE_* environment variables.
+
+Every option has one name: ``--max-batch-size`` on the command line is ``ONNXSERVE_MAX_BATCH_SIZE``
+in the environment. A flag given on the command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "ONNXSERVE_"
+DEVICES = ("auto", "cpu", "cuda", "tensorrt")
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class SettingsError(ValueError):
+    """A setting has a value outside what it accepts."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server can be told: ``foo_bar`` is ``--foo-bar`` / ``ONNXSERVE_FOO_BAR``."""
+
+    model: Path
+    model_name: str = ""
+    model_version: str = "1"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    device: str = "auto"
+    allow_cpu_fallback: bool = False
+    cuda_device_id: int = 0
+    trt_cache_dir: str = ""
+    trt_fp16: bool = False
+    intra_op_threads: int = 0
+    spin: bool = False
+    max_batch_size: int = 32
+    max_batch_delay_ms: float = 1.0
+    max_queue_size: int = 1024
+    request_timeout_ms: float = 30000.0
+    max_request_bytes: int = 64 * 1024 * 1024
+    allow_non_finite: bool = False
+    warmup: bool = True
+    drain_timeout_s: float = 30.0
+    shutdown_delay_s: float = 0.0
+    shadow_model: Path | None = None
+    shadow_sample_rate: float = 0.1
+    shadow_queue_size: int = 64
+    drift_reference: Path | None = None
+    drift_window: int = 1000
+    drift_bins: int = 10
+    drift_max_features: int = 64
+    log_level: str = "info"
+    access_log: bool = False
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise SettingsError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.max_batch_size < 1:
+            raise SettingsError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
+        if self.max_batch_delay_ms < 0:
+            raise SettingsError(f"max_batch_delay_ms must be >= 0, got {self.max_batch_delay_ms}")
+        if self.max_queue_size < 1:
+            raise SettingsError(f"max_queue_size must be >= 1, got {self.max_queue_size}")
+        if self.request_timeout_ms <= 0:
+            raise SettingsError(f"request_timeout_ms must be > 0, got {self.request_timeout_ms}")
+        if not 0.0 <= self.shadow_sample_rate <= 1.0:
+            raise SettingsError(
+                f"shadow_sample_rate must be in [0, 1], got {self.shadow_sample_rate}"
+            )
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"port must be in 0..65535, got {self.port}")
+        if self.drift_bins < 2:
+            raise SettingsError(f"drift_bins must be >= 2, got {self.drift_bins}")
+        if not self.model_name:
+            object.__setattr__(self, "model_name", Path(self.model).stem)
+
+    # -- helpers for callers (deploy-model serve, tests) ---------------------------------
+
+    def to_argv(self) -> list[str]:
+        """The command-line flags that reproduce these settings (for launching a subprocess)."""
+        argv: list[str] = []
+        for f in _fields():
+            value = getattr(self, f.name)
+            flag = "--" + f.name.replace("_", "-")
+            if f.type == "bool":
+                if value != f.default:
+                    argv.append(flag if value else "--no-" + f.name.replace("_", "-"))
+                continue
+            if value is None or (value == f.default and f.name != "model"):
+                continue
+            argv += [flag, str(value)]
+        return argv
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            f.name: (str(v) if isinstance(v := getattr(self, f.name), Path) else v)
+            for f in _fields()
+        }
+
+
+HELP: dict[str, str] = {
+    "model": "path of the .onnx model to serve (required)",
+    "model_name": "name in /v2/models/{name} (default: the file name without .onnx)",
+    "model_version": "version string reported and accepted in /versions/{v}",
+    "host": "address to bind (use 0.0.0.0 inside a container)",
+    "port": "TCP port",
+    "device": "auto|cpu|cuda|tensorrt; auto picks TensorRT > CUDA > CPU from what really loads",
+    "allow_cpu_fallback": "run on CPU when the requested GPU provider is not active (else exit 1)",
+    "cuda_device_id": "GPU ordinal for CUDA/TensorRT",
+    "trt_cache_dir": "TensorRT engine cache directory (empty: no cache)",
+    "trt_fp16": "let TensorRT build FP16 engines",
+    "intra_op_threads": "onnxruntime intra-op threads (0: the CPUs this process may really use)",
+    "spin": "let onnxruntime threads spin while idle (only when cores are not shared)",
+    "max_batch_size": "largest batch the batcher forms (and the largest one request may carry)",
+    "max_batch_delay_ms": "how long a batch may wait for requests that are already arriving",
+    "max_queue_size": "queued requests before new ones get 503 + Retry-After",
+    "request_timeout_ms": "per-request deadline for queue + inference (then 504)",
+    "max_request_bytes": "largest accepted request body (then 413)",
+    "allow_non_finite": "accept NaN/Inf in float inputs (default: 400)",
+    "warmup": "run every batch size once before reporting ready",
+    "drain_timeout_s": "after SIGTERM, how long to wait for in-flight and queued work",
+    "shutdown_delay_s": "after SIGTERM, keep serving this long (load balancers see readiness 503)",
+    "shadow_model": "second .onnx scored off the request path on a sample of requests",
+    "shadow_sample_rate": "fraction of requests also sent to the shadow model",
+    "shadow_queue_size": "shadow work waiting beyond this is dropped (counted), never waited for",
+    "drift_reference": "JSON reference statistics for input drift (default: the first rows served)",
+    "drift_window": "rows in the recent window (and in a captured reference)",
+    "drift_bins": "bins per feature for the PSI",
+    "drift_max_features": "features tracked for drift at most",
+    "log_level": "debug | info | warning | error",
+    "access_log": "log every request (costs throughput)",
+}
+
+
+def _fields() -> list[dataclasses.Field[Any]]:
+    return [f for f in dataclasses.fields(Settings) if not f.name.startswith("_")]
+
+
+def _parse_bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    raise SettingsError(
+        f"{ENV_PREFIX}{name.upper()} must be a boolean (1/0/true/false), got {raw!r}"
+    )
+
+
+def _convert(name: str, type_name: str, raw: str) -> Any:
+    try:
+        if type_name == "bool":
+            return _parse_bool(name, raw)
+        if type_name == "int":
+            return int(raw)
+        if type_name == "float":
+            return float(raw)
+        if type_name == "Path":
+            return Path(raw)
+        if type_name == "Path | None":
+            return Path(raw) if raw else None
+        return raw
+    except ValueError as exc:
+        raise SettingsError(f"{name}: cannot read {raw!r} as {type_name}") from exc
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m onnxserve",
+        description=(
+            "Serve one ONNX model over Open Inference Protocol V2 REST, /predict, /health and "
+            "/metrics. Every option can also be set as ONNXSERVE_<OPTION> (e.g. "
+            "ONNXSERVE_MAX_BATCH_SIZE=16); flags win. Exit codes: 0 clean shutdown, 1 the model "
+            "or device was refused at start-up, 2 usage error."
+        ),
+    )
+    for f in _fields():
+        flag = "--" + f.name.replace("_", "-")
+        help_text = HELP.get(f.name, "")
+        if f.type == "bool":
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{help_text} (default: {f.default})",
+            )
+        else:
+            default = None if f.default is dataclasses.MISSING else f.default
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                default=None,
+                metavar=f.name.upper(),
+                help=f"{help_text} (default: {default})",
+            )
+    return parser
+
+
+def load_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from flags, then ONNXSERVE_* variables, then defaults. Raises SettingsError."""
+    environ = os.environ if environ is None else environ
+    args = vars(build_parser().parse_args(argv))
+    values: dict[str, Any] = {}
+    for f in _fields():
+        arg = args.get(f.name)
+        if arg is not None:
+            values[f.name] = arg if f.type == "bool" else _convert(f.name, str(f.type), arg)
+            continue
+        env = environ.get(ENV_PREFIX + f.name.upper())
+        if env is not None:
+            values[f.name] = _convert(f.name, str(f.type), env)
+    if "model" not in values:
+        raise SettingsError(f"--model (or {ENV_PREFIX}MODEL) is required: the .onnx file to serve")
+    return Settings(**values)
