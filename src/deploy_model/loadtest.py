@@ -265,12 +265,16 @@ def verdict(levels: list[dict[str, Any]], slo: dict[str, Any]) -> dict[str, Any]
                + (f"; the best p95 was {worst['p95_ms']} ms at {_label(worst)}" if worst else "; no request succeeded"))
         return {"go": False, "reason": why, "sla_p95_ms": sla, "target_rps": target_rps, "capacity_rps_within_sla": 0.0}
     meets_rate = best["rps"] >= target_rps
-    reason = (f"{_label(best)}: {best['rps']:g} req/s with p95 {best['p95_ms']} ms <= {sla:g} ms and "
+    reason = (f"{_label(best)}: {_n(best['rps'])} req/s with p95 {best['p95_ms']} ms <= {sla:g} ms and "
               f"{best['errors']} error(s)")
-    reason += (f"; at or above the target {target_rps:g} req/s" if meets_rate
-               else f"; below the target {target_rps:g} req/s for one replica")
+    reason += (f"; at or above the target {_n(target_rps)} req/s" if meets_rate
+               else f"; below the target {_n(target_rps)} req/s for one replica")
     return {"go": meets_rate, "reason": reason, "sla_p95_ms": sla, "target_rps": target_rps,
             "capacity_rps_within_sla": best["rps"], "best_level": _label(best)}
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() or value >= 100 else f"{value:,.1f}"
 
 
 def _label(level: dict[str, Any]) -> str:

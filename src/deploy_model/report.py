@@ -99,7 +99,7 @@ def configuration_rows(spec: Any, profile: dict[str, Any], server: dict[str, Any
         ("Device (planned)", s.serving.device.value + (" with CPU fallback" if s.serving.allow_cpu_fallback else "")),
     ]
     if server:
-        provider = server.get("provider") or (server.get("health") or {}).get("provider") or "not reported"
+        provider = server.get("provider") or (server.get("health") or {}).get("execution_provider") or "not reported"
         note = "; ".join(server.get("notes") or [])
         rows.append(("Provider actually used (measured run)", f"{provider}" + (f" ({note})" if note else "")))
     else:

@@ -219,7 +219,7 @@ class ServerProcess:
             "log": str(self.log),
             "command": self.argv[1:],
             "device_requested": self.spec.serving.device.value,
-            "provider": health.get("provider"),
+            "provider": health.get("execution_provider"),
             "health": health,
             "notes": self.notes,
             "ready_seconds": round(time.perf_counter() - started, 3),

@@ -29,7 +29,7 @@ NUMPY_TO_V2 = {
     "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
     "float16": "FP16", "float32": "FP32", "float64": "FP64", "object": "BYTES", "str": "BYTES",
 }
-HEALTH_FIELDS = ("status", "model_version", "model_loaded", "last_prediction_time", "uptime_seconds", "provider")
+HEALTH_FIELDS = ("status", "model_version", "model_loaded", "last_prediction_time", "uptime_seconds", "execution_provider")
 # The metric names of the original command plus the server's own; the report lists them too.
 EXPECTED_METRICS = {
     "model_requests_total": "requests by endpoint and HTTP status",
@@ -228,7 +228,7 @@ class SmokeTest:
             raise Failed(f"/health says model_loaded={body.get('model_loaded')!r}")
         if body.get("last_prediction_time") in (None, 0, ""):
             raise Failed("/health last_prediction_time is empty after an inference")
-        return f"status {body['status']!r}, provider {body['provider']!r}, version {body['model_version']!r}", {
+        return f"status {body['status']!r}, provider {body['execution_provider']!r}, version {body['model_version']!r}", {
             k: body[k] for k in HEALTH_FIELDS
         }
 

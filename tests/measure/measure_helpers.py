@@ -26,6 +26,17 @@ def plan_dir(model: Path, out: Path, **answers: Any) -> Path:
     return out
 
 
+PLAN_FILES = ("siblings.json", "model-profile.json", "deployment.yaml")
+
+
+def fresh_copy(planned: Path, to: Path) -> Path:
+    """A new deployment directory holding only the planning files (no measurement of another test)."""
+    to.mkdir(parents=True)
+    for name in PLAN_FILES:
+        (to / name).write_bytes((planned / name).read_bytes())
+    return to
+
+
 def server_available() -> str | None:
     """Why the reference server cannot be launched here, or None."""
     if importlib.util.find_spec("onnxserve") is None or importlib.util.find_spec("onnxserve.__main__") is None:

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from measure_helpers import cli, cli_json, png_size, server_available
+from measure_helpers import cli, cli_json, fresh_copy, png_size, server_available
 
 from deploy_model.errors import StageError
 from deploy_model.loadchart import draw_chart
@@ -45,9 +45,8 @@ def test_closed_loop_sweep_measures_each_level_and_draws_the_chart(served: dict,
 
 @needs_server
 def test_open_loop_sends_the_scheduled_count(served: dict, tmp_path: Path) -> None:
-    directory = tmp_path / "d"
-    shutil.copytree(served["dir"], directory)
-    result = cli_json("loadtest", "--out", directory, "--rate", "100", "--seconds", "1", "--concurrency", "8", "--no-chart")
+    directory = fresh_copy(served["dir"], tmp_path / "d")
+    result = cli_json("loadtest", "--out", directory, "--url", served["url"], "--rate", "100", "--seconds", "1", "--concurrency", "8", "--no-chart")
     (lv,) = result["result"]["levels"]
     assert lv["mode"] == "open" and lv["target_rps"] == 100 and lv["requests"] == 100
     assert 50 < lv["rps"] <= 110
@@ -56,9 +55,8 @@ def test_open_loop_sends_the_scheduled_count(served: dict, tmp_path: Path) -> No
 
 @needs_server
 def test_request_cap_bounds_a_level(served: dict, tmp_path: Path) -> None:
-    directory = tmp_path / "d"
-    shutil.copytree(served["dir"], directory)
-    result = cli_json("loadtest", "--out", directory, "-c", "4", "-s", "5", "--max-requests", "40", "--no-chart",
+    directory = fresh_copy(served["dir"], tmp_path / "d")
+    result = cli_json("loadtest", "--out", directory, "--url", served["url"], "-c", "4", "-s", "5", "--max-requests", "40", "--no-chart",
                       "--engine", "python")
     (lv,) = result["result"]["levels"]
     assert lv["requests"] == 40 and lv["seconds"] < 4
@@ -66,12 +64,11 @@ def test_request_cap_bounds_a_level(served: dict, tmp_path: Path) -> None:
 
 @needs_server
 def test_enforce_sla_turns_no_go_into_exit_1(served: dict, tmp_path: Path) -> None:
-    directory = tmp_path / "d"
-    shutil.copytree(served["dir"], directory)
+    directory = fresh_copy(served["dir"], tmp_path / "d")
     spec = (directory / "deployment.yaml").read_text()
     (directory / "deployment.yaml").write_text(spec.replace("target_rps: 100.0", "target_rps: 1000000.0"))
-    done = cli("loadtest", "--out", directory, "-c", "1", "-s", "0.3", "--no-chart", "--enforce-sla")
-    assert done.returncode == 1 and "no-go" in done.stderr and "below the target 1000000" in done.stderr
+    done = cli("loadtest", "--out", directory, "--url", served["url"], "-c", "1", "-s", "0.3", "--no-chart", "--enforce-sla")
+    assert done.returncode == 1 and "no-go" in done.stderr and "below the target 1,000,000" in done.stderr
 
 
 def test_bad_levels_and_unreachable_url_are_refused(tabular_plan: Path, tmp_path: Path) -> None:
@@ -80,8 +77,7 @@ def test_bad_levels_and_unreachable_url_are_refused(tabular_plan: Path, tmp_path
     with pytest.raises(StageError, match="from 1 to 512"):
         parse_levels("0,4")
     assert parse_levels("1, 8,32") == [1, 8, 32]
-    directory = tmp_path / "d"
-    shutil.copytree(tabular_plan, directory)
+    directory = fresh_copy(tabular_plan, tmp_path / "d")
     done = cli("loadtest", "--out", directory, "-c", "x")
     assert done.returncode == 1 and "--concurrency" in done.stderr
     from deploy_model.serving import free_port

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from measure_helpers import server_available
+from measure_helpers import fresh_copy, server_available
 
 from deploy_model.serving import free_port, stop_pid
 
@@ -74,8 +74,7 @@ def wait_for(what: str, probe: Any, seconds: float) -> Any:
 
 
 def test_prometheus_scrapes_the_server_with_the_rendered_config(served: dict, tmp_path: Path) -> None:
-    bundle = tmp_path / "bundle"
-    shutil.copytree(served["dir"], bundle)
+    bundle = fresh_copy(served["dir"], tmp_path / "bundle")
     found = rendered_scrape_config(bundle)
     if found is None:
         pytest.skip("the render stage has not landed: no rendered Prometheus scrape config (monitoring/*.yml with scrape_configs)")

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
-from measure_helpers import cli, cli_json, pid_alive, server_available
+from measure_helpers import cli, cli_json, fresh_copy, pid_alive, server_available
 
 from deploy_model.errors import StageError
 from deploy_model.serving import ServerProcess, free_port, resolve_url, server_argv, stop_pid
@@ -27,9 +26,7 @@ def test_served_fixture_is_ready_and_recorded(served: dict) -> None:
 
 
 def test_context_manager_stops_the_server_by_pid(tabular_plan: Path, tmp_path: Path) -> None:
-    directory = tmp_path / "d"
-    shutil.copytree(tabular_plan, directory)
-    (directory / "server.json").unlink(missing_ok=True)
+    directory = fresh_copy(tabular_plan, tmp_path / "d")
     with ServerProcess(directory) as server:
         pid = server.proc.pid
         assert pid_alive(pid)
@@ -40,8 +37,7 @@ def test_context_manager_stops_the_server_by_pid(tabular_plan: Path, tmp_path: P
 
 
 def test_refused_model_fails_with_the_server_log(tabular_plan: Path, tmp_path: Path) -> None:
-    directory = tmp_path / "d"
-    shutil.copytree(tabular_plan, directory)
+    directory = fresh_copy(tabular_plan, tmp_path / "d")
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"this is not a protobuf")
     spec = (directory / "deployment.yaml").read_text()
@@ -56,9 +52,7 @@ def test_refused_model_fails_with_the_server_log(tabular_plan: Path, tmp_path: P
 
 
 def test_detach_then_stop_through_the_cli(tabular_plan: Path, tmp_path: Path) -> None:
-    directory = tmp_path / "d"
-    shutil.copytree(tabular_plan, directory)
-    (directory / "server.json").unlink(missing_ok=True)
+    directory = fresh_copy(tabular_plan, tmp_path / "d")
     started = cli_json("serve", "--out", directory, "--detach")
     pid = started["summary"]["pid"]
     try:
@@ -76,9 +70,7 @@ def test_detach_then_stop_through_the_cli(tabular_plan: Path, tmp_path: Path) ->
 
 
 def test_dry_run_prints_the_command_and_starts_nothing(tabular_plan: Path, tmp_path: Path) -> None:
-    directory = tmp_path / "d"
-    shutil.copytree(tabular_plan, directory)
-    (directory / "server.json").unlink(missing_ok=True)
+    directory = fresh_copy(tabular_plan, tmp_path / "d")
     result = cli_json("serve", "--out", directory, "--dry-run", "--port", str(free_port()))
     assert "-m onnxserve" in result["summary"]["command"] and "--host 127.0.0.1" in result["summary"]["command"]
     assert not (directory / "server.json").exists()

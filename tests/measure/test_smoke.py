@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from measure_helpers import cli, cli_json, server_available
+from measure_helpers import cli, cli_json, fresh_copy, server_available
 
 from deploy_model.serving import free_port
 from deploy_model.smoke import EXPECTED_METRICS, shape_matches, v2_infer_body
@@ -28,13 +27,12 @@ def test_smoke_passes_every_check(served: dict) -> None:
     metrics = next(c for c in record["checks"] if c["name"] == "metrics")
     assert set(metrics["details"]["present"]) >= set(EXPECTED_METRICS) - {"input_feature_drift"}
     health = next(c for c in record["checks"] if c["name"] == "health")["details"]
-    assert health["model_loaded"] is True and health["provider"] == "CPUExecutionProvider"
+    assert health["model_loaded"] is True and health["execution_provider"] == "CPUExecutionProvider"
 
 
 @needs_server
 def test_smoke_fails_naming_the_check_when_the_profile_disagrees(served: dict, tmp_path: Path) -> None:
-    directory = tmp_path / "d"
-    shutil.copytree(served["dir"], directory)
+    directory = fresh_copy(served["dir"], tmp_path / "d")
     profile = json.loads((directory / "model-profile.json").read_text())
     profile["outputs"][0]["shape"] = ["batch", 4]  # the model really returns 3 classes
     (directory / "model-profile.json").write_text(json.dumps(profile))
@@ -47,9 +45,7 @@ def test_smoke_fails_naming_the_check_when_the_profile_disagrees(served: dict, t
 
 
 def test_smoke_against_nothing_fails_on_live(tabular_plan: Path, tmp_path: Path) -> None:
-    directory = tmp_path / "d"
-    shutil.copytree(tabular_plan, directory)
-    (directory / "server.json").unlink(missing_ok=True)
+    directory = fresh_copy(tabular_plan, tmp_path / "d")
     done = cli("smoke", "--out", directory, "--url", f"http://127.0.0.1:{free_port()}", "--timeout", "2")
     assert done.returncode == 1 and "live" in done.stderr
     record = json.loads((directory / "smoke.json").read_text())
@@ -57,9 +53,7 @@ def test_smoke_against_nothing_fails_on_live(tabular_plan: Path, tmp_path: Path)
 
 
 def test_smoke_without_url_or_server_record_says_what_to_do(tabular_plan: Path, tmp_path: Path) -> None:
-    directory = tmp_path / "d"
-    shutil.copytree(tabular_plan, directory)
-    (directory / "server.json").unlink(missing_ok=True)
+    directory = fresh_copy(tabular_plan, tmp_path / "d")
     done = cli("smoke", "--out", directory)
     assert done.returncode == 1 and "--url" in done.stderr and "serve --detach" in done.stderr
     bad = cli("smoke", "--out", directory, "--url", "localhost:8000")
