@@ -94,8 +94,8 @@ def configuration_rows(spec: Any, profile: dict[str, Any], server: dict[str, Any
         ("Model format", f"{s.model.format.upper()} (opset {s.model.opset}, IR {profile.get('ir_version', 'n/a')})"),
         ("Model", f"`{Path(s.model.path).name}` v{s.model.version}, {_num(s.model.parameters)} parameters, "
                   f"{_num(s.model.bytes)} bytes, sha256 `{s.model.sha256[:12]}`"),
-        ("Signature", "; ".join(f"in `{t.name}` {t.dtype} {t.shape}" for t in s.model.inputs) + "; "
-                      + "; ".join(f"out `{t.name}` {t.dtype} {t.shape}" for t in s.model.outputs)),
+        ("Signature", "; ".join(f"in `{t.name}` {t.dtype} {_shape(t.shape)}" for t in s.model.inputs) + "; "
+                      + "; ".join(f"out `{t.name}` {t.dtype} {_shape(t.shape)}" for t in s.model.outputs)),
         ("Device (planned)", s.serving.device.value + (" with CPU fallback" if s.serving.allow_cpu_fallback else "")),
     ]
     if server:
@@ -118,6 +118,10 @@ def configuration_rows(spec: Any, profile: dict[str, Any], server: dict[str, Any
     if quant:
         rows.append(("Quantization", _quant_line(quant)))
     return [(k, _md(v)) for k, v in rows]
+
+
+def _shape(shape: list[Any]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
 
 
 def _quant_line(quant: dict[str, Any]) -> str:
