@@ -97,21 +97,22 @@ def rollout_steps(spec: Any, directory: Any, service: str) -> list[dict[str, Any
         mech = spec.rollout.canary.mechanism.value
         weights = spec.rollout.canary.steps
         if mech == "argo-rollouts":
+            argo = f"kubectl argo rollouts --context production -n {ns}"
             steps.append({"title": "Start the canary in production (Argo Rollouts)", "commands": [
                 f"{prod} apply -f {d}/k8s/",
-                f"kubectl argo rollouts --context production -n {ns} set image {name} server={spec.kubernetes.image}:{spec.model.version}",
-                f"kubectl argo rollouts --context production -n {ns} get rollout {name} --watch"]})
-            for index, weight in enumerate(weights):
+                f"{argo} set image {name} server={spec.kubernetes.image}:{spec.model.version}",
+                f"{argo} get rollout {name} --watch"]})
+            for weight in weights:
                 if weight >= 100:
-                    steps.append({"title": "Full rollout (100%)", "commands": [
-                        f"kubectl argo rollouts --context production -n {ns} promote {name}",
-                        f"kubectl argo rollouts --context production -n {ns} status {name} --timeout 15m"]})
+                    steps.append({"title": "Full rollout (100%): Argo promotes after the last analysis passes", "commands": [
+                        f"{argo} status {name} --timeout 15m"]})
                     break
-                steps.append({"title": f"Canary at {weight}%: watch {pause} min; every gate must pass", "gates": gates(spec),
-                              "commands": [f"kubectl argo rollouts --context production -n {ns} get rollout {name}"]})
-                if index + 1 < len(weights) and weights[index + 1] < 100:
-                    steps.append({"title": f"Promote to {weights[index + 1]}%", "commands": [
-                        f"kubectl argo rollouts --context production -n {ns} promote {name}"]})
+                steps.append({
+                    "title": (f"Canary at {weight}%: Argo holds it {pause} min while the AnalysisTemplate {name}-canary-gates "
+                              "checks these gates; a failed gate aborts, too little traffic pauses for a person"),
+                    "gates": gates(spec),
+                    "commands": [f"{argo} get rollout {name}",
+                                 f"{argo} promote {name}   # only after a pause for too little traffic, once you checked the gates"]})
             return steps
         steps.append({"title": "Deploy the stable track and the canary track (canary at 0%)", "commands": [
             f"{prod} apply -f {d}/k8s/",
