@@ -46,12 +46,13 @@ def rendered_scrape_config(directory: Path) -> Path | None:
     return None
 
 
-def point_at(config: dict[str, Any], target: str) -> dict[str, Any]:
+def point_at(config: dict[str, Any], target: str, labels: dict[str, str]) -> dict[str, Any]:
     jobs = config["scrape_configs"]
     for job in jobs:
         for key in SD_KEYS:
             job.pop(key, None)
-        job["static_configs"] = [{"targets": [target], "labels": {"namespace": "test", "track": "stable"}}]
+        # The target labels the rendered relabelling would have set from the pod.
+        job["static_configs"] = [{"targets": [target], "labels": labels}]
         job["scrape_interval"] = "1s"
         job["scrape_timeout"] = "1s"
         job.pop("relabel_configs", None)  # they read __meta_kubernetes_* labels, absent without the cluster
@@ -78,7 +79,9 @@ def test_prometheus_scrapes_the_server_with_the_rendered_config(served: dict, tm
     found = rendered_scrape_config(bundle)
     if found is None:
         pytest.skip("the render stage has not landed: no rendered Prometheus scrape config (monitoring/*.yml with scrape_configs)")
-    config = point_at(yaml.safe_load(found.read_text()), served["url"].removeprefix("http://"))
+    spec = yaml.safe_load((bundle / "deployment.yaml").read_text())
+    labels = {"namespace": spec["kubernetes"]["namespace"], "app": spec["name"], "track": "stable", "pod": "local"}
+    config = point_at(yaml.safe_load(found.read_text()), served["url"].removeprefix("http://"), labels)
     config_file = found.parent / "prometheus-test.yml"
     config_file.write_text(yaml.safe_dump(config))
     port = free_port()
@@ -103,7 +106,8 @@ def test_prometheus_scrapes_the_server_with_the_rendered_config(served: dict, tm
                 assert client.post(f"{served['url']}/v2/models/tabular-classifier/infer", json=body).status_code == 200
 
             def counted() -> float:
-                result = client.get(f"{api}/query", params={"query": 'sum(model_requests_total{status="200"})'}).json()
+                query = f'sum(model_requests_total{{app="{labels["app"]}", track="stable", status="200"}})'
+                result = client.get(f"{api}/query", params={"query": query}).json()
                 values = result["data"]["result"]
                 return float(values[0]["value"][1]) if values and float(values[0]["value"][1]) >= 10 else 0.0
 
