@@ -107,21 +107,33 @@ def build_seq(path: Path) -> Path:
     return _save(graph, path)
 
 
-def build_slow(path: Path, layers: int = 24, width: int = 512) -> Path:
-    """x FP32 [N, 64] -> y [N, 8] through many wide MatMuls: a few ms per request, so a burst
-    of requests keeps the server busy long enough to signal it mid-flight."""
+def build_slow(path: Path, layers: int = 40, rows: int = 512) -> Path:
+    """x FP32 [N, 64] -> y [N, 8], spread to [N, 512, 64] and pushed through many small
+    MatMul+Tanh layers: several ms of compute per row with small weights, so a burst of
+    requests keeps the server busy long enough to signal it mid-flight."""
     rng = np.random.default_rng(3)
-    inits = [numpy_helper.from_array((rng.standard_normal((64, width)) * 0.05).astype(np.float32), "w_in")]
-    nodes = [helper.make_node("MatMul", ["x", "w_in"], ["h0"])]
+    inits = [
+        numpy_helper.from_array(
+            np.linspace(0.5, 1.5, rows, dtype=np.float32).reshape(rows, 1), "spread"
+        )
+    ]
+    nodes = [
+        helper.make_node("Unsqueeze", ["x", "axis1"], ["x3"]),
+        helper.make_node("Mul", ["x3", "spread"], ["h0"]),
+    ]
+    inits.append(numpy_helper.from_array(np.array([1], dtype=np.int64), "axis1"))
     for i in range(layers):
         name = f"w{i}"
         inits.append(
-            numpy_helper.from_array((rng.standard_normal((width, width)) * 0.04).astype(np.float32), name)
+            numpy_helper.from_array((rng.standard_normal((64, 64)) * 0.15).astype(np.float32), name)
         )
         nodes.append(helper.make_node("MatMul", [f"h{i}", name], [f"m{i}"]))
         nodes.append(helper.make_node("Tanh", [f"m{i}"], [f"h{i + 1}"]))
-    inits.append(numpy_helper.from_array((rng.standard_normal((width, 8)) * 0.05).astype(np.float32), "w_out"))
-    nodes.append(helper.make_node("MatMul", [f"h{layers}", "w_out"], ["y"]))
+    inits.append(
+        numpy_helper.from_array((rng.standard_normal((64, 8)) * 0.2).astype(np.float32), "w_out")
+    )
+    nodes.append(helper.make_node("ReduceMean", [f"h{layers}"], ["pooled"], axes=[1], keepdims=0))
+    nodes.append(helper.make_node("MatMul", ["pooled", "w_out"], ["y"]))
     graph = helper.make_graph(
         nodes,
         "slow",
@@ -139,10 +151,12 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "mlp": build_mlp(d / "mlp.onnx"),
         "mlp_shadow": build_mlp(d / "mlp_shadow.onnx", seed=0),
         "mlp_other": build_mlp(d / "mlp_other.onnx", seed=7),
+        "mlp_wide": build_mlp(d / "mlp_wide.onnx", seed=1, classes=5),
         "static": build_static(d / "static.onnx"),
         "multi": build_multi(d / "multi.onnx"),
         "seq": build_seq(d / "seq.onnx"),
         "slow": build_slow(d / "slow.onnx"),
+        "slower": build_slow(d / "slower.onnx", rows=2048),
     }
 
 
@@ -155,15 +169,26 @@ def free_port() -> int:
 class Server:
     """One ``python -m onnxserve`` subprocess."""
 
-    def __init__(self, model: Path, *args: str, env: dict[str, str] | None = None, log: Path) -> None:
+    def __init__(
+        self, model: Path, *args: str, env: dict[str, str] | None = None, log: Path
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log
-        self._log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self._log = open(log, "wb")
         full_env = dict(os.environ)
         full_env.update(env or {})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "onnxserve", "--model", str(model), "--port", str(self.port), *args],
+            [
+                sys.executable,
+                "-m",
+                "onnxserve",
+                "--model",
+                str(model),
+                "--port",
+                str(self.port),
+                *args,
+            ],
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=full_env,
@@ -213,7 +238,9 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
     """Factory: start_server(model, *flags, wait=True, env=None) -> Server (stopped afterwards)."""
     started: list[Server] = []
 
-    def start(model: Path, *args: str, wait: bool = True, env: dict[str, str] | None = None) -> Server:
+    def start(
+        model: Path, *args: str, wait: bool = True, env: dict[str, str] | None = None
+    ) -> Server:
         server = Server(model, *args, env=env, log=tmp_path / f"server-{len(started)}.log")
         started.append(server)
         if wait:
@@ -226,7 +253,9 @@ def start_server(tmp_path: Path) -> Iterator[StartServer]:
 
 
 @pytest.fixture(scope="module")
-def mlp_server(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def mlp_server(
+    models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """A shared server on the small MLP for read-mostly tests."""
     log = tmp_path_factory.mktemp("mlp-server") / "server.log"
     server = Server(models["mlp"], "--max-request-bytes", "100000", log=log).wait_ready()

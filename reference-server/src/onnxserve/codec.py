@@ -99,9 +99,8 @@ def _from_json_data(data: Any, spec: TensorSpec, shape: tuple[int, ...], where: 
     try:
         if spec.datatype == "BYTES":
             arr = np.array(data, dtype=object).ravel()
-            arr = np.array(
-                [x.encode("utf-8") if isinstance(x, str) else x for x in arr], dtype=object
-            )
+            if not all(isinstance(x, str) for x in arr):
+                raise ValueError("BYTES data in JSON must be strings")
         else:
             arr = np.array(data, dtype=spec.dtype)
             if spec.datatype == "BOOL" and _has_non_bool(data):
@@ -363,6 +362,8 @@ def decode_predict(body: bytes, model: ModelSpec, allow_non_finite: bool) -> Dec
         try:
             if spec.datatype == "BYTES":
                 arr = np.array(data, dtype=object)
+                if not all(isinstance(x, str) for x in arr.ravel()):
+                    raise ValueError("BYTES values must be strings")
             else:
                 arr = np.asarray(data, dtype=spec.dtype)
         except (ValueError, TypeError, OverflowError) as exc:

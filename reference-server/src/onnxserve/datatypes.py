@@ -69,7 +69,13 @@ def decode_bytes_tensor(buf: memoryview | bytes, count: int) -> np.ndarray:
         offset += 4
         if offset + length > size:
             raise ValueError(f"BYTES element {i} claims {length} bytes past the end of the data")
-        out[i] = bytes(buf[offset : offset + length])
+        # onnxruntime's Python API takes string tensors as str (bytes would become "b'...'").
+        try:
+            out[i] = bytes(buf[offset : offset + length]).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"BYTES element {i} is not UTF-8 text, which onnxruntime string tensors need"
+            ) from exc
         offset += length
     if offset != size:
         raise ValueError(f"BYTES data has {size - offset} bytes left after {count} elements")

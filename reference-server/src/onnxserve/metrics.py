@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 prometheus_client.disable_created_metrics()
 
@@ -100,11 +100,15 @@ class NumpyHistogram:
     def collect(self) -> Metric:
         counts, total = self.snapshot()
         cumulative = np.cumsum(counts)
-        buckets = [
-            (_fmt(edge), int(c)) for edge, c in zip(self._edges, cumulative[:-1], strict=True)
-        ]
-        buckets.append(("+Inf", int(cumulative[-1])))
-        return HistogramMetricFamily(self.name, self.doc, buckets=buckets, sum_value=total)
+        # Built by hand: HistogramMetricFamily drops _sum/_count when a bucket edge is negative
+        # (an OpenMetrics rule), and prediction_value needs them for its mean.
+        family = Metric(self.name, self.doc, "histogram")
+        for edge, c in zip(self._edges, cumulative[:-1], strict=True):
+            family.add_sample(self.name + "_bucket", {"le": _fmt(edge)}, float(c))
+        family.add_sample(self.name + "_bucket", {"le": "+Inf"}, float(cumulative[-1]))
+        family.add_sample(self.name + "_count", {}, float(cumulative[-1]))
+        family.add_sample(self.name + "_sum", {}, total)
+        return family
 
 
 def _fmt(value: float) -> str:
@@ -178,14 +182,11 @@ class Metrics:
             "Mean absolute difference between shadow and primary first output, per sample",
             ABS_DIFF_BUCKETS,
         )
-        self.shadow_events = Counter(
-            "model_shadow_requests",
-            "Sampled requests sent to the shadow model, by outcome (scored, error, dropped)",
+        self.shadow_samples = Counter(
+            "model_shadow_samples",
+            "Sampled rows sent to the shadow model, by outcome (scored, error, dropped)",
             ["outcome"],
             registry=r,
-        )
-        self.shadow_compared = Counter(
-            "model_shadow_compared_samples", "Samples scored by both models", registry=r
         )
         self.shadow_agreed = Counter(
             "model_shadow_agreed_samples",

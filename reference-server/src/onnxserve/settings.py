@@ -167,6 +167,8 @@ def _convert(name: str, type_name: str, raw: str) -> Any:
         if type_name == "Path | None":
             return Path(raw) if raw else None
         return raw
+    except SettingsError:
+        raise
     except ValueError as exc:
         raise SettingsError(f"{name}: cannot read {raw!r} as {type_name}") from exc
 

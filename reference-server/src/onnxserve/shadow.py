@@ -76,7 +76,7 @@ class ShadowScorer:
         try:
             self._queue.put_nowait((feeds, primary))
         except queue.Full:
-            self.metrics.shadow_events.labels(outcome="dropped").inc()
+            self.metrics.shadow_samples.labels(outcome="dropped").inc(rows.size)
 
     def _worker(self) -> None:
         while True:
@@ -84,21 +84,22 @@ class ShadowScorer:
             if item is None:
                 return
             feeds, primary = item
+            n = len(primary)
             start = time.perf_counter()
             try:
                 shadow = self.session.run([self._output], feeds)[0]
             except Exception as exc:
-                self.metrics.shadow_events.labels(outcome="error").inc()
+                self.metrics.shadow_samples.labels(outcome="error").inc(n)
                 log.warning("shadow model failed: %s", exc)
                 continue
             self.metrics.shadow_latency.observe(time.perf_counter() - start)
             try:
                 self._compare(np.asarray(primary), np.asarray(shadow))
             except Exception as exc:
-                self.metrics.shadow_events.labels(outcome="error").inc()
+                self.metrics.shadow_samples.labels(outcome="error").inc(n)
                 log.warning("shadow output not comparable with the primary's: %s", exc)
                 continue
-            self.metrics.shadow_events.labels(outcome="scored").inc()
+            self.metrics.shadow_samples.labels(outcome="scored").inc(n)
 
     def _compare(self, primary: np.ndarray, shadow: np.ndarray) -> None:
         n = primary.shape[0]
@@ -112,7 +113,6 @@ class ShadowScorer:
         else:
             agree = int((diff <= self.tolerance).sum())
         self.metrics.shadow_abs_diff.observe_many(diff)
-        self.metrics.shadow_compared.inc(n)
         self.metrics.shadow_agreed.inc(agree)
         self.compared += n
         self.agreed += agree
