@@ -286,10 +286,23 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         task = asyncio.create_task(state.load())
+        grpc_server = None
+        if settings.grpc_port:
+            # Same loop, same engine and lifecycle as REST: one model session for both protocols.
+            from .grpc_api.backend import StateBackend
+            from .grpc_api.servicer import start_grpc_server
+
+            grpc_server = await start_grpc_server(
+                StateBackend(state), settings.host, settings.grpc_port, settings.max_request_bytes
+            )
+            log.info("gRPC (V2 + grpc.health.v1) on %s:%d", settings.host, settings.grpc_port)
         try:
             yield
         finally:
             state.begin_drain()
+            if grpc_server is not None:
+                # In-flight calls already drained with REST (they count in state.inflight).
+                await grpc_server.stop(grace=1.0)
             if not task.done():
                 task.cancel()
             await state.close()

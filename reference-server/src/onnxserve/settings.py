@@ -33,6 +33,7 @@ class Settings:
     model_version: str = "1"
     host: str = "127.0.0.1"
     port: int = 8000
+    grpc_port: int = 0
     device: str = "auto"
     allow_cpu_fallback: bool = False
     cuda_device_id: int = 0
@@ -76,6 +77,8 @@ class Settings:
             )
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"port must be in 0..65535, got {self.port}")
+        if not 0 <= self.grpc_port <= 65535:
+            raise SettingsError(f"grpc_port must be in 0..65535 (0: off), got {self.grpc_port}")
         if self.drift_bins < 2:
             raise SettingsError(f"drift_bins must be >= 2, got {self.drift_bins}")
         if not self.model_name:
@@ -111,6 +114,7 @@ HELP: dict[str, str] = {
     "model_version": "version string reported and accepted in /versions/{v}",
     "host": "address to bind (use 0.0.0.0 inside a container)",
     "port": "TCP port",
+    "grpc_port": "TCP port of the V2 gRPC service and grpc.health.v1 (0: no gRPC)",
     "device": "auto|cpu|cuda|tensorrt; auto picks TensorRT > CUDA > CPU from what really loads",
     "allow_cpu_fallback": "run on CPU when the requested GPU provider is not active (else exit 1)",
     "cuda_device_id": "GPU ordinal for CUDA/TensorRT",
