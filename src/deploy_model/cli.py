@@ -282,11 +282,49 @@ def report_cmd(
     run_stage("report", as_json, lambda: run_report(out, dry_run=dry_run))
 
 
+@app.command("render", epilog=EXIT_CODES)
+def render_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Deployment directory holding deployment.yaml; the bundle is written there."),
+    as_json: bool = JsonOpt,
+    dry_run: bool = DryRunOpt,
+) -> None:
+    """Render the deployment bundle from deployment.yaml (templates/bundle/).
+
+    Writes Dockerfile (+ Dockerfile.gpu for cuda/tensorrt), .dockerignore, requirements.lock,
+    compose.yaml, k8s/*.yaml, monitoring/* (scrape config, alert rules and their promtool unit
+    tests, PrometheusRule, ServiceMonitor, Grafana dashboard), batch/* for the batch pattern,
+    ci/validate.yml, server/ (the reference server), model/ and manifest.json (every file with
+    its sha256). Everything is rendered first and moved into place only on success.
+    """
+    from deploy_model.render import run_render
+
+    run_stage("render", as_json, lambda: run_render(out, dry_run=dry_run))
+
+
+@app.command("validate", epilog=EXIT_CODES)
+def validate_cmd(
+    out: Path = typer.Option(..., "--out", "-o", help="Deployment directory holding the rendered bundle; writes validation.json."),
+    strict: bool = typer.Option(False, "--strict", help="A validator whose tool is missing fails instead of being skipped (use in CI)."),
+    as_json: bool = JsonOpt,
+    dry_run: bool = DryRunOpt,
+) -> None:
+    """Prove the bundle with the real validator of each ecosystem; write validation.json.
+
+    kubernetes-validate (strict, the spec's Kubernetes version), structural checks of custom
+    resources (Rollout, AnalysisTemplate, HTTPRoute, VirtualService, ServiceMonitor,
+    PrometheusRule), a hardening catalogue after kube-score / kube-linter / checkov rules,
+    hadolint, the compose-spec and GitHub-workflow schemas, promtool check config / check rules /
+    test rules, lock-file pins and the manifest's sha256s. validation.json lists every check
+    (written also when checks fail); exits 1 naming the failing checks. A validator that
+    inspects no file fails.
+    """
+    from deploy_model.validate import run_validate
+
+    run_stage("validate", as_json, lambda: run_validate(out, strict=strict, dry_run=dry_run))
+
+
 # Stages of DESIGN.md that later versions add; each answers clearly instead of failing obscurely.
-PENDING = {
-    "render": "renders the bundle from deployment.yaml",
-    "validate": "validates the rendered bundle",
-}
+PENDING: dict[str, str] = {}
 for _verb, _what in PENDING.items():
     app.command(
         _verb,
@@ -336,12 +374,16 @@ def deploy_cmd(
     from deploy_model.pipeline import Measure
     from deploy_model.planning import run_plan
     from deploy_model.plugins import run_plugins
+    from deploy_model.render import run_render
+    from deploy_model.validate import run_validate
 
     directory = out or Path("deploy") / deployment_name(model)
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("plugins", lambda: run_plugins(directory, PLUGIN_ROOT, [])),
         ("inspect", lambda: run_inspect(model, directory)),
         ("plan", lambda: run_plan(directory, answers, {})),
+        ("render", lambda: run_render(directory)),
+        ("validate", lambda: run_validate(directory)),
     ]
     try:
         measure = Measure(directory, levels=parse_levels(concurrency), seconds=seconds)

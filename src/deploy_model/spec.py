@@ -272,6 +272,8 @@ class Monitoring(Strict):
     scrape_interval: str = "15s"
     drift_psi_watch: float = 0.1
     drift_psi_act: float = 0.2
+    # The Prometheus the canary gates query (Argo Rollouts AnalysisTemplate).
+    prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
 
 
 class KubernetesSpec(Strict):
@@ -280,6 +282,10 @@ class KubernetesSpec(Strict):
     host: str
     image: str
     network_policy: bool
+    # Where traffic enters; render writes these into HTTPRoute parentRefs / Ingress class.
+    gateway: str = "ml-gateway"
+    gateway_namespace: str = "gateway-system"
+    ingress_class: str = "nginx"
 
 
 class BatchJob(Strict):

@@ -1,0 +1,538 @@
+"""Stage `render`: every artifact of the deployment bundle, from deployment.yaml and templates/bundle/.
+
+The bundle is rendered into a temporary folder inside the deployment directory and moved into
+place only when every file rendered, so a failure never leaves half a bundle. Every value that
+reaches YAML goes through the `y` filter (JSON, which YAML reads as a quoted scalar or flow
+collection), so an answer holding `: `, a newline or `{{` cannot change a document's structure.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from deploy_model import __version__, alerting, lockfile
+from deploy_model.errors import StageError
+from deploy_model.files import read_json, read_yaml
+from deploy_model.spec import (
+    CanaryMechanism,
+    DeploymentSpec,
+    Device,
+    Rollout,
+    ServingPattern,
+    ShadowMechanism,
+    Target,
+    parse_spec,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = ROOT / "templates" / "bundle"
+SERVER_SOURCE = ROOT / "reference-server"
+SPEC_FILE = "deployment.yaml"
+MANIFEST_FILE = "manifest.json"
+# What render owns in the deployment directory; everything else belongs to other stages.
+OWNED_DIRS = ("k8s", "monitoring", "batch", "ci", "server", "model")
+SERVER_IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", ".ruff_cache", ".pytest_cache", "*.pyc", "build", "dist")
+
+# Pinned base images (a tag with the full version; rebuilds are reproducible and reviewable).
+PYTHON_IMAGE = "python:3.11.13-slim-bookworm"
+PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
+REDIS_IMAGE = "redis:7.4.2-alpine"
+# onnxruntime-gpu's published builds: since 1.19 the default wheel targets CUDA 12 and cuDNN 9
+# (CUDA minor-version compatible, so the newest 12.x runtime image works).
+CUDA_FOR_ORT = {"cuda": "12.8", "cudnn": "9", "image": "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04"}
+PRESTOP_SECONDS = 5
+
+
+@dataclass
+class Workload:
+    name: str
+    track: str
+    replicas: int
+    env: dict[str, str]
+    component: str = "server"
+    comment: str = ""
+
+
+def y(value: Any) -> str:
+    """A value as YAML: JSON text is a double-quoted scalar or a flow collection, never structure."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return json.dumps(value, ensure_ascii=True)
+
+
+def pyrepr(value: Any) -> str:
+    return repr(value)
+
+
+def regex_escape(value: str) -> str:
+    import re
+
+    return re.escape(value)
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(y=y, tojson=y, pyrepr=pyrepr, regex_escape=regex_escape)
+    return env
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+
+def load_spec(directory: Path) -> DeploymentSpec:
+    data = read_yaml(directory / SPEC_FILE, "deployment spec")
+    return parse_spec(data, str(directory / SPEC_FILE))
+
+
+def resolve_model(spec: DeploymentSpec, directory: Path) -> Path:
+    raw = Path(spec.model.path)
+    candidates = [raw] if raw.is_absolute() else [Path.cwd() / raw, directory / raw]
+    for path in candidates:
+        if path.is_file():
+            digest = sha256_file(path)
+            if digest != spec.model.sha256:
+                raise StageError(
+                    f"model {path} changed since inspect: sha256 {digest[:12]} but deployment.yaml expects "
+                    f"{spec.model.sha256[:12]} (re-run inspect and plan)"
+                )
+            return path
+    raise StageError(f"model file {spec.model.path!r} of deployment.yaml not found (looked at {', '.join(map(str, candidates))})")
+
+
+def resolve_shadow(spec: DeploymentSpec, directory: Path) -> Path | None:
+    shadow = spec.rollout.shadow
+    if spec.rollout.strategy != Rollout.shadow or shadow is None or not shadow.model_path:
+        return None
+    raw = Path(shadow.model_path)
+    for path in ([raw] if raw.is_absolute() else [Path.cwd() / raw, directory / raw]):
+        if path.is_file():
+            return path
+    raise StageError(f"shadow model {shadow.model_path!r} of deployment.yaml not found")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def image_tag(version: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", version):
+        raise StageError(
+            f"model version {version!r} cannot be an image tag: expected letters, digits, '_', '.', '-' "
+            "(at most 128, not starting with '.' or '-')"
+        )
+    return version
+
+
+# --- the context the templates see ----------------------------------------------------------
+
+
+def server_env(spec: DeploymentSpec, model_file: str, shadow_file: str | None, grpc: bool) -> dict[str, str]:
+    s = spec
+    cpu = float(s.resources.cpu_limit.rstrip("m")) / (1000 if s.resources.cpu_limit.endswith("m") else 1)
+    env = {
+        "ONNXSERVE_MODEL": f"/models/{model_file}",
+        "ONNXSERVE_MODEL_NAME": s.name,
+        "ONNXSERVE_MODEL_VERSION": s.model.version,
+        "ONNXSERVE_HOST": "0.0.0.0",
+        "ONNXSERVE_PORT": str(s.serving.port),
+        "ONNXSERVE_DEVICE": s.serving.device.value,
+        "ONNXSERVE_ALLOW_CPU_FALLBACK": "true" if s.serving.allow_cpu_fallback else "false",
+        "ONNXSERVE_MAX_BATCH_SIZE": str(s.batching.max_batch_size if s.batching.enabled else 1),
+        "ONNXSERVE_MAX_BATCH_DELAY_MS": f"{s.batching.max_batch_delay_ms:g}",
+        "ONNXSERVE_MAX_QUEUE_SIZE": str(s.batching.max_queue_size),
+        "ONNXSERVE_REQUEST_TIMEOUT_MS": str(s.serving.request_timeout_ms),
+        "ONNXSERVE_DRAIN_TIMEOUT_S": str(s.serving.drain_seconds),
+        # Threads = the CPUs of the limit, so onnxruntime does not oversubscribe a throttled pod.
+        "ONNXSERVE_INTRA_OP_THREADS": str(max(1, math.floor(cpu))),
+    }
+    if grpc:
+        env["ONNXSERVE_GRPC_PORT"] = str(s.serving.grpc_port)
+    if shadow_file:
+        env["ONNXSERVE_SHADOW_MODEL"] = f"/models/{shadow_file}"
+        env["ONNXSERVE_SHADOW_SAMPLE_RATE"] = f"{spec.rollout.shadow.sample_rate:g}" if spec.rollout.shadow else "0.1"
+    return env
+
+
+def server_supports(option: str) -> bool:
+    settings = SERVER_SOURCE / "src" / "onnxserve" / "settings.py"
+    return settings.is_file() and f"{option}:" in settings.read_text(encoding="utf-8")
+
+
+def analysis_metrics(spec: DeploymentSpec) -> list[dict[str, Any]]:
+    """Argo Rollouts gates: canary vs stable, each guarded against empty and NaN results."""
+    s, g = spec, spec.rollout.gates
+    window = "5m"
+
+    def sel(track: str, extra: str = "") -> str:
+        parts = [f'namespace="{s.kubernetes.namespace}"', f'app="{s.name}"', f'track="{track}"'] + ([extra] if extra else [])
+        return "{" + ", ".join(parts) + "}"
+
+    def rate(track: str, extra: str = "") -> str:
+        return f"sum(rate(model_requests_total{sel(track, extra)}[{window}]))"
+
+    def ratio(track: str) -> str:
+        return f"(({rate(track, 'status=~' + chr(34) + '5..' + chr(34))} or vector(0)) / clamp_min({rate(track)}, 1e-9))"
+
+    def p95(track: str) -> str:
+        return f"histogram_quantile(0.95, sum by (le) (rate(model_request_latency_seconds_bucket{sel(track)}[{window}])))"
+
+    floor = s.slo.max_error_ratio / g.max_error_rate_ratio
+    enough = f"and on() ({rate('canary')} >= {g.min_request_rate:g})"
+    valid = "len(result) > 0 && !isNaN(result[0])"
+    count = max(1, s.rollout.canary.pause_minutes // 5) if s.rollout.canary else 12
+    return [
+        {"name": "canary-traffic", "count": count,
+         "doc": f"canary requests/s; below {g.min_request_rate:g} the other gates have no data (Inconclusive, never Successful)",
+         "query": f"{rate('canary')} or vector(0)",
+         "success": f"len(result) > 0 && result[0] >= {g.min_request_rate:g}", "failure": "len(result) > 0 && result[0] < 0"},
+        {"name": "error-rate-ratio", "count": count,
+         "doc": f"canary 5xx ratio / stable 5xx ratio (stable floored at {floor:g}); fails above {g.max_error_rate_ratio:g}",
+         "query": f"{ratio('canary')} / clamp_min({ratio('stable')}, {floor:g}) {enough}",
+         "success": f"{valid} && result[0] <= {g.max_error_rate_ratio:g}", "failure": f"{valid} && result[0] > {g.max_error_rate_ratio:g}"},
+        {"name": "p95-latency-ratio", "count": count,
+         "doc": f"canary p95 / stable p95; fails above {g.max_p95_latency_ratio:g}",
+         "query": f"({p95('canary')}) / ({p95('stable')}) {enough}",
+         "success": f"{valid} && result[0] <= {g.max_p95_latency_ratio:g}", "failure": f"{valid} && result[0] > {g.max_p95_latency_ratio:g}"},
+        {"name": "p95-latency-sla", "count": count,
+         "doc": f"canary p95 in seconds; fails above the {s.slo.latency_p95_ms:g} ms SLA",
+         "query": f"({p95('canary')}) {enough}",
+         "success": f"{valid} && result[0] <= {s.slo.latency_p95_ms / 1000:g}", "failure": f"{valid} && result[0] > {s.slo.latency_p95_ms / 1000:g}"},
+    ]
+
+
+@dataclass
+class Plan:
+    """Which file comes from which template, with its extra context."""
+
+    files: list[tuple[str, str, dict[str, Any]]]
+    warnings: list[str]
+
+
+def build_context(spec: DeploymentSpec, directory: Path, model_path: Path, shadow_path: Path | None) -> tuple[dict[str, Any], Plan]:
+    s = spec
+    name, ns = s.name, s.kubernetes.namespace
+    pattern, strategy = s.serving.pattern, s.rollout.strategy
+    gpu = s.serving.device in (Device.cuda, Device.tensorrt)
+    warnings: list[str] = []
+    grpc = s.serving.protocol.value == "grpc" and server_supports("grpc_port")
+    if s.serving.protocol.value == "grpc" and not grpc:
+        warnings.append("protocol grpc: the reference server has no gRPC option yet; the bundle serves REST (V2) only")
+    model_file = f"{name}.onnx"
+    shadow_file = f"{name}-shadow.onnx" if shadow_path else None
+    if strategy == Rollout.shadow and shadow_path is None:
+        warnings.append("shadow rollout without shadow_model: no candidate is scored; answer shadow_model (a .onnx path) and re-plan")
+    version = image_tag(s.model.version)
+    image_ref = f"{s.kubernetes.image}:{version}" + ("-gpu" if gpu else "")
+    kube = s.target in (Target.kubernetes, Target.serverless)
+    shadow_mech = s.rollout.shadow.mechanism if s.rollout.shadow else None
+    canary_mech = s.rollout.canary.mechanism if s.rollout.canary else None
+    in_process_shadow = shadow_file if shadow_mech == ShadowMechanism.in_process else None
+    base_env = server_env(s, model_file, in_process_shadow, grpc)
+    replicas = s.scaling.replicas
+    model_mib = s.model.bytes / (1 << 20)
+    startup = 600 if s.serving.device == Device.tensorrt else int(60 + model_mib / 10) + (60 if gpu else 0)
+    startup = int(math.ceil(startup / 5) * 5)
+
+    def wl(suffix: str, track: str, count: int, env: dict[str, str] | None = None, comment: str = "") -> Workload:
+        return Workload(name=name + suffix, track=track, replicas=count, env=env or base_env, comment=comment)
+
+    workloads: list[Workload] = []
+    services: list[dict[str, Any]] = []
+    autoscaled: list[dict[str, Any]] = []
+    budgets: list[dict[str, Any]] = []
+    files: list[tuple[str, str, dict[str, Any]]] = []
+    rollout_note = strategy.value
+    main = wl("", "stable", replicas)
+    extra: dict[str, Any] = {"route": {"kind": "plain"}, "mirror_percent": 0, "canary_steps": [], "analysis_metrics": []}
+
+    if pattern == ServingPattern.realtime and s.target == Target.kubernetes:
+        workloads.append(main)
+        if strategy == Rollout.canary and canary_mech == CanaryMechanism.argo_rollouts:
+            rollout_note = "canary with Argo Rollouts"
+            services += [{"name": name, "selector": {"app": name}, "workload": main},
+                         {"name": f"{name}-canary", "selector": {"app": name}, "workload": wl("-canary", "canary", 1)}]
+            workloads = []
+            extra.update(workload=main, canary_steps=s.rollout.canary.steps if s.rollout.canary else [100],
+                         analysis_metrics=analysis_metrics(s))
+            files += [("k8s/rollout.yaml.j2", "k8s/rollout.yaml", {}), ("k8s/analysistemplate.yaml.j2", "k8s/analysistemplate.yaml", {})]
+            autoscaled.append({"name": name, "kind": "Rollout", "api_version": "argoproj.io/v1alpha1",
+                               "min": s.scaling.min_replicas, "max": s.scaling.max_replicas})
+            if replicas >= 2:
+                budgets.append({"name": name, "selector": {"app": name}})
+        else:
+            services.append({"name": name, "selector": {"app": name, "track": "stable"}, "workload": main})
+            autoscaled.append({"name": name, "kind": "Deployment", "api_version": "apps/v1",
+                               "min": s.scaling.min_replicas, "max": s.scaling.max_replicas})
+            if replicas >= 2:
+                budgets.append({"name": name, "selector": {"app": name, "track": "stable"}})
+            if strategy == Rollout.canary:
+                canary = wl("-canary", "canary", 1, comment="The canary track: the new version, receiving only the weight the route gives it.")
+                workloads.append(canary)
+                services.append({"name": f"{name}-canary", "selector": {"app": name, "track": "canary"}, "workload": canary})
+                if canary_mech == CanaryMechanism.ingress_nginx:
+                    rollout_note = "canary with ingress-nginx (retired March 2026)"
+                    warnings.append("ingress-nginx was retired by the Kubernetes project in March 2026 (no more releases or "
+                                    "security fixes): prefer canary_mechanism gateway-api or argo-rollouts on new clusters")
+                    files.append(("k8s/ingress.yaml.j2", "k8s/ingress.yaml", {}))
+                else:
+                    rollout_note = "canary with Gateway API weights"
+                    extra["route"] = {"kind": "canary"}
+                    files.append(("k8s/httproute.yaml.j2", "k8s/httproute.yaml", {}))
+            elif strategy == Rollout.shadow and shadow_mech in (ShadowMechanism.istio, ShadowMechanism.gateway_api):
+                shadow_env = dict(base_env)
+                if shadow_file:
+                    shadow_env["ONNXSERVE_MODEL"] = f"/models/{shadow_file}"
+                    shadow_env["ONNXSERVE_MODEL_VERSION"] = f"{s.model.version}-shadow"
+                shadow = wl("-shadow", "shadow", 1, shadow_env, comment="The shadow track: receives mirrored copies of requests; its answers are discarded.")
+                workloads.append(shadow)
+                services.append({"name": f"{name}-shadow", "selector": {"app": name, "track": "shadow"}, "workload": shadow})
+                percent = round((s.rollout.shadow.sample_rate if s.rollout.shadow else 0.1) * 100, 2)
+                extra["mirror_percent"] = int(percent) if float(percent).is_integer() else percent
+                if shadow_mech == ShadowMechanism.istio:
+                    rollout_note = "shadow by Istio mirroring"
+                    files.append(("k8s/virtualservice.yaml.j2", "k8s/virtualservice.yaml", {}))
+                else:
+                    rollout_note = "shadow by Gateway API RequestMirror"
+                    extra["route"] = {"kind": "mirror", "percent": max(1, int(percent))}
+                    files.append(("k8s/httproute.yaml.j2", "k8s/httproute.yaml", {}))
+            elif strategy == Rollout.blue_green:
+                rollout_note = "blue-green: blue serves, green waits; the Service selector switches"
+                main.track = "blue"
+                services[0]["selector"] = {"app": name, "track": "blue"}
+                budgets[:] = [{"name": name, "selector": {"app": name, "track": "blue"}}] if replicas >= 2 else []
+                green = wl("-green", "green", replicas, comment="The green track: the new version, reachable through its own Service until the switch.")
+                workloads.append(green)
+                services.append({"name": f"{name}-green", "selector": {"app": name, "track": "green"}, "workload": green})
+                autoscaled.append({"name": f"{name}-green", "kind": "Deployment", "api_version": "apps/v1",
+                                   "min": s.scaling.min_replicas, "max": s.scaling.max_replicas})
+                if replicas >= 2:
+                    budgets.append({"name": f"{name}-green", "selector": {"app": name, "track": "green"}})
+                files.append(("k8s/httproute.yaml.j2", "k8s/httproute.yaml", {}))
+            else:
+                if strategy == Rollout.shadow:
+                    rollout_note = "shadow scored in-process by the reference server"
+                files.append(("k8s/httproute.yaml.j2", "k8s/httproute.yaml", {}))
+        if workloads:
+            files.append(("k8s/deployment.yaml.j2", "k8s/deployment.yaml", {}))
+        files.append(("k8s/service.yaml.j2", "k8s/service.yaml", {}))
+    elif pattern == ServingPattern.realtime and s.target == Target.serverless:
+        extra["workload"] = main
+        files.append(("k8s/knative-service.yaml.j2", "k8s/knative-service.yaml", {}))
+        if strategy != Rollout.direct:
+            warnings.append(f"serverless target: Knative revisions roll out by traffic percent; the {strategy.value} "
+                            "plan of the report applies to revisions, no extra manifests were rendered")
+    elif pattern == ServingPattern.event_driven and kube:
+        worker = Workload(name=f"{name}-worker", track="stable", replicas=replicas, env=base_env, component="worker")
+        extra["workload"] = worker
+        files.append(("k8s/worker.yaml.j2", "k8s/worker.yaml", {}))
+        autoscaled.append({"name": worker.name, "kind": "Deployment", "api_version": "apps/v1",
+                           "min": max(1, s.scaling.min_replicas), "max": max(1, s.scaling.max_replicas)})
+        if replicas >= 2:
+            budgets.append({"name": worker.name, "selector": {"app": name, "track": "stable"}})
+
+    batch_args = ["--batch-size", str(s.batching.max_batch_size)]
+    batch_command = ["python", "-m", "onnxserve.batch", "--model", f"/models/{model_file}",
+                     "--input", s.batch.input_uri if s.batch else "/data/input",
+                     "--output", s.batch.output_uri if s.batch else "/data/output", *batch_args]
+    if pattern == ServingPattern.batch:
+        job_wl = Workload(name=f"{name}-batch", track="stable", replicas=1, env={}, component="batch")
+        if kube:
+            files.append(("k8s/cronjob.yaml.j2", "k8s/cronjob.yaml", {"job": {"kind": "CronJob", "name": f"{name}-batch", "workload": job_wl}}))
+        files.append(("k8s/cronjob.yaml.j2", "batch/job.yaml", {"job": {"kind": "Job", "name": f"{name}-batch-manual", "workload": job_wl}}))
+        files.append(("batch/prefect_flow.py.j2", "batch/prefect_flow.py", {}))
+    if kube:
+        files.append(("k8s/serviceaccount.yaml.j2", "k8s/serviceaccount.yaml", {}))
+        if autoscaled and not s.scaling.scale_to_zero:
+            files.append(("k8s/hpa.yaml.j2", "k8s/hpa.yaml", {}))
+        if budgets:
+            files.append(("k8s/pdb.yaml.j2", "k8s/pdb.yaml", {}))
+        if s.kubernetes.network_policy:
+            files.append(("k8s/networkpolicy.yaml.j2", "k8s/networkpolicy.yaml", {}))
+        files.append(("monitoring/prometheus.yml.j2", "monitoring/prometheus.yml", {"compose": False}))
+        files.append(("monitoring/prometheusrule.yaml.j2", "monitoring/prometheusrule.yaml", {}))
+        if services:
+            files.append(("monitoring/servicemonitor.yaml.j2", "monitoring/servicemonitor.yaml", {}))
+
+    files += [
+        ("monitoring/prometheus.yml.j2", "monitoring/prometheus-compose.yml", {"compose": True}),
+        ("monitoring/alerts.rules.yml.j2", "monitoring/alerts.rules.yml", {}),
+        ("monitoring/alerts.rules_test.yml.j2", "monitoring/alerts.rules_test.yml", {}),
+        ("monitoring/grafana-dashboard.json.j2", "monitoring/grafana-dashboard.json", {}),
+        ("Dockerfile.j2", "Dockerfile", {"gpu": False, "lock_file": "requirements.lock", "runtime_image": PYTHON_IMAGE}),
+        ("dockerignore.j2", ".dockerignore", {}),
+        ("compose.yaml.j2", "compose.yaml", {}),
+        ("ci/validate.yml.j2", "ci/validate.yml", {}),
+    ]
+    if gpu:
+        files.append(("Dockerfile.j2", "Dockerfile.gpu", {"gpu": True, "lock_file": "requirements-gpu.lock", "runtime_image": CUDA_FOR_ORT["image"]}))
+
+    main_service = {ServingPattern.batch: "batch", ServingPattern.event_driven: "worker"}.get(pattern, "server")
+    compose_command: list[str] | None = None
+    compose_env: dict[str, str] = dict(base_env)
+    if pattern == ServingPattern.batch:
+        compose_command = batch_command
+    elif pattern == ServingPattern.event_driven:
+        compose_command = ["python", "-m", "onnxserve.worker", "--model", f"/models/{model_file}"]
+        compose_env = {"ONNXSERVE_WORKER_REDIS_URL": "redis://redis:6379/0",
+                       "ONNXSERVE_WORKER_BATCH_SIZE": str(s.batching.max_batch_size)}
+    parent = directory.resolve().parent.name
+    bundle_dir = f"{parent}/{directory.resolve().name}" if parent == "deploy" else directory.resolve().name
+    context: dict[str, Any] = {
+        "s": s, "name": name, "ns": ns, "version": version, "host": s.kubernetes.host,
+        "image_ref": image_ref, "port": s.serving.port, "metrics_path": s.monitoring.metrics_path,
+        "model_file": model_file, "gpu": gpu, "grpc": grpc, "env": base_env,
+        "command": ["python", "-m", "onnxserve"],
+        "python_image": PYTHON_IMAGE, "prometheus_image": PROMETHEUS_IMAGE, "redis_image": REDIS_IMAGE,
+        "cuda": CUDA_FOR_ORT, "ort_version": "",
+        "workloads": workloads, "services": services, "autoscaled": autoscaled, "disruption_budgets": budgets,
+        "rollout_note": rollout_note, "startup_seconds": startup, "prestop_seconds": PRESTOP_SECONDS,
+        "grace_seconds": PRESTOP_SECONDS + s.serving.drain_seconds + 10,
+        "open_port": pattern == ServingPattern.realtime, "gates": s.rollout.gates,
+        "rules": alerting.rules(s), "rule_tests": alerting.tests(s), "compose": False,
+        "batch_command": batch_command, "batch_args": batch_args,
+        "worker_command": ["python", "-m", "onnxserve.worker", "--model", f"/models/{model_file}"],
+        "main_service": main_service, "compose_command": compose_command, "compose_env": compose_env,
+        "dockerfile": "Dockerfile.gpu" if gpu else "Dockerfile", "bundle_dir": bundle_dir,
+        "pack_requirement": f"deploy-model=={__version__}", "job": None,
+        **extra,
+    }
+    return context, Plan(files=files, warnings=warnings)
+
+
+# --- writing ----------------------------------------------------------------------------------
+
+DESCRIPTIONS = {
+    "Dockerfile": "container image (CPU)", "Dockerfile.gpu": "container image (GPU, CUDA runtime base)",
+    ".dockerignore": "build context filter", "requirements.lock": "exact pins of the image's Python packages",
+    "requirements-gpu.lock": "exact pins for the GPU image", "compose.yaml": "local trial: server + Prometheus",
+}
+
+
+def describe(path: str) -> str:
+    if path in DESCRIPTIONS:
+        return DESCRIPTIONS[path]
+    top = path.split("/", 1)[0]
+    return {"k8s": "Kubernetes manifest", "monitoring": "monitoring", "batch": "batch inference", "ci": "CI workflow",
+            "server": "reference server source", "model": "model file"}.get(top, "")
+
+
+def render_into(spec: DeploymentSpec, directory: Path, target: Path) -> tuple[list[str], list[str]]:
+    """Render the whole bundle into `target` (an empty folder); returns (files, warnings)."""
+    model_path = resolve_model(spec, directory)
+    shadow_path = resolve_shadow(spec, directory)
+    context, plan = build_context(spec, directory, model_path, shadow_path)
+    gpu = context["gpu"]
+    extras = ("worker",) if spec.serving.pattern == ServingPattern.event_driven else ()
+    pins = lockfile.closure(lockfile.server_requirements(SERVER_SOURCE, extras))
+    context["ort_version"] = pins.get("onnxruntime", "")
+    header = (f"# Exact pins of the {spec.name} image, from the environment deploy-model {__version__} measured with.\n"
+              "# Installed with pip --no-deps: this file is the whole dependency closure.\n")
+    (target / "requirements.lock").write_text(lockfile.lock_text(pins, False, header), encoding="utf-8")
+    if gpu:
+        (target / "requirements-gpu.lock").write_text(lockfile.lock_text(pins, True, header), encoding="utf-8")
+    env = environment()
+    for template, out, local in plan.files:
+        try:
+            text = env.get_template(template).render(**{**context, **local})
+        except jinja2.TemplateError as exc:
+            raise StageError(f"template {template} failed to render {out}: {exc}") from None
+        path = target / out
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text.lstrip("\n"), encoding="utf-8")
+    shutil.copytree(SERVER_SOURCE, target / "server", ignore=SERVER_IGNORE)
+    (target / "model").mkdir()
+    shutil.copyfile(model_path, target / "model" / context["model_file"])
+    if shadow_path is not None:
+        shutil.copyfile(shadow_path, target / "model" / f"{spec.name}-shadow.onnx")
+    files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
+    manifest = {
+        "generator": f"deploy-model {__version__}",
+        "spec_sha256": sha256_file(directory / SPEC_FILE),
+        "name": spec.name,
+        "version": spec.model.version,
+        "image": context["image_ref"],
+        "warnings": plan.warnings,
+        "files": [{"path": f, "sha256": sha256_file(target / f), "bytes": (target / f).stat().st_size,
+                   "what": describe(f)} for f in files],
+    }
+    (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return [*files, MANIFEST_FILE], plan.warnings
+
+
+def _previous_files(directory: Path) -> list[str]:
+    path = directory / MANIFEST_FILE
+    if not path.is_file():
+        return []
+    try:
+        data = read_json(path, MANIFEST_FILE)
+        return [str(f["path"]) for f in data.get("files", []) if isinstance(f, dict) and "path" in f]
+    except (StageError, AttributeError):
+        return []
+
+
+def move_into_place(staging: Path, directory: Path, files: list[str]) -> None:
+    """Replace the previous bundle by the new one: owned folders whole, top-level files one by one."""
+    for stale in _previous_files(directory):
+        if "/" not in stale and stale not in files:
+            (directory / stale).unlink(missing_ok=True)
+    for folder in OWNED_DIRS:
+        old = directory / folder
+        if old.exists():
+            shutil.rmtree(old)
+    for entry in sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST_FILE):
+        entry.replace(directory / entry.name)  # manifest.json last: it vouches for the rest
+
+
+def run_render(directory: Path, dry_run: bool = False) -> dict[str, Any]:
+    directory = Path(directory)
+    spec = load_spec(directory)
+    if dry_run:
+        with tempfile.TemporaryDirectory(prefix="deploy-model-render-") as tmp:
+            files, warnings = render_into(spec, directory, Path(tmp))
+    else:
+        staging = Path(tempfile.mkdtemp(prefix=".render-", dir=directory))
+        try:
+            files, warnings = render_into(spec, directory, staging)
+            move_into_place(staging, directory, files)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    for warning in warnings:
+        print(f"render: warning: {warning}", flush=True, file=__import__("sys").stderr)
+    shown = [f for f in files if not f.startswith(("server/",))]
+    return {
+        "stage": "render",
+        "ok": True,
+        "dry_run": dry_run,
+        "wrote": [] if dry_run else [str(directory / f) for f in shown],
+        "files": files,
+        "warnings": warnings,
+        "summary": {
+            "files": len(files),
+            "server_files": len(files) - len(shown),
+            "image": f"{spec.kubernetes.image}:{spec.model.version}",
+            "warnings": len(warnings),
+        },
+    }
+
