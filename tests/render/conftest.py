@@ -1,0 +1,45 @@
+"""Fixtures of the render/validate tests: a profiled example model and planned deployment dirs."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy_model.inspection import run_inspect
+from deploy_model.planning import run_plan
+from deploy_model.render import run_render
+
+
+@pytest.fixture(scope="session")
+def render_profile(tmp_path_factory: pytest.TempPathFactory, tabular_model: Path) -> Path:
+    out = tmp_path_factory.mktemp("render-profile")
+    run_inspect(tabular_model, out, runs=3, large_batch=4)
+    return out
+
+
+@pytest.fixture
+def planned_dir(render_profile: Path, tmp_path: Path) -> Callable[..., Path]:
+    """planned_dir(**answers) -> a fresh deployment directory with profile and deployment.yaml."""
+    def make(**answers: Any) -> Path:
+        out = tmp_path / f"d{len(list(tmp_path.iterdir()))}"
+        out.mkdir()
+        shutil.copyfile(render_profile / "model-profile.json", out / "model-profile.json")
+        run_plan(out, None, answers)
+        return out
+
+    return make
+
+
+@pytest.fixture
+def bundle(planned_dir: Callable[..., Path]) -> Callable[..., Path]:
+    """bundle(**answers) -> a planned and rendered deployment directory."""
+    def make(**answers: Any) -> Path:
+        out = planned_dir(**answers)
+        run_render(out)
+        return out
+
+    return make
