@@ -93,14 +93,13 @@ def test_a_server_that_dies_mid_run_fails_the_stage_and_is_reported(tabular_mode
     assert not (out / "DEPLOYMENT.md").exists() and not (out / "loadtest.json").exists()
 
 
-def test_batch_pattern_skips_the_live_stages_and_says_why(tabular_model: Path, tmp_path: Path) -> None:
-    out = tmp_path / "deploy" / "batch"
-    done = cli("deploy", tabular_model, "--answers", _answers(tmp_path, traffic="batch", latency_sla_ms=5000),
-               "--out", out, timeout=240)
+def test_edge_pattern_skips_the_live_stages_and_says_why(tabular_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "deploy" / "edge"
+    done = cli("deploy", tabular_model, "--answers", _answers(tmp_path, target="edge"), "--out", out, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert re.search(r"\] serve done in .*skipped: the batch pattern", done.stderr)
+    assert re.search(r"\] serve done in .*skipped: the edge pattern", done.stderr)
     assert not (out / "server.json").exists() and not (out / "loadtest.json").exists()
     text = (out / "DEPLOYMENT.md").read_text()
     assert find_placeholders(text) == []
-    assert "Not measured: the batch pattern runs scheduled jobs" in text
+    assert "Not measured: the edge pattern runs the model on the device" in text
     assert "**Outcome: not measured.**" in text
