@@ -111,7 +111,7 @@ def configuration_rows(spec: Any, profile: dict[str, Any], server: dict[str, Any
     rows.append(("Resources per replica", f"CPU {r.cpu_request} request / {r.cpu_limit} limit, memory {r.memory_request} / "
                                           f"{r.memory_limit}" + (f", {r.gpu} GPU" if r.gpu else "")))
     sc = s.scaling
-    rows.append(("Replicas / autoscaling", f"{sc.replicas} replicas; HPA {sc.min_replicas}-{sc.max_replicas} at "
+    rows.append(("Replicas / autoscaling", f"{sc.replicas} replica{'s' if sc.replicas != 1 else ''}; HPA {sc.min_replicas}-{sc.max_replicas} at "
                                            f"{sc.target_cpu_utilization}% CPU" + (", scale to zero" if sc.scale_to_zero else "")))
     rows.append(("SLO", f"p95 <= {s.slo.latency_p95_ms:g} ms at {s.slo.target_rps:g} req/s, availability "
                         f"{s.slo.availability:g}%, errors <= {s.slo.max_error_ratio:.1%}"))
@@ -145,7 +145,28 @@ def rendered_files(directory: Path, manifest: dict[str, Any] | None) -> list[dic
                                 "what": str(item.get("description") or item.get("what") or item.get("kind") or "")})
             elif isinstance(item, str):
                 entries.append({"path": item, "sha256": "", "what": ""})
-    return entries
+    return _grouped(entries)
+
+
+def _grouped(entries: list[dict[str, str]], most: int = 6) -> list[dict[str, str]]:
+    """Many files of one kind under one folder (the server's source) become one row for the folder."""
+    groups: dict[tuple[str, str], list[dict[str, str]]] = {}
+    for entry in entries:
+        top = entry["path"].split("/", 1)[0] if "/" in entry["path"] else ""
+        groups.setdefault((top, entry["what"]), []).append(entry)
+    out: list[dict[str, str]] = []
+    done: set[tuple[str, str]] = set()
+    for entry in entries:
+        top = entry["path"].split("/", 1)[0] if "/" in entry["path"] else ""
+        key = (top, entry["what"])
+        members = groups[key]
+        if top and len(members) > most:
+            if key not in done:
+                done.add(key)
+                out.append({"path": f"{top}/", "sha256": "", "what": f"{entry['what'] or 'files'} ({len(members)} files)"})
+            continue
+        out.append(entry)
+    return out
 
 
 def key_manifests(directory: Path, limit: int = MANIFEST_LINES) -> list[dict[str, str]]:
@@ -326,6 +347,7 @@ def gather(directory: Path) -> dict[str, Any]:
         "decisions": [(d.decision, _md(d.value if not isinstance(d.value, (dict, list)) else json.dumps(d.value)), _md(d.rule))
                       for d in spec.decisions],
         "files": rendered_files(directory, manifest),
+        "file_count": len((manifest or {}).get("files") or []),
         "disk_files": sorted(str(p.relative_to(directory)) for p in directory.rglob("*")
                              if p.is_file() and not p.name.startswith(".") and p.name != REPORT_FILE)[:200],
         "manifests": key_manifests(directory),

@@ -39,7 +39,8 @@ def rendered_scrape_config(directory: Path) -> Path | None:
     from deploy_model.render import run_render  # type: ignore[attr-defined]
 
     run_render(directory)
-    for path in sorted((directory / "monitoring").rglob("*.y*ml")):
+    # The cluster's config first (prometheus.yml), else any other (the compose one).
+    for path in sorted((directory / "monitoring").rglob("*.y*ml"), key=lambda p: (p.name != "prometheus.yml", p.name)):
         data = yaml.safe_load(path.read_text())
         if isinstance(data, dict) and data.get("scrape_configs"):
             return path
