@@ -165,7 +165,30 @@ def _weight_command(spec: Any, mechanism: str, weight: int, prod: str) -> str:
     return f"{prod} patch httproute {name} --type=json -p '{patch}'"
 
 
+def _edge_steps(spec: Any, d: str) -> list[dict[str, Any]]:
+    """Edge: the model ships to devices; waves of devices replace traffic weights."""
+    home = f"/opt/{spec.name}"
+    model = f"{home}/model/{spec.name}.onnx"
+    return [
+        {"title": "Check the device model against the original (quantization.json: size, speed, agreement)", "commands": [
+            f"cat {d}/quantization.json"]},
+        {"title": "Install on one test device (DEVICE is its address)", "commands": [
+            f"ssh DEVICE mkdir -p {home}",
+            f"scp -r {d}/model {d}/server {d}/requirements.lock DEVICE:{home}/",
+            f"ssh DEVICE 'python3 -m venv {home}/venv && {home}/venv/bin/pip install -r {home}/requirements.lock {home}/server'"]},
+        {"title": "Run it on the device and smoke-test it from there", "commands": [
+            f"ssh DEVICE '{home}/venv/bin/python -m onnxserve --model {model} --device cpu --port 8000' &",
+            "ssh -L 8000:127.0.0.1:8000 DEVICE -N &",
+            f"deploy-model smoke --out {d} --url http://127.0.0.1:8000",
+            "kill %1 %2"]},
+        {"title": "Roll out to the fleet in waves (10%, 50%, 100% of devices) with your fleet manager; "
+                  "check /health model_version and the error count on every wave before the next", "commands": []},
+    ]
+
+
 def _non_realtime_steps(spec: Any, d: str) -> list[dict[str, Any]]:
+    if spec.serving.pattern.value == "edge":
+        return _edge_steps(spec, d)
     ns = spec.kubernetes.namespace
     image = f"{spec.kubernetes.image}:{spec.model.version}"
     prod = f"kubectl --context production -n {ns}"
@@ -183,6 +206,16 @@ def rollback_steps(spec: Any, service: str) -> list[dict[str, Any]]:
     name = spec.name
     ns = spec.kubernetes.namespace
     prod = f"kubectl --context production -n {ns}"
+    if spec.serving.pattern.value == "edge":
+        home = f"/opt/{name}"
+        return [
+            {"title": "Stop the wave: no further devices get the new model", "commands": []},
+            {"title": "Put the previous release's model back on the devices of the wave, then restart the server "
+                      "the way the device supervises it", "commands": [
+                f"scp -r PREVIOUS_BUNDLE/model DEVICE:{home}/   # PREVIOUS_BUNDLE: the deployment directory of the last good release"]},
+            {"title": "Verify the old version is serving on each device", "commands": [
+                "ssh DEVICE 'curl -s http://127.0.0.1:8000/health'   # model_version must be the previous one"]},
+        ]
     strategy = spec.rollout.strategy.value
     steps: list[dict[str, Any]] = []
     if spec.serving.pattern.value == "realtime" and strategy == "canary" and spec.rollout.canary:
