@@ -14,8 +14,8 @@ import pytest
 
 
 def test_not_ready_until_warmed(start_server, models, metric):
-    # Warming every batch size 1..64 of the slow model takes a couple of seconds.
-    server = start_server(models["slow"], "--max-batch-size", "64", wait=False)
+    # Warming every batch size 1..32 of the slow model takes about a second.
+    server = start_server(models["slow"], "--max-batch-size", "32", wait=False)
     body = {"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}]}
     loading_seen = []
     deadline = time.monotonic() + 60
@@ -42,7 +42,7 @@ def test_not_ready_until_warmed(start_server, models, metric):
     assert all(s[:4] == (200, 503, 503, 503) for s in loading_seen), loading_seen
     assert httpx.get(server.url + "/v2/models/slow/ready").status_code == 200
     assert httpx.post(server.url + "/v2/models/slow/infer", json=body).status_code == 200
-    assert metric(server.metrics(), "model_warmup_seconds") > 0.2
+    assert metric(server.metrics(), "model_warmup_seconds") > 0.1
 
 
 def test_sigterm_drains_in_flight_requests_then_exits_0(start_server, models, metric):

@@ -118,7 +118,15 @@ def test_drift_against_a_reference_file(start_server, models, metric, tmp_path):
     train = rng.standard_normal((5000, 16)).astype(np.float32)
     ref = tmp_path / "drift.json"
     ref.write_text(json.dumps(build_reference({"features": train})))
-    server = start_server(models["mlp"], "--drift-reference", str(ref), "--drift-window", "300")
+    server = start_server(
+        models["mlp"],
+        "--drift-reference",
+        str(ref),
+        "--drift-window",
+        "300",
+        "--drift-interval-ms",
+        "0",
+    )
     same = rng.standard_normal((300, 16)).astype(np.float32)
     _send(server, same, batch=10)
     time.sleep(0.2)
@@ -136,7 +144,7 @@ def test_drift_against_a_reference_file(start_server, models, metric, tmp_path):
 
 
 def test_drift_captures_its_reference_from_first_rows(start_server, models, metric):
-    server = start_server(models["mlp"], "--drift-window", "200")
+    server = start_server(models["mlp"], "--drift-window", "200", "--drift-interval-ms", "0")
     rng = np.random.default_rng(6)
     _send(server, rng.standard_normal((200, 16)).astype(np.float32), batch=10)
     assert "input_feature_drift{" not in server.metrics()  # reference taken, window empty

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -38,8 +38,8 @@ from .codec import (
 )
 from .drift import DriftMonitor
 from .metrics import Metrics, gauge
-from .model import ModelSpec, warm_up
-from .providers import ProviderReport, create_session
+from .model import ModelSpec, sample_feeds, warm_up
+from .providers import CPU, ProviderReport, create_session, tune_intra_op_threads
 from .settings import Settings
 from .shadow import ShadowScorer
 
@@ -76,7 +76,10 @@ class ServerState:
         self.inflight = 0
         self.last_prediction: float | None = None
         self.fatal: str | None = None
+        self.intra_op_threads = 0
         self.timeout = settings.request_timeout_ms / 1000.0
+        self._drift_last = 0.0
+        self._drift_interval = settings.drift_interval_ms / 1000.0
         self.metrics.add_source(self._collect)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -88,6 +91,15 @@ class ServerState:
             session, provider = await asyncio.to_thread(create_session, s.model, s)
             load_seconds = time.perf_counter() - start
             spec = ModelSpec.from_session(session, s.model_name, s.model_version, s.max_batch_size)
+            threads = session.get_session_options().intra_op_num_threads
+            thread_note = "set" if s.intra_op_threads else "all usable CPUs"
+            if s.intra_op_threads == 0 and provider.actual == CPU and threads > 1:
+                top = spec.max_batch_size if spec.batching else 0
+                feeds = sample_feeds(spec, top, np.random.default_rng(0))
+                session, threads, thread_note = await asyncio.to_thread(
+                    tune_intra_op_threads, s.model, s, session, feeds, threads
+                )
+            self.intra_op_threads = threads
             self.session, self.provider, self.spec = session, provider, spec
             m = self.metrics
             m.load_seconds.set(load_seconds)
@@ -137,7 +149,7 @@ class ServerState:
             m.ready.set(1)
             log.info(
                 "onnxserve ready: model=%s version=%s provider=%s (requested %s%s, active %s, "
-                "onnxruntime %s) batching=%s max_batch_size=%d intra_op_threads=%d load=%.3fs "
+                "onnxruntime %s) batching=%s max_batch_size=%d intra_op_threads=%d (%s) load=%.3fs "
                 "warmup=%.3fs shadow=%s",
                 spec.name,
                 spec.version,
@@ -148,7 +160,8 @@ class ServerState:
                 provider.ort_version,
                 spec.batching,
                 spec.max_batch_size,
-                session.get_session_options().intra_op_num_threads,
+                threads,
+                thread_note,
                 load_seconds,
                 warm,
                 s.shadow_model or "off",
@@ -186,7 +199,12 @@ class ServerState:
             per = first.reshape(report.rows, -1) if first.ndim else first.reshape(1, 1)
             m.prediction.observe_many(per[:, 0] if per.shape[1] == 1 else per.max(axis=1))
         if self.drift is not None:
-            self.drift.update(report.feeds)
+            # Drift is a sample of traffic: at most one update per interval keeps its numpy
+            # work (which holds the GIL) off most batches of a busy server.
+            now = time.perf_counter()
+            if now - self._drift_last >= self._drift_interval:
+                self._drift_last = now
+                self.drift.update(report.feeds)
 
     def _collect(self) -> Iterable[Metric]:
         yield gauge("model_inflight_requests", "Requests being handled now", self.inflight)
@@ -223,34 +241,65 @@ class ServerState:
         return self.spec, self.engine
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
+def _too_large(size: int | None, limit: int) -> ApiError:
+    told = f"request body of {size} bytes" if size is not None else "request body"
+    return ApiError(413, f"{told} exceeds the limit of {limit} bytes", {"Connection": "close"})
+
+
+async def read_asgi_body(receive: Any, headers: Mapping[str, str], limit: int) -> bytes:
+    """The whole body, refusing (413) past ``limit`` without reading the rest."""
+    length = headers.get("content-length")
     if length is not None:
         try:
             size = int(length)
         except ValueError:
             raise ApiError(400, f"Content-Length {length!r} is not a number") from None
         if size > limit:
-            raise ApiError(
-                413,
-                f"request body of {size} bytes exceeds the limit of {limit} bytes",
-                {"Connection": "close"},
-            )
-        return await request.body()
+            raise _too_large(size, limit)
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise ApiError(
-                413, f"request body exceeds the limit of {limit} bytes", {"Connection": "close"}
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ApiError(400, "client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        if chunk:
+            total += len(chunk)
+            if total > limit:
+                raise _too_large(None, limit)
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _content_type_ok(request: Request, binary: bool) -> None:
-    ctype = request.headers.get("content-type")
+class _Sent(Response):
+    """The handler already sent the response through ASGI ``send``; send nothing more."""
+
+    def __init__(self) -> None:
+        super().__init__(b"")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        return None
+
+
+class OnnxServeApp(FastAPI):
+    """FastAPI, plus exact-path dispatch of the hot endpoints before any middleware/routing."""
+
+    fast_paths: dict[str, tuple[Any, ...]]
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            target = self.fast_paths.get(scope["path"])
+            if target is not None:
+                handler, kind, name, version = target
+                await handler(kind, name, version, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def _content_type_ok(headers: Mapping[str, str], binary: bool) -> None:
+    ctype = headers.get("content-type")
     if ctype is None:
         return  # tritonclient sends none
     base = ctype.split(";", 1)[0].strip().lower()
@@ -264,8 +313,8 @@ def _content_type_ok(request: Request, binary: bool) -> None:
     raise ApiError(415, f"Content-Type {ctype!r} is not supported; send {expected}")
 
 
-def _decompress(request: Request, body: bytes) -> bytes:
-    enc = request.headers.get("content-encoding")
+def _decompress(headers: Mapping[str, str], body: bytes) -> bytes:
+    enc = headers.get("content-encoding")
     if not enc or enc == "identity":
         return body
     import zlib
@@ -307,7 +356,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
                 task.cancel()
             await state.close()
 
-    app = FastAPI(
+    app = OnnxServeApp(
         title="onnxserve",
         version=__version__,
         lifespan=lifespan,
@@ -344,8 +393,12 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
         return outputs
 
     # -- hot paths -----------------------------------------------------------------------
+    # infer and predict are raw ASGI handlers: no Request/Response objects, no middleware,
+    # no regex routing. On a small model those cost more than parsing and inference together.
 
-    async def infer(request: Request) -> Response:
+    async def serve(
+        kind: str, name: str | None, version: str | None, scope: Any, receive: Any, send: Any
+    ) -> None:
         start = time.perf_counter()
         state.inflight += 1
         engine = state.engine
@@ -353,75 +406,84 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
         if arriving:
             engine.arriving += 1  # type: ignore[union-attr]
         status = 200
+        extra: dict[str, str] = {}
+        media = JSON
         try:
-            params = request.path_params
-            state.check_model(params["name"], params.get("version"))
+            headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            if kind == "infer":
+                state.check_model(name or "", version)
             spec, engine = state.check_ready()
-            raw_len = request.headers.get(HEADER_LENGTH)
             header_len: int | None = None
-            if raw_len is not None:
+            raw_len = headers.get(HEADER_LENGTH)
+            if kind == "infer" and raw_len is not None:
                 try:
                     header_len = int(raw_len)
                 except ValueError:
                     raise ApiError(
                         400, f"Inference-Header-Content-Length {raw_len!r} is not a number"
                     ) from None
-            _content_type_ok(request, header_len is not None)
-            body = _decompress(request, await read_body(request, limit))
-            decoded = decode_v2(body, header_len, spec, settings.allow_non_finite)
+            _content_type_ok(headers, header_len is not None)
+            body = _decompress(headers, await read_asgi_body(receive, headers, limit))
+            if kind == "infer":
+                decoded = decode_v2(body, header_len, spec, settings.allow_non_finite)
+            else:
+                decoded = decode_predict(body, spec, settings.allow_non_finite)
             if arriving:
                 engine.arriving -= 1
                 arriving = False
             outputs = await run(decoded, engine)
-            payload, headers = encode_v2(spec, decoded, outputs)
-            return Response(payload, media_type=BINARY if headers else JSON, headers=headers)
+            if kind == "infer":
+                payload, extra = encode_v2(spec, decoded, outputs)
+                if extra:
+                    media = BINARY
+            else:
+                payload = encode_predict(spec, decoded, outputs)
         except ApiError as exc:
             status = exc.status
-            return error_response(exc)
+            payload = orjson.dumps({"error": exc.message})
+            extra = exc.headers
         except Exception as exc:
             status = 500
-            log.exception("unexpected error in infer")
-            return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+            log.exception("unexpected error in %s", kind)
+            payload = orjson.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
         finally:
             if arriving and state.engine is not None:
                 state.engine.arriving -= 1
-            state.inflight -= 1
-            m.record_request("infer", status, time.perf_counter() - start)
-
-    async def predict(request: Request) -> Response:
-        start = time.perf_counter()
-        state.inflight += 1
-        engine = state.engine
-        arriving = engine is not None
-        if arriving:
-            engine.arriving += 1  # type: ignore[union-attr]
-        status = 200
         try:
-            spec, engine = state.check_ready()
-            _content_type_ok(request, False)
-            body = _decompress(request, await read_body(request, limit))
-            decoded = decode_predict(body, spec, settings.allow_non_finite)
-            if arriving:
-                engine.arriving -= 1
-                arriving = False
-            outputs = await run(decoded, engine)
-            return Response(encode_predict(spec, decoded, outputs), media_type=JSON)
-        except ApiError as exc:
-            status = exc.status
-            return error_response(exc)
-        except Exception as exc:
-            status = 500
-            log.exception("unexpected error in predict")
-            return _json({"error": f"internal error: {type(exc).__name__}: {exc}"}, 500)
+            out_headers = [
+                (b"content-type", media.encode()),
+                (b"content-length", str(len(payload)).encode()),
+            ]
+            out_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+            await send({"type": "http.response.start", "status": status, "headers": out_headers})
+            await send({"type": "http.response.body", "body": payload})
         finally:
-            if arriving and state.engine is not None:
-                state.engine.arriving -= 1
             state.inflight -= 1
-            m.record_request("predict", status, time.perf_counter() - start)
+            m.record_request(kind, status, time.perf_counter() - start)
+
+    # Exact paths of this model go straight to the handler; anything else (another model name,
+    # a malformed path) takes the normal routes below, which give the same answers.
+    name, version = settings.model_name, settings.model_version
+    app.fast_paths = {
+        f"/v2/models/{name}/infer": (serve, "infer", name, None),
+        f"/v2/models/{name}/versions/{version}/infer": (serve, "infer", name, version),
+        "/predict": (serve, "predict", None, None),
+    }
+
+    async def infer_route(request: Request) -> Response:
+        p = request.path_params
+        await serve(
+            "infer", p["name"], p.get("version"), request.scope, request.receive, request._send
+        )  # type: ignore[attr-defined]
+        return _Sent()
+
+    async def predict_route(request: Request) -> Response:
+        await serve("predict", None, None, request.scope, request.receive, request._send)  # type: ignore[attr-defined]
+        return _Sent()
 
     for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
-        app.add_route(path, infer, methods=["POST"])
-    app.add_route("/predict", predict, methods=["POST"])
+        app.add_route(path, infer_route, methods=["POST"])
+    app.add_route("/predict", predict_route, methods=["POST"])
 
     # -- control plane -------------------------------------------------------------------
 
@@ -472,6 +534,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
                     "ort_version": provider.ort_version,
                     "dynamic_batching": spec.batching,
                     "max_batch_size": spec.max_batch_size,
+                    "intra_op_threads": state.intra_op_threads,
                 },
             }
         )

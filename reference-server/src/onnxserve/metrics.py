@@ -7,6 +7,7 @@ the batching thread as numpy arrays, so they go through a vectorised histogram i
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Callable, Iterable, Sequence
 
@@ -74,13 +75,16 @@ class NumpyHistogram:
         self.name = name
         self.doc = doc
         self._edges = np.asarray(sorted(buckets), dtype=np.float64)
+        self._edge_list = self._edges.tolist()
         self._counts = np.zeros(len(self._edges) + 1, dtype=np.int64)
         self._sum = 0.0
         self._lock = threading.Lock()
 
     def observe_many(self, values: np.ndarray | Sequence[float]) -> None:
         vals = np.asarray(values, dtype=np.float64).ravel()
-        if vals.size == 0:
+        if vals.size <= 4:
+            for v in vals.tolist():
+                self.observe(v)
             return
         vals = vals[np.isfinite(vals)]
         # side="left": a value equal to an edge belongs to that "le" bucket.
@@ -91,7 +95,13 @@ class NumpyHistogram:
             self._sum += float(vals.sum())
 
     def observe(self, value: float) -> None:
-        self.observe_many([value])
+        # Pure Python: numpy's per-call overhead is larger than the work for one value.
+        if value != value:  # NaN
+            return
+        idx = bisect.bisect_left(self._edge_list, value)
+        with self._lock:
+            self._counts[idx] += 1
+            self._sum += value
 
     def snapshot(self) -> tuple[np.ndarray, float]:
         with self._lock:

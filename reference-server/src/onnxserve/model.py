@@ -79,25 +79,42 @@ def warmup_batches(spec: ModelSpec) -> list[int]:
     return sorted(sizes)
 
 
+def sample_feeds(spec: ModelSpec, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Random inputs of the model's signature; dynamic non-batch dimensions get 1."""
+    feeds = {}
+    for t in spec.inputs:
+        dims = [
+            batch if (i == 0 and spec.batching) else (d if d is not None else 1)
+            for i, d in enumerate(t.shape)
+        ]
+        if t.datatype == "BYTES":
+            arr = np.full(dims, "", dtype=object)
+        elif t.datatype == "BOOL":
+            arr = rng.random(dims) > 0.5
+        elif t.dtype.kind == "f":
+            arr = rng.standard_normal(dims).astype(t.dtype)
+        else:
+            arr = np.zeros(dims, dtype=t.dtype)
+        feeds[t.name] = arr
+    return feeds
+
+
+def time_run(session: ort.InferenceSession, feeds: dict[str, np.ndarray], runs: int = 5) -> float:
+    """Median seconds of one run after one untimed run."""
+    session.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
 def warm_up(session: ort.InferenceSession, spec: ModelSpec, seed: int = 0) -> float:
     """Run each batch size once so the first real requests do not pay for allocation/tuning."""
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
     for batch in warmup_batches(spec):
-        feeds = {}
-        for t in spec.inputs:
-            dims = [
-                batch if (i == 0 and spec.batching) else (d if d is not None else 1)
-                for i, d in enumerate(t.shape)
-            ]
-            if t.datatype == "BYTES":
-                arr = np.full(dims, "", dtype=object)
-            elif t.datatype == "BOOL":
-                arr = rng.random(dims) > 0.5
-            elif t.dtype.kind == "f":
-                arr = rng.standard_normal(dims).astype(t.dtype)
-            else:
-                arr = np.zeros(dims, dtype=t.dtype)
-            feeds[t.name] = arr
+        feeds = sample_feeds(spec, batch, rng)
         session.run(None, feeds)
     return time.perf_counter() - start

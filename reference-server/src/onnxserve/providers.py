@@ -152,3 +152,24 @@ def create_session(
         ort_version=ort.__version__,
         fallback=fallback,
     )
+
+
+def tune_intra_op_threads(
+    model: Path | str,
+    settings: Settings,
+    session: ort.InferenceSession,
+    feeds: dict[str, Any],
+    threads: int,
+) -> tuple[ort.InferenceSession, int, str]:
+    """With ``--intra-op-threads 0`` on CPU: time the largest batch on ``threads`` threads and on
+    one. The event loop needs a core too, so extra threads must earn their keep (>= 1.25x);
+    tiny models usually run faster on one thread, which also spares the pool's wake-ups."""
+    from .model import time_run
+
+    many = time_run(session, feeds)
+    single, _ = create_session(model, settings, threads=1)
+    one = time_run(single, feeds)
+    detail = f"largest batch: {one * 1e3:.3f} ms on 1 thread, {many * 1e3:.3f} ms on {threads}"
+    if many * 1.25 < one:
+        return session, threads, detail
+    return single, 1, detail

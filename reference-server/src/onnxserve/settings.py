@@ -57,6 +57,7 @@ class Settings:
     drift_window: int = 1000
     drift_bins: int = 10
     drift_max_features: int = 64
+    drift_interval_ms: float = 10.0
     log_level: str = "info"
     access_log: bool = False
 
@@ -138,6 +139,7 @@ HELP: dict[str, str] = {
     "drift_window": "rows in the recent window (and in a captured reference)",
     "drift_bins": "bins per feature for the PSI",
     "drift_max_features": "features tracked for drift at most",
+    "drift_interval_ms": "at most one drift update per interval (0: every batch)",
     "log_level": "debug | info | warning | error",
     "access_log": "log every request (costs throughput)",
 }
