@@ -357,6 +357,8 @@ def gather(directory: Path) -> dict[str, Any]:
         "examples": endpoint_examples(spec, profile, directory),
         "metrics": [(name, what, _metric_seen(smoke, name)) for name, what in EXPECTED_METRICS.items()],
         "alerts": alert_rules(directory),
+        "dashboard": next((str(p.relative_to(directory)) for p in sorted((directory / "monitoring").glob("*dashboard*.json"))), None)
+        if (directory / "monitoring").is_dir() else None,
         "health": _health(smoke),
         "smoke": smoke,
         "loadtest": loadtest,
