@@ -148,6 +148,11 @@ def image_tag(version: str) -> str:
 # --- the context the templates see ----------------------------------------------------------
 
 
+# The reference worker's default stream and consumer group (python -m onnxserve.worker).
+WORKER_STREAM = "inference:requests"
+WORKER_GROUP = "onnx-workers"
+
+
 def server_env(spec: DeploymentSpec, model_file: str, shadow_file: str | None, grpc: bool) -> dict[str, str]:
     s = spec
     cpu = float(s.resources.cpu_limit.rstrip("m")) / (1000 if s.resources.cpu_limit.endswith("m") else 1)
@@ -347,8 +352,10 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path, shado
         worker = Workload(name=f"{name}-worker", track="stable", replicas=replicas, env=base_env, component="worker")
         extra["workload"] = worker
         files.append(("k8s/worker.yaml.j2", "k8s/worker.yaml", {}))
-        autoscaled.append({"name": worker.name, "kind": "Deployment", "api_version": "apps/v1",
-                           "min": max(1, s.scaling.min_replicas), "max": max(1, s.scaling.max_replicas)})
+        # KEDA, not an HPA: queue lag, not CPU, says when workers are short.
+        extra["keda"] = {"min": max(1, s.scaling.min_replicas), "max": max(1, s.scaling.max_replicas),
+                         "stream": WORKER_STREAM, "group": WORKER_GROUP, "lag": 4 * s.batching.max_batch_size}
+        files.append(("k8s/scaledobject.yaml.j2", "k8s/scaledobject.yaml", {}))
         if replicas >= 2:
             budgets.append({"name": worker.name, "selector": {"app": name, "track": "stable"}})
 

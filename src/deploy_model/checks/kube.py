@@ -84,7 +84,17 @@ PROMRULE = obj({"groups": arr(obj({"name": STR, "rules": arr(obj({"expr": STR}, 
     "alert": STR, "record": STR, "for": STR, "labels": STRMAP, "annotations": STRMAP}))}, {"interval": STR}))})
 KNATIVE = obj({"template": obj({"spec": {"type": "object", "required": ["containers"]}}, {"metadata": ANY})}, {"traffic": ANY})
 
+SCALEDOBJECT = obj({"scaleTargetRef": obj({"name": STR}, {"kind": STR, "apiVersion": STR}),
+                    "triggers": arr(obj({"type": STR, "metadata": STRMAP},
+                                        {"authenticationRef": obj({"name": STR}, {"kind": STR}), "name": STR,
+                                         "metricType": {"enum": ["AverageValue", "Value", "Utilization"]}}))},
+                   {"minReplicaCount": INT, "maxReplicaCount": INT, "pollingInterval": INT, "cooldownPeriod": INT,
+                    "idleReplicaCount": INT, "fallback": ANY, "advanced": ANY})
+TRIGGERAUTH = obj({"secretTargetRef": arr(obj({"parameter": STR, "name": STR, "key": STR}))}, {"env": ANY})
+
 CUSTOM: dict[tuple[str, str], dict[str, Any]] = {
+    ("keda.sh/v1alpha1", "ScaledObject"): SCALEDOBJECT,
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): TRIGGERAUTH,
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): HTTPROUTE,
     ("networking.istio.io/v1", "VirtualService"): VIRTUALSERVICE,
     ("argoproj.io/v1alpha1", "Rollout"): ROLLOUT,
