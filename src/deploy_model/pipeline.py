@@ -7,6 +7,9 @@ A stage that fails while the server has died says so, with the tail of the serve
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ class Measure:
         self.port = port
         self.server: ServerProcess | None = None
         self.skipped: str | None = None
+        self._previous: Any = None
 
     def steps(self) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
         return [("serve", self.serve), ("smoke", self.smoke), ("loadtest", self.loadtest), ("report", self.report)]
@@ -46,6 +50,7 @@ class Measure:
         if self.skipped:
             return self._skip("serve")
         self.server = ServerProcess(self.directory, port=self.port)
+        self._trap_sigterm()
         info = self.server.start()
         return {"stage": "serve", "ok": True, "wrote": [str(self.directory / SERVER_FILE)],
                 "summary": {"url": info["url"], "pid": info["pid"], "provider": info.get("provider")}}
@@ -87,7 +92,21 @@ class Measure:
         self.close()
         return run_report(self.directory)
 
+    def _trap_sigterm(self) -> None:
+        """A SIGTERM to deploy (CI cancelling a job) unwinds through the finally that stops the server."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._previous = signal.getsignal(signal.SIGTERM)
+
+        def stop(signum: int, frame: object) -> None:
+            sys.exit(128 + signum)
+
+        signal.signal(signal.SIGTERM, stop)
+
     def close(self) -> str | None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
         if self.server is None:
             return None
         server, self.server = self.server, None

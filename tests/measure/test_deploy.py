@@ -54,43 +54,67 @@ def test_deploy_runs_every_stage_and_writes_a_complete_report(tabular_model: Pat
     assert server["state"] == "stopped" and not pid_alive(server["pid"])
 
 
+class DeployRun:
+    """A `deploy` subprocess whose stderr is read as it comes, to act at a given stage."""
+
+    def __init__(self, model: Path, answers: Path, out: Path, *extra: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "deploy_model", "deploy", str(model), "--answers", str(answers), "--out", str(out), *extra],
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+        self.lines: list[str] = []
+        self.loadtest_started = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.lines.append(line)
+            if re.match(r"^\[\d+/\d+\] loadtest \.\.\.", line):
+                self.loadtest_started.set()
+
+    def wait_for_loadtest(self) -> None:
+        assert self.loadtest_started.wait(timeout=120), "".join(self.lines)[-2000:]
+        time.sleep(0.5)
+
+    def finish(self) -> str:
+        try:
+            self.proc.wait(timeout=120)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        self.reader.join(timeout=10)
+        return "".join(self.lines)
+
+
 def test_a_server_that_dies_mid_run_fails_the_stage_and_is_reported(tabular_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "deploy" / "dies"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "deploy_model", "deploy", str(tabular_model), "--answers", str(_answers(tmp_path)),
-         "--out", str(out), "--concurrency", "1,1,1,1", "--seconds", "3"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"),
-    )
-    lines: list[str] = []
-    started = threading.Event()
-
-    def read() -> None:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            lines.append(line)
-            if re.match(r"^\[\d+/\d+\] loadtest \.\.\.", line):
-                started.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert started.wait(timeout=120), "".join(lines)[-2000:]
-        time.sleep(0.5)
-        pid = json.loads((out / "server.json").read_text())["pid"]
-        os.kill(pid, signal.SIGKILL)  # the server this test's deploy started, by its recorded PID
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-    reader.join(timeout=10)
-    err = "".join(lines)
-    assert proc.returncode == 1, err[-2000:]
+    run = DeployRun(tabular_model, _answers(tmp_path), out, "--concurrency", "1,1,1,1", "--seconds", "3")
+    run.wait_for_loadtest()
+    pid = json.loads((out / "server.json").read_text())["pid"]
+    os.kill(pid, signal.SIGKILL)  # the server this test's deploy started, by its recorded PID
+    err = run.finish()
+    assert run.proc.returncode == 1, err[-2000:]
     assert re.search(r"\] loadtest failed: .*(exited with code -9|stopped answering)", err), err[-2000:]
     assert not pid_alive(pid)
     for kept in ("siblings.json", "model-profile.json", "deployment.yaml", "smoke.json"):
         assert (out / kept).is_file(), f"{kept} of an earlier stage was lost"
     assert not (out / "DEPLOYMENT.md").exists() and not (out / "loadtest.json").exists()
+
+
+def test_sigterm_to_deploy_stops_the_server(tabular_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "deploy" / "cancelled"
+    run = DeployRun(tabular_model, _answers(tmp_path), out, "--concurrency", "1,1,1,1", "--seconds", "3")
+    run.wait_for_loadtest()
+    pid = json.loads((out / "server.json").read_text())["pid"]
+    run.proc.send_signal(signal.SIGTERM)  # as a CI runner cancelling the job would
+    err = run.finish()
+    assert run.proc.returncode == 128 + signal.SIGTERM, err[-2000:]
+    assert "reference server stopped" in err
+    assert not pid_alive(pid)
+    assert json.loads((out / "server.json").read_text())["state"] == "stopped"
 
 
 def test_edge_pattern_skips_the_live_stages_and_says_why(tabular_model: Path, tmp_path: Path) -> None:
