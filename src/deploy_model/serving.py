@@ -306,6 +306,11 @@ def run_serve(directory: Path, port: int | None, device: str | None, detach: boo
         server.proc = None  # left running on purpose; `serve --stop` ends it by PID
         return {"stage": "serve", "ok": True, "wrote": [str(directory / SERVER_FILE)], "summary": summary}
     print(f"serve: {info['url']} (pid {info['pid']}); Ctrl-C stops it", file=sys.stderr, flush=True)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM stops the server in order, like Ctrl-C
+
+    signal.signal(signal.SIGTERM, interrupt)
     try:
         assert server.proc is not None
         server.proc.wait()

@@ -92,3 +92,29 @@ def test_argv_follows_the_spec(tabular_plan: Path) -> None:
 def test_missing_spec_is_refused(tmp_path: Path) -> None:
     done = cli("serve", "--out", tmp_path / "nothing", "--detach")
     assert done.returncode == 1 and "deployment.yaml" in done.stderr
+
+
+def test_foreground_serve_stops_the_server_on_sigterm(tabular_plan: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    directory = fresh_copy(tabular_plan, tmp_path / "d")
+    proc = subprocess.Popen([sys.executable, "-m", "deploy_model", "serve", "--out", str(directory)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not (directory / "server.json").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        pid = json.loads((directory / "server.json").read_text())["pid"]
+        assert pid_alive(pid)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode == 0
+    assert not pid_alive(pid)
+    assert json.loads((directory / "server.json").read_text())["state"] == "stopped"
