@@ -1,0 +1,484 @@
+"""The batch run: read -> map -> score -> commit, three stages overlapped in threads.
+
+A reader thread streams chunks, the calling thread converts and scores them (onnxruntime
+releases the GIL while it runs), and a writer thread commits shards and journals them. Queues
+of two chunks between the stages bound memory to a handful of shards whatever the input size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import BatchError
+from .manifest import REJECTS_DIR, SUCCESS, Journal
+from .mapping import Mapper, TensorMeta, tensor_meta
+from .progress import Progress
+from .sinks import EXTENSIONS, ShardTable, check_format, commit_bytes, write_rejects, write_shard
+from .sources import Chunk, find_inputs, local_path, open_source
+
+FORMAT_VERSION = 1
+AUTO_BATCH_BYTES = 4 << 20  # input bytes per session.run when --batch-size is auto
+AUTO_SHARD_BYTES = 32 << 20  # input bytes per shard when --shard-rows is auto
+MAX_AUTO_BATCH = 4096
+MAX_AUTO_SHARD = 262_144
+_END = object()
+
+
+@dataclass
+class BatchOptions:
+    model: str
+    input: str
+    output: str
+    output_format: str = "parquet"
+    batch_size: int | None = None  # None: sized from the bytes of a row
+    shard_rows: int | None = None  # None: sized from the bytes of a row
+    id_column: str | None = "id"  # copied to the output when the input has it
+    allow_nan: bool = False
+    fail_fast: bool = False
+    device: str = "cpu"  # cpu | cuda | auto
+    threads: int = 0  # onnxruntime intra-op threads; 0: the CPUs this container may use
+    dry_run: bool = False
+    progress: bool = True
+    progress_interval: float | None = None
+    # Fault injection for the kill -9 test: sleep this long at each step of a commit.
+    fault_delay_ms: float = 0.0
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class Scorer:
+    def __init__(self, model: Path, device: str, threads: int) -> None:
+        import onnxruntime as ort
+
+        from ..providers import effective_cpu_count
+
+        available = ort.get_available_providers()
+        cuda = "CUDAExecutionProvider"
+        if device == "cuda" and cuda not in available:
+            raise BatchError(
+                f"--device cuda asked for CUDA but this onnxruntime offers only {available}; "
+                "install onnxruntime-gpu with a CUDA runtime, or use --device cpu|auto"
+            )
+        providers = (
+            [cuda, "CPUExecutionProvider"]
+            if device in ("cuda", "auto") and cuda in available
+            else ["CPUExecutionProvider"]
+        )
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or effective_cpu_count()
+        try:
+            self.session = ort.InferenceSession(str(model), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BatchError(
+                f"onnxruntime cannot load the model {str(model)!r}: {_short(exc)}"
+            ) from None
+        self.provider = self.session.get_providers()[0]
+        if device == "cuda" and self.provider != cuda:
+            raise BatchError(f"--device cuda: the session runs on {self.provider}, not CUDA")
+        self.inputs: list[TensorMeta] = [tensor_meta(i) for i in self.session.get_inputs()]
+        self.outputs = self.session.get_outputs()
+        self.output_names = [o.name for o in self.outputs]
+        batch_dims = {i.shape[0] if i.shape else None for i in self.inputs}
+        fixed = [d for d in batch_dims if isinstance(d, int) and d > 0]
+        self.fixed_batch = fixed[0] if fixed else None
+
+    def fixed_outputs(self) -> dict[str, bool]:
+        return {
+            o.name: all(isinstance(d, int) and d > 0 for d in o.shape[1:]) for o in self.outputs
+        }
+
+    def score(
+        self, arrays: dict[str, np.ndarray], n: int, batch: int
+    ) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+        """Outputs of the rows that scored (in order) and why the others did not."""
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.output_names}
+        failures: dict[int, str] = {}
+        for start in range(0, n, batch):
+            stop = min(start + batch, n)
+            try:
+                outs = self._run(arrays, start, stop)
+            except BatchError:
+                raise
+            except Exception:
+                # One bad row must not cost its batch: score the batch row by row to find it.
+                for row in range(start, stop):
+                    try:
+                        outs = self._run(arrays, row, row + 1)
+                    except BatchError:
+                        raise
+                    except Exception as exc:
+                        failures[row] = f"onnxruntime refused the row: {_short(exc)}"
+                        continue
+                    for name, out in zip(self.output_names, outs, strict=True):
+                        parts[name].append(out)
+                continue
+            for name, out in zip(self.output_names, outs, strict=True):
+                parts[name].append(out)
+        outputs = {}
+        for name, chunks in parts.items():
+            try:
+                outputs[name] = (
+                    np.concatenate(chunks) if chunks else np.zeros((0,), dtype=np.float32)
+                )
+            except ValueError as exc:
+                raise BatchError(
+                    f"output {name!r} changes shape from batch to batch ({exc}); use --batch-size 1"
+                ) from None
+        return outputs, failures
+
+    def _run(self, arrays: dict[str, np.ndarray], start: int, stop: int) -> list[np.ndarray]:
+        rows = stop - start
+        feed = {k: v[start:stop] for k, v in arrays.items()}
+        pad = self.fixed_batch - rows if self.fixed_batch and rows < self.fixed_batch else 0
+        if pad:  # a model with a fixed batch dim: fill the last batch, drop the padding's outputs
+            feed = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in feed.items()}
+        outs = self.session.run(self.output_names, feed)
+        for name, out in zip(self.output_names, outs, strict=True):
+            if out.ndim == 0 or out.shape[0] != rows + pad:
+                raise BatchError(
+                    f"output {name!r} has shape {list(out.shape)} for a batch of "
+                    f"{rows + pad} rows; "
+                    "the batch runner needs outputs with one row per input row"
+                )
+        return [out[:rows] for out in outs] if pad else outs
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _pow2_floor(value: float) -> int:
+    return 1 << max(0, math.floor(math.log2(max(value, 1))))
+
+
+def sizes(
+    inputs: list[TensorMeta],
+    batch_size: int | None,
+    shard_rows: int | None,
+    fixed_batch: int | None,
+) -> tuple[int, int]:
+    """(rows per session.run, rows per shard): a few MiB of input per run, tens per shard."""
+    row_bytes = sum((i.row_size or 1) * i.dtype.itemsize for i in inputs) or 1
+    batch = (
+        batch_size or fixed_batch or min(MAX_AUTO_BATCH, _pow2_floor(AUTO_BATCH_BYTES / row_bytes))
+    )
+    if shard_rows is None:
+        shard_rows = min(MAX_AUTO_SHARD, max(batch, AUTO_SHARD_BYTES // row_bytes // batch * batch))
+    return batch, shard_rows
+
+
+@dataclass
+class _Work:
+    name: str
+    source: str
+    chunk: Chunk
+    table: ShardTable
+    rejects: list[tuple[int, Any, str]]
+    started: float
+
+
+def run_batch(opts: BatchOptions) -> dict[str, Any]:
+    """Score every row of the input once; return the run's summary. Raises BatchError."""
+    model = local_path(opts.model)
+    if not model.is_file():
+        raise BatchError(
+            f"--model {opts.model!r} is not a file; expected the path of an .onnx model"
+        )
+    base, files = find_inputs(opts.input)
+    out = local_path(opts.output).absolute()
+    if out.suffix.lower() in (*EXTENSIONS.values(), ".pq") and not out.is_dir():
+        raise BatchError(
+            f"--output {opts.output!r} names a file; expected a folder "
+            "(shards, manifest and rejects go in it)"
+        )
+    if out.exists() and not out.is_dir():
+        raise BatchError(f"--output {opts.output!r} is an existing file; expected a folder")
+    base_abs = base.absolute()
+    if local_path(opts.input).is_dir() and (out == base_abs or base_abs in out.parents):
+        raise BatchError(
+            f"--output {opts.output!r} is inside the input folder; "
+            "a re-run would read its own output"
+        )
+    check_format(opts.output_format)
+    for name, value in (("--batch-size", opts.batch_size), ("--shard-rows", opts.shard_rows)):
+        if value is not None and value < 1:
+            raise BatchError(f"{name} must be at least 1, got {value}")
+
+    scorer = Scorer(model, opts.device, opts.threads)
+    problems: list[str] = []
+    sources, mappers = [], []
+    for path in files:
+        try:
+            source = open_source(path, base)
+            mappers.append(Mapper(source, scorer.inputs, opts.id_column, opts.allow_nan))
+            sources.append(source)
+        except BatchError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise BatchError(f"{len(problems)} input file(s) cannot feed the model", problems)
+    reserved = {"source", "row", *(m.id_column for m in mappers if m.id_column)}
+    clash = sorted(reserved & set(scorer.output_names))
+    if clash:
+        raise BatchError(
+            f"model outputs {clash} clash with the output's join columns "
+            "(source, row, id); rename them"
+        )
+    batch, shard_rows = sizes(scorer.inputs, opts.batch_size, opts.shard_rows, scorer.fixed_batch)
+    if scorer.fixed_batch and batch != scorer.fixed_batch:
+        raise BatchError(
+            f"the model's batch dim is fixed at {scorer.fixed_batch}; "
+            f"--batch-size {batch} cannot be fed"
+        )
+    id_names = {m.id_column for m in mappers}
+    fingerprint = {
+        "format_version": FORMAT_VERSION,
+        "model_sha256": _sha256(model),
+        "inputs": [[s.rel, s.path.stat().st_size, s.path.stat().st_mtime_ns] for s in sources],
+        "output_format": opts.output_format,
+        "batch_size": batch,
+        "shard_rows": shard_rows,
+        "id_column": opts.id_column,
+        "allow_nan": opts.allow_nan,
+    }
+    journal = Journal.open(out, fingerprint, dry_run=opts.dry_run)
+    counts = [s.count_rows() for s in sources]
+    total = sum(c for c in counts if c is not None) if None not in counts else None
+    summary: dict[str, Any] = {
+        "model": str(model),
+        "input": opts.input,
+        "output": str(out),
+        "output_format": opts.output_format,
+        "files": len(sources),
+        "provider": scorer.provider,
+        "batch_size": batch,
+        "shard_rows": shard_rows,
+        "mapping": [m.describe() for m in mappers],
+        "join_columns": ["source", "row", *sorted(n for n in id_names if n)],
+    }
+    if opts.dry_run:
+        shards = sum(math.ceil(c / shard_rows) for c in counts if c)
+        summary.update(
+            {
+                "dry_run": True,
+                "rows_estimate": total,
+                "shards_estimate": shards,
+                "shards_committed": len(journal.done),
+            }
+        )
+        return summary
+    journal.clean_temporaries()
+    (out / REJECTS_DIR).mkdir(exist_ok=True)
+    committed_before = len(journal.done)
+    progress = Progress(total, enabled=opts.progress, interval=opts.progress_interval)
+    started = time.perf_counter()
+    try:
+        _pipeline(opts, scorer, sources, mappers, journal, progress, batch, shard_rows, out)
+    finally:
+        journal.close()
+        progress.close()
+    seconds = time.perf_counter() - started
+    entries = list(journal.done.values())
+    summary.update(
+        {
+            "rows": sum(e["rows"] for e in entries),
+            "scored": sum(e["scored"] for e in entries),
+            "rejected": sum(e["rejected"] for e in entries),
+            "shards": len(entries),
+            "shards_this_run": len(entries) - committed_before,
+            "shards_resumed": committed_before,
+            "rows_this_run": progress.done,
+            "seconds": round(seconds, 3),
+            "rows_per_second": round(progress.done / seconds, 1) if seconds > 0 else None,
+            "interrupted": opts.cancel.is_set(),
+            "rejects_files": [e["rejects_file"] for e in entries if e.get("rejects_file")],
+        }
+    )
+    if not opts.cancel.is_set():
+        parts = sorted(e["file"] for e in entries if e.get("file"))
+        record = {**summary, "parts": parts}
+        data = (json.dumps(record, indent=2) + "\n").encode()
+        commit_bytes(out / SUCCESS, lambda handle: handle.write(data))
+    summary["rejects_files"] = len(summary["rejects_files"])
+    return summary
+
+
+def _pipeline(
+    opts: BatchOptions,
+    scorer: Scorer,
+    sources: list[Any],
+    mappers: list[Mapper],
+    journal: Journal,
+    progress: Progress,
+    batch: int,
+    shard_rows: int,
+    out: Path,
+) -> None:
+    stop = threading.Event()  # set when any stage fails: the others wind down
+    errors: list[BaseException] = []
+    to_score: queue.Queue[Any] = queue.Queue(maxsize=2)
+    to_write: queue.Queue[Any] = queue.Queue(maxsize=2)
+    ext = EXTENSIONS[opts.output_format]
+    fixed = scorer.fixed_outputs()
+
+    def put(q: queue.Queue[Any], item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(q: queue.Queue[Any]) -> Any:
+        while not stop.is_set():
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return _END
+
+    def shard_name(file_index: int, chunk_index: int) -> str:
+        return f"part-{file_index:05d}-{chunk_index:06d}"
+
+    def reader() -> None:
+        try:
+            for fi, source in enumerate(sources):
+                for chunk in source.chunks(
+                    shard_rows, lambda k, fi=fi: shard_name(fi, k) not in journal.done
+                ):
+                    if opts.cancel.is_set() or not put(to_score, (fi, chunk)):
+                        return
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+        finally:
+            put(to_score, _END)
+
+    def pause() -> None:
+        if opts.fault_delay_ms:
+            time.sleep(opts.fault_delay_ms / 1000)
+
+    def writer() -> None:
+        try:
+            while (work := get(to_write)) is not _END:
+                data_file = f"{work.name}{ext}" if len(work.table) else None
+                rejects_file = f"{REJECTS_DIR}/{work.name}.jsonl" if work.rejects else None
+                pause()
+                if data_file:
+                    write_shard(opts.output_format, out / data_file, work.table)
+                pause()
+                if rejects_file:
+                    write_rejects(out / rejects_file, work.source, work.rejects, work.table.id_name)
+                pause()
+                journal.commit(
+                    {
+                        "shard": work.name,
+                        "source": work.source,
+                        "start": work.chunk.start,
+                        "rows": work.chunk.rows,
+                        "scored": len(work.table),
+                        "rejected": len(work.rejects),
+                        "file": data_file,
+                        "rejects_file": rejects_file,
+                        "seconds": round(time.perf_counter() - work.started, 4),
+                    }
+                )
+                progress.add(work.chunk.rows, len(work.rejects))
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+
+    threads = [
+        threading.Thread(target=reader, name="batch-reader", daemon=True),
+        threading.Thread(target=writer, name="batch-writer", daemon=True),
+    ]
+    for thread in threads:
+        thread.start()
+    failure: BaseException | None = None
+    try:
+        while (item := get(to_score)) is not _END:
+            fi, chunk = item
+            if chunk.columns is None:
+                progress.skip(chunk.rows)
+                continue
+            put(
+                to_write,
+                _score_chunk(
+                    opts,
+                    scorer,
+                    mappers[fi],
+                    sources[fi].rel,
+                    shard_name(fi, chunk.index),
+                    chunk,
+                    batch,
+                    fixed,
+                ),
+            )
+    except BaseException as exc:
+        failure = exc
+    # Whatever happened, shards already scored are committed before returning: nothing is lost.
+    put(to_write, _END)
+    threads[1].join()
+    stop.set()
+    threads[0].join()
+    if failure is not None:
+        raise failure
+    if errors:
+        raise errors[0]
+
+
+def _score_chunk(
+    opts: BatchOptions,
+    scorer: Scorer,
+    mapper: Mapper,
+    source: str,
+    name: str,
+    chunk: Chunk,
+    batch: int,
+    fixed: dict[str, bool],
+) -> _Work:
+    started = time.perf_counter()
+    conv = mapper.convert(chunk)
+    outputs, failures = scorer.score(conv.arrays, len(conv.good), batch)
+    rejects = dict(conv.rejects)
+    good = conv.good
+    if failures:
+        rejects.update({int(good[i]): reason for i, reason in failures.items()})
+        good = np.delete(good, list(failures))
+    ids = conv.ids
+    if rejects and opts.fail_fast:
+        row = min(rejects)
+        raise BatchError(
+            f"{source} row {chunk.start + row}: {rejects[row]} (--fail-fast: stopped; shards "
+            "committed so far are kept and a re-run without the bad row resumes)"
+        )
+    table = ShardTable(
+        source=source,
+        rows=(chunk.start + good).astype(np.int64),
+        ids=ids[good] if ids is not None else None,
+        id_name=mapper.id_column,
+        outputs=outputs,
+        fixed=fixed,
+    )
+    listed = [
+        (chunk.start + r, ids[r] if ids is not None else None, rejects[r]) for r in sorted(rejects)
+    ]
+    return _Work(name, source, chunk, table, listed, started)
