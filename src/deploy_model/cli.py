@@ -383,7 +383,8 @@ def deploy_cmd(
         ("inspect", lambda: run_inspect(model, directory)),
         ("plan", lambda: run_plan(directory, answers, {})),
         ("render", lambda: run_render(directory)),
-        ("validate", lambda: run_validate(directory)),
+        # Absolute: promtool-rules runs with cwd=directory and a directory-relative path would not resolve.
+        ("validate", lambda: run_validate(directory.resolve())),
     ]
     try:
         measure = Measure(directory, levels=parse_levels(concurrency), seconds=seconds)

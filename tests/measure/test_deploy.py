@@ -28,12 +28,13 @@ def _answers(tmp_path: Path, **values: object) -> Path:
 
 
 def test_deploy_runs_every_stage_and_writes_a_complete_report(tabular_model: Path, tmp_path: Path) -> None:
+    # A relative --out, as `make demo` passes it: every stage must resolve it from the caller's cwd.
     out = tmp_path / "deploy" / "tabular"
-    done = cli("deploy", tabular_model, "--answers", _answers(tmp_path), "--out", out,
-               "--concurrency", "1,4", "--seconds", "0.5", timeout=240)
+    done = cli("deploy", tabular_model, "--answers", _answers(tmp_path), "--out", "deploy/tabular",
+               "--concurrency", "1,4", "--seconds", "0.5", timeout=240, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     report = out / "DEPLOYMENT.md"
-    assert done.stdout.strip().splitlines()[-1] == f"deploy: report {report}"
+    assert done.stdout.strip().splitlines()[-1] == "deploy: report deploy/tabular/DEPLOYMENT.md"
     for stage in ("plugins", "inspect", "plan", "serve", "smoke", "loadtest", "report"):
         assert re.search(rf"^\[\d+/\d+\] {stage} done in", done.stderr, flags=re.M), f"no progress line for {stage}"
     text = report.read_text()
@@ -50,6 +51,9 @@ def test_deploy_runs_every_stage_and_writes_a_complete_report(tabular_model: Pat
                     "## Rollout plan", "## Rollback procedure", "## Validation summary", "## Next steps"):
         assert heading in text
     assert "CPUExecutionProvider" in text
+    validation = json.loads((out / "validation.json").read_text())
+    assert f"({len(validation['checks'])} checks, from `validation.json`)" in text
+    assert "The bundle (`manifest.json`:" in text and "```yaml" in text  # the rendered manifests are shown
     server = json.loads((out / "server.json").read_text())
     assert server["state"] == "stopped" and not pid_alive(server["pid"])
 
