@@ -292,12 +292,20 @@ def endpoint_examples(spec: Any, profile: dict[str, Any], directory: Path) -> di
 
 
 def measured(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None, skip_reason: str | None,
-             spec: Any) -> dict[str, Any]:
-    """The go / no-go and why, from smoke and load test."""
+             validation: dict[str, Any] | None) -> dict[str, Any]:
+    """The go / no-go and why, from validation, smoke and load test."""
     reasons = []
     go: bool | None = True
+    if validation is not None:
+        checks = [c for c in validation.get("checks") or [] if isinstance(c, dict)]
+        failed = [c for c in checks if str(c.get("verdict", "")).lower() == "fail"]
+        if failed:
+            go = False
+            reasons.append(f"validation failed {len(failed)} of {len(checks)} checks")
+        else:
+            reasons.append(f"validation passed ({len(checks)} checks, none failed)")
     if skip_reason:
-        return {"go": None, "label": "not measured", "reasons": [skip_reason]}
+        return {"go": None if go else go, "label": "not measured" if go else "NO-GO", "reasons": [*reasons, skip_reason]}
     if smoke is None:
         go = None
         reasons.append("smoke test did not run (`deploy-model smoke`)")
@@ -365,7 +373,7 @@ def gather(directory: Path) -> dict[str, Any]:
         "chart": (directory / CHART_FILE).is_file(),
         "server": server,
         "skip_reason": skip,
-        "outcome": measured(smoke, loadtest, skip, spec),
+        "outcome": measured(smoke, loadtest, skip, validation),
         "rollout": _steps(rollout_steps(spec, display_path(directory), service)),
         "rollback": _steps(rollback_steps(spec, service)),
         "validation_rows": v_rows,

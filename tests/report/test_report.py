@@ -114,3 +114,14 @@ def test_report_without_a_spec_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StageError, match=r"deployment\.yaml"):
         run_report(tmp_path)
     assert not (tmp_path / REPORT_FILE).exists()
+
+
+def test_a_failed_validation_makes_the_outcome_no_go(planned: Callable[..., Path]) -> None:
+    directory = planned()
+    (directory / "validation.json").write_text(json.dumps({"ok": False, "checks": [
+        {"validator": "hadolint", "tool": "hadolint", "file": "Dockerfile", "verdict": "pass", "message": "clean"},
+        {"validator": "promtool-rules", "tool": "promtool", "file": "monitoring/alerts.rules.yml", "verdict": "fail",
+         "message": "bad expr"}]}))
+    text = report(directory)
+    assert "**Outcome: NO-GO.** validation failed 1 of 2 checks" in text
+    assert "| promtool-rules | promtool | monitoring/alerts.rules.yml | fail | bad expr |" in text
