@@ -307,7 +307,7 @@ def measured(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None, skip
     if skip_reason:
         return {"go": None if go else go, "label": "not measured" if go else "NO-GO", "reasons": [*reasons, skip_reason]}
     if smoke is None:
-        go = None
+        go = None if go else go  # missing evidence never hides a failure already found
         reasons.append("smoke test did not run (`deploy-model smoke`)")
     elif not smoke.get("ok"):
         go = False
