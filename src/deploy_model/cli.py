@@ -351,6 +351,22 @@ def worker_cmd(ctx: typer.Context) -> None:
     raise typer.Exit(worker_main(list(ctx.args)))
 
 
+@app.command(
+    "batch",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    epilog=EXIT_CODES,
+)
+def batch_cmd(ctx: typer.Context) -> None:
+    """Batch inference over files: resumable, exactly-once, rejects kept (see `batch --help`).
+
+    The same code is the container entry point of the rendered Job/CronJob and Prefect flow
+    (`python -m onnxserve.batch`); all arguments are passed through to it.
+    """
+    from deploy_model.batching_cli import run_batch_cli
+
+    raise typer.Exit(run_batch_cli(list(ctx.args), ctx.command_path))
+
+
 @app.command("deploy", epilog=EXIT_CODES)
 def deploy_cmd(
     model: Path = typer.Argument(..., help="Model file (.onnx)."),

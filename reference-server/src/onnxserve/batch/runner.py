@@ -204,13 +204,12 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
         )
     base, files = find_inputs(opts.input)
     out = local_path(opts.output).absolute()
-    if out.suffix.lower() in (*EXTENSIONS.values(), ".pq") and not out.is_dir():
+    if out.exists() and not out.is_dir():
+        # A name like preds.parquet is fine (a Spark-style dataset folder); a file is not.
         raise BatchError(
-            f"--output {opts.output!r} names a file; expected a folder "
+            f"--output {opts.output!r} is an existing file; expected a folder "
             "(shards, manifest and rejects go in it)"
         )
-    if out.exists() and not out.is_dir():
-        raise BatchError(f"--output {opts.output!r} is an existing file; expected a folder")
     base_abs = base.absolute()
     if local_path(opts.input).is_dir() and (out == base_abs or base_abs in out.parents):
         raise BatchError(

@@ -104,9 +104,8 @@ def _parquet(handle: Any, t: ShardTable) -> None:
 
     n = len(t)
     columns: dict[str, Any] = {
-        "source": pa.DictionaryArray.from_arrays(
-            pa.array(np.zeros(n, dtype=np.int32)), pa.array([t.source])
-        ),
+        # a plain string column (Parquet dictionary-encodes it on disk): sortable and joinable
+        "source": pa.repeat(pa.scalar(t.source, pa.string()), n),
         "row": pa.array(t.rows.astype(np.int64)),
     }
     if t.id_name:

@@ -327,8 +327,8 @@ class CsvSource(Source):
                         for i, r in enumerate(rows)
                         if len(r) != width
                     }
-                    for i in bad:
-                        rows[i] = [""] * width
+                    for i in bad:  # rejected anyway; padded/cut so its id can still be named
+                        rows[i] = (rows[i] + [""] * width)[:width]
                     # every row has `width` fields now, so the transpose is exact
                     transposed = (list(c) for c in zip(*rows, strict=True))
                     columns = dict(zip(self.header, transposed, strict=True))
