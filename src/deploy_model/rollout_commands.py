@@ -134,8 +134,10 @@ def rollout_steps(spec: Any, directory: Any, service: str) -> list[dict[str, Any
             f"{prod} apply -f {d}/k8s/",
             f"{prod} rollout status deployment/{name} --timeout=10m"]})
         steps.append({"title": "Watch the shadow comparison for a day of real traffic", "gates": shadow_gates(spec), "commands": []})
-        steps.append({"title": "Promote the candidate: re-plan with it as the model and roll it out as a canary", "commands": [
-            f"deploy-model deploy path/to/candidate.onnx --answers {d}/answers.yaml --out {d}-candidate"]})
+        candidate = spec.rollout.shadow.model_path if spec.rollout.shadow and spec.rollout.shadow.model_path else "CANDIDATE.onnx"
+        steps.append({"title": "Promote the candidate: plan it as the model and roll it out as a canary", "commands": [
+            f"deploy-model deploy {candidate} --answers ANSWERS.yaml --out {d}-candidate"
+            "   # ANSWERS.yaml: this deployment's answers with rollout: canary"]})
         return steps
     if strategy == "blue-green":
         steps.append({"title": "Deploy the green track beside blue (no traffic yet)", "commands": [
