@@ -32,14 +32,22 @@ def p95(spec: Any, track: str) -> str:
             f"{_sel(spec, track)}[{WINDOW}])))")
 
 
-def gates(spec: Any, new_track: str = "canary") -> list[dict[str, str]]:
+def absolute_gates(spec: Any, track: str) -> list[dict[str, str]]:
+    """After a switch there is nothing left to compare with: the SLO itself is the gate."""
+    return [
+        {"name": "error rate", "promql": error_ratio(spec, track), "passes": f"<= {spec.slo.max_error_ratio:g}"},
+        {"name": "p95 latency", "promql": p95(spec, track), "passes": f"<= {spec.slo.latency_p95_ms / 1000:g} s (the SLA)"},
+    ]
+
+
+def gates(spec: Any, new_track: str = "canary", base_track: str = "stable") -> list[dict[str, str]]:
     g = spec.rollout.gates
     out = [
-        {"name": "error rate", "promql": f"({error_ratio(spec, new_track)}) / clamp_min({error_ratio(spec, 'stable')}, "
+        {"name": "error rate", "promql": f"({error_ratio(spec, new_track)}) / clamp_min({error_ratio(spec, base_track)}, "
                                           f"{spec.slo.max_error_ratio / g.max_error_rate_ratio:g})",
          "passes": f"<= {g.max_error_rate_ratio:g} (the new version fails at most {g.max_error_rate_ratio:g}x as often as stable; "
                    f"a stable error rate under {spec.slo.max_error_ratio / g.max_error_rate_ratio:.2%} counts as that floor)"},
-        {"name": "p95 latency", "promql": f"({p95(spec, new_track)}) / ({p95(spec, 'stable')})",
+        {"name": "p95 latency", "promql": f"({p95(spec, new_track)}) / ({p95(spec, base_track)})",
          "passes": f"<= {g.max_p95_latency_ratio:g}, and the new version's p95 alone <= {spec.slo.latency_p95_ms / 1000:g} s (the SLA)"},
         {"name": "traffic", "promql": f"sum(rate(model_requests_total{_sel(spec, new_track)}[{WINDOW}]))",
          "passes": f">= {g.min_request_rate:g} req/s; below it the gates have no data: wait, do not promote"},
@@ -49,6 +57,9 @@ def gates(spec: Any, new_track: str = "canary") -> list[dict[str, str]]:
 
 def shadow_gates(spec: Any) -> list[dict[str, str]]:
     g = spec.rollout.gates
+    if spec.rollout.shadow and spec.rollout.shadow.mechanism.value != "in-process":
+        # Mirrored traffic: the shadow track's answers are discarded, its errors and latency are not.
+        return gates(spec, "shadow")
     sel = f'{{namespace="{spec.kubernetes.namespace}", app="{spec.name}"}}'
     return [
         {"name": "shadow agreement",
@@ -63,6 +74,10 @@ def shadow_gates(spec: Any) -> list[dict[str, str]]:
     ]
 
 
+def _argo(spec: Any) -> bool:
+    return bool(spec.rollout.canary) and spec.rollout.canary.mechanism.value == "argo-rollouts"
+
+
 def _common_start(spec: Any, directory_name: str, service: str) -> list[dict[str, Any]]:
     ns = spec.kubernetes.namespace
     port = spec.serving.port
@@ -74,7 +89,8 @@ def _common_start(spec: Any, directory_name: str, service: str) -> list[dict[str
         {"title": "Deploy to staging", "commands": [
             f"kubectl --context staging create namespace {ns} --dry-run=client -o yaml | kubectl --context staging apply -f -",
             f"kubectl --context staging -n {ns} apply -f {directory_name}/k8s/",
-            f"kubectl --context staging -n {ns} rollout status deployment/{spec.name} --timeout=10m"]},
+            (f"kubectl argo rollouts --context staging -n {ns} status {spec.name} --timeout 10m" if _argo(spec)
+             else f"kubectl --context staging -n {ns} rollout status deployment/{spec.name} --timeout=10m")]},
         {"title": "Run the smoke tests against staging", "commands": [
             f"kubectl --context staging -n {ns} port-forward svc/{service} 8000:{port} &",
             f"deploy-model smoke --out {directory_name} --url http://127.0.0.1:8000",
@@ -148,12 +164,13 @@ def rollout_steps(spec: Any, directory: Any, service: str) -> list[dict[str, Any
             f"deploy-model smoke --out {d} --url http://127.0.0.1:8001", "kill %1"]})
         steps.append({"title": "Switch all traffic to green", "commands": [
             f"{prod} patch service {service} -p '{{\"spec\":{{\"selector\":{{\"app\":\"{name}\",\"{TRACK_LABEL}\":\"green\"}}}}}}'"]})
-        steps.append({"title": "Watch for 60 min with blue kept warm", "gates": gates(spec, "green"), "commands": []})
+        steps.append({"title": "Watch green for 60 min with blue kept warm (blue takes no traffic now: the SLO is the gate)",
+                      "gates": absolute_gates(spec, "green"), "commands": []})
         return steps
     steps.append({"title": "Roll out to production (rolling update)", "commands": [
         f"{prod} apply -f {d}/k8s/",
         f"{prod} rollout status deployment/{name} --timeout=15m"]})
-    steps.append({"title": "Watch for 60 min", "gates": gates(spec, "stable")[1:2], "commands": []})
+    steps.append({"title": "Watch for 60 min", "gates": absolute_gates(spec, "stable"), "commands": []})
     return steps
 
 
@@ -232,10 +249,11 @@ def rollback_steps(spec: Any, service: str) -> list[dict[str, Any]]:
     elif strategy == "blue-green":
         steps.append({"title": "Point the service back at blue", "commands": [
             f"{prod} patch service {service} -p '{{\"spec\":{{\"selector\":{{\"app\":\"{name}\",\"{TRACK_LABEL}\":\"blue\"}}}}}}'"]})
-    steps.append({"title": "Revert the Deployment to its previous revision (when the stable track itself was changed)", "commands": [
-        f"{prod} rollout history deployment/{name}",
-        f"{prod} rollout undo deployment/{name}",
-        f"{prod} rollout status deployment/{name} --timeout=10m"]})
+    if not _argo(spec):
+        steps.append({"title": "Revert the Deployment to its previous revision (when the stable track itself was changed)", "commands": [
+            f"{prod} rollout history deployment/{name}",
+            f"{prod} rollout undo deployment/{name}",
+            f"{prod} rollout status deployment/{name} --timeout=10m"]})
     if spec.serving.pattern.value == "realtime":
         steps.append({"title": "Verify the old version is serving", "commands": [
             f"{prod} port-forward svc/{service} 8000:{spec.serving.port} &",
@@ -244,6 +262,6 @@ def rollback_steps(spec: Any, service: str) -> list[dict[str, Any]]:
             "gates": [{"name": "version served", "promql": f'count by (version) (model_version_info{{namespace="{ns}", app="{name}"}})',
                        "passes": "only the previous version"}]})
     steps.append({"title": "Investigate the failure", "commands": [
-        f"{prod} logs deployment/{name} --since=2h > rollback-{name}.log",
+        f"{prod} logs -l app={name} --all-containers --prefix --since=2h > rollback-{name}.log",
         f"{prod} get events --sort-by=.lastTimestamp | tail -n 50"]})
     return steps

@@ -125,3 +125,42 @@ def test_a_failed_validation_makes_the_outcome_no_go(planned: Callable[..., Path
     text = report(directory)
     assert "**Outcome: NO-GO.** validation failed 1 of 2 checks" in text
     assert "| promtool-rules | promtool | monitoring/alerts.rules.yml | fail | bad expr |" in text
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        {"rollout": "canary", "canary_mechanism": "gateway-api"},
+        {"rollout": "canary", "canary_mechanism": "ingress-nginx"},
+        {"rollout": "canary", "canary_mechanism": "argo-rollouts"},
+        {"rollout": "shadow"},
+        {"rollout": "blue-green"},
+        {"rollout": "direct"},
+    ],
+)
+def test_every_object_the_commands_name_is_rendered(planned: Callable[..., Path], answers: dict) -> None:
+    """kubectl commands in the plan act on objects the render stage really wrote (kind and name)."""
+    import yaml
+
+    from deploy_model.render import run_render
+
+    directory = planned(**answers)
+    run_render(directory)
+    rendered = set()
+    for path in (directory / "k8s").glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict):
+                rendered.add((doc["kind"].lower(), doc["metadata"]["name"]))
+    text = report(directory)
+    kinds = {"deployment": "deployment", "svc": "service", "service": "service", "httproute": "httproute",
+             "ingress": "ingress"}
+    named = re.findall(r"\b(deployment/|svc/|patch service |patch httproute |annotate ingress )([a-z0-9-]+)", text)
+    assert named, "the plan names no object"
+    for verb, name in named:
+        kind = kinds[verb.strip().rstrip("/").split()[-1]]
+        assert (kind, name) in rendered, f"{verb}{name} is not among the rendered objects {sorted(rendered)}"
+    if answers.get("canary_mechanism") == "argo-rollouts":
+        assert ("rollout", "tabular-classifier") in rendered and "argo rollouts" in text
+        # The container the `set image` targets is the rendered one.
+        rollout = next(d for d in yaml.safe_load_all((directory / "k8s" / "rollout.yaml").read_text()) if d and d["kind"] == "Rollout")
+        assert "server" in [c["name"] for c in rollout["spec"]["template"]["spec"]["containers"]]
