@@ -164,3 +164,26 @@ def test_every_object_the_commands_name_is_rendered(planned: Callable[..., Path]
         # The container the `set image` targets is the rendered one.
         rollout = next(d for d in yaml.safe_load_all((directory / "k8s" / "rollout.yaml").read_text()) if d and d["kind"] == "Rollout")
         assert "server" in [c["name"] for c in rollout["spec"]["template"]["spec"]["containers"]]
+
+
+@pytest.mark.skipif(__import__("shutil").which("promtool") is None, reason="promtool (Debian prometheus) is not installed")
+@pytest.mark.parametrize("answers", [{"rollout": "canary"}, {"rollout": "shadow"}, {"rollout": "blue-green"}, {"rollout": "direct"},
+                                     {"rollout": "shadow", "shadow_mechanism": "gateway-api", "shadow_model": "m.onnx"}])
+def test_every_promql_gate_parses_with_promtool(planned: Callable[..., Path], answers: dict, tmp_path: Path) -> None:
+    import subprocess
+
+    import yaml
+
+    from deploy_model.rollout_commands import rollback_steps, rollout_steps
+    from deploy_model.serving import load_spec
+
+    spec = load_spec(planned(**answers))
+    queries = [g["promql"] for step in rollout_steps(spec, "deploy/x", spec.name) + rollback_steps(spec, spec.name)
+               for g in step.get("gates", [])]
+    assert queries
+    rules = tmp_path / "gates.yml"
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "gates", "rules": [
+        {"record": f"gate:{i}", "expr": q} for i, q in enumerate(queries)]}]}))
+    done = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(queries)} rules found" in done.stdout
