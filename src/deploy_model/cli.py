@@ -367,6 +367,32 @@ def batch_cmd(ctx: typer.Context) -> None:
     raise typer.Exit(run_batch_cli(list(ctx.args), ctx.command_path))
 
 
+@app.command("quantize", epilog=EXIT_CODES)
+def quantize_cmd(
+    model: Path = typer.Argument(..., help="Model file (.onnx); MODEL.int8.onnx is written beside it when accepted."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Deployment directory; writes quantization.json there (also on refusal)."),
+    calibration: Path | None = typer.Option(None, "--calibration", help="Representative inputs (file or folder: .npy/.npz/.parquet/.csv/.jsonl, mapped like `batch`): static INT8, and the inputs compared."),
+    mode: str = typer.Option("auto", "--mode", help="auto (static with --calibration, else dynamic) | dynamic | static."),
+    max_disagreement: float = typer.Option(0.01, "--max-disagreement", help="Most top-1 disagreement allowed on classifier outputs (fraction)."),
+    max_relative_error: float = typer.Option(0.05, "--max-relative-error", help="Most mean absolute difference allowed on other outputs, as a fraction of the mean output."),
+    samples: int = typer.Option(1000, "--samples", min=1, max=100_000, help="Rows compared (synthetic when no --calibration)."),
+    runs: int = typer.Option(200, "--runs", min=1, max=100_000, help="Timed batch-1 runs per model for the p50."),
+    as_json: bool = JsonOpt,
+    dry_run: bool = DryRunOpt,
+) -> None:
+    """Quantize to INT8 (onnxruntime) for edge devices, and keep it only if it still agrees.
+
+    Measures both models on the same inputs: file size, p50 latency at batch 1 (one thread), top-1
+    agreement for classifier outputs and max/mean absolute difference for all. Above
+    --max-disagreement (or --max-relative-error) the INT8 model is refused: exit 1, the original
+    kept, nothing written beside it, the numbers in the message and in quantization.json.
+    """
+    from deploy_model.quantize import run_quantize
+
+    run_stage("quantize", as_json, lambda: run_quantize(
+        model, out, calibration, mode, max_disagreement, max_relative_error, samples, runs, dry_run=dry_run))
+
+
 @app.command("deploy", epilog=EXIT_CODES)
 def deploy_cmd(
     model: Path = typer.Argument(..., help="Model file (.onnx)."),
@@ -390,6 +416,7 @@ def deploy_cmd(
     from deploy_model.pipeline import Measure
     from deploy_model.planning import run_plan
     from deploy_model.plugins import run_plugins
+    from deploy_model.quantize import run_quantize_stage
     from deploy_model.render import run_render
     from deploy_model.validate import run_validate
 
@@ -398,6 +425,8 @@ def deploy_cmd(
         ("plugins", lambda: run_plugins(directory, PLUGIN_ROOT, [])),
         ("inspect", lambda: run_inspect(model, directory)),
         ("plan", lambda: run_plan(directory, answers, {})),
+        # Edge plans with quantize: true get the INT8 model before the bundle is rendered.
+        ("quantize", lambda: run_quantize_stage(directory)),
         ("render", lambda: run_render(directory)),
         # Absolute: promtool-rules runs with cwd=directory and a directory-relative path would not resolve.
         ("validate", lambda: run_validate(directory.resolve())),
