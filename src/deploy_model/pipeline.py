@@ -17,7 +17,7 @@ from typing import Any
 from deploy_model.errors import StageError
 from deploy_model.loadtest import CHART_FILE, LOADTEST_FILE, run_loadtest
 from deploy_model.report import run_report
-from deploy_model.serving import SERVER_FILE, ServerProcess, _log_tail, load_spec, not_served_reason
+from deploy_model.serving import SERVER_FILE, ServerProcess, load_spec, log_tail, not_served_reason
 from deploy_model.smoke import SMOKE_FILE, run_smoke
 
 # The short sweep of `deploy`: enough to draw the curve and judge the SLA in about 10 s.
@@ -62,11 +62,11 @@ class Measure:
         except StageError as exc:
             died = self._died()
             if died:
-                raise StageError(f"{died} during {stage}; {exc.message}", exc.problems + _log_tail(self.server.log if self.server else None)) from None
+                raise StageError(f"{died} during {stage}; {exc.message}", exc.problems + log_tail(self.server.log if self.server else None)) from None
             raise
         died = self._died()
         if died:
-            raise StageError(f"{died} during {stage}", _log_tail(self.server.log if self.server else None))
+            raise StageError(f"{died} during {stage}", log_tail(self.server.log if self.server else None))
         return result
 
     def _died(self) -> str | None:

@@ -117,7 +117,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float,
             if proc is not None and proc.poll() is not None:
                 raise StageError(
                     f"the reference server exited with code {proc.returncode} before it was ready",
-                    _log_tail(log),
+                    log_tail(log),
                 )
             try:
                 response = client.get(f"{url}/v2/health/ready")
@@ -128,10 +128,10 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float,
             except httpx.HTTPError as exc:
                 last = type(exc).__name__
             time.sleep(0.2)
-    raise StageError(f"the reference server at {url} was not ready within {timeout_s:g}s (last answer: {last})", _log_tail(log))
+    raise StageError(f"the reference server at {url} was not ready within {timeout_s:g}s (last answer: {last})", log_tail(log))
 
 
-def _log_tail(log: Path | None, lines: int = 15) -> list[str]:
+def log_tail(log: Path | None, lines: int = 15) -> list[str]:
     if log is None or not log.is_file():
         return []
     text = log.read_text(encoding="utf-8", errors="replace").splitlines()
