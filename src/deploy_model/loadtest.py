@@ -85,7 +85,8 @@ class Progress:
         width = 24
         filled = int(width * min(max(fraction, 0.0), 1.0))
         bar = "#" * filled + "-" * (width - filled)
-        sys.stderr.write(f"\rloadtest {label:<16} [{bar}] {requests:>7} req {errors:>5} err")
+        counts = f" {requests:>7} req {errors:>5} err" if requests >= 0 else ""  # wrk reports counts at the end
+        sys.stderr.write(f"\rloadtest {label:<16} [{bar}]{counts}")
         sys.stderr.flush()
 
     def done(self, label: str, summary: dict[str, Any]) -> None:
@@ -347,8 +348,9 @@ def run_loadtest(
             if engine == "wrk":
                 from deploy_model.wrkload import wrk_level
 
-                bar.update(f"c={concurrency} wrk", 0.0, 0, 0)
-                results.append(wrk_level(target.endpoint, target.body, concurrency, seconds, timeout_s))
+                label = f"c={concurrency} wrk"
+                results.append(wrk_level(target.endpoint, target.body, concurrency, seconds, timeout_s,
+                                         tick=lambda f, label=label: bar.update(label, f, -1, -1)))
                 bar.done(f"c={concurrency} wrk", results[-1])
             else:
                 level = closed_loop(target, concurrency, seconds, max_requests, bar)

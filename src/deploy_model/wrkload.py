@@ -12,6 +12,8 @@ import math
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +36,37 @@ end
 """
 
 
+def _run(argv: list[str], env: dict[str, str], seconds: float, limit_s: float,
+         tick: Callable[[float], None] | None) -> subprocess.CompletedProcess[str]:
+    """wrk in the background while the progress line follows the clock; killed past limit_s."""
+    started = time.monotonic()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, text=True, env=env)
+        try:
+            while proc.poll() is None:
+                elapsed = time.monotonic() - started
+                if elapsed > limit_s:
+                    proc.kill()
+                    break
+                if tick:
+                    tick(elapsed / max(seconds, 1e-9))
+                time.sleep(0.2)
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(argv, proc.returncode, out.read(), err.read())
+
+
 def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def wrk_level(endpoint: str, body: bytes, concurrency: int, seconds: float, timeout_s: float) -> dict[str, Any]:
+def wrk_level(endpoint: str, body: bytes, concurrency: int, seconds: float, timeout_s: float,
+              tick: Callable[[float], None] | None = None) -> dict[str, Any]:
     """One closed-loop level with wrk: one thread per core is wrk's model, connections = concurrency."""
     if not available():
         raise StageError("--engine wrk: `wrk` is not installed (apt-get install wrk), or use --engine python")
@@ -50,8 +78,8 @@ def wrk_level(endpoint: str, body: bytes, concurrency: int, seconds: float, time
         threads = max(1, min(concurrency, 2))
         argv = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, math.ceil(seconds))}s",
                 "--timeout", f"{max(1, math.ceil(timeout_s))}s", "-s", str(script), endpoint]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + timeout_s + 30, check=False,
-                              env={"DEPLOY_MODEL_WRK_BODY": str(body_file), "PATH": "/usr/bin:/bin:/usr/local/bin"})
+        done = _run(argv, {"DEPLOY_MODEL_WRK_BODY": str(body_file), "PATH": "/usr/bin:/bin:/usr/local/bin"},
+                    seconds, seconds + timeout_s + 30, tick)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("DEPLOY_MODEL_RESULT ")), None)
     if done.returncode != 0 or line is None:
         raise StageError(f"wrk failed (exit {done.returncode}) against {endpoint}", (done.stderr or done.stdout).splitlines()[-5:])
