@@ -130,8 +130,11 @@ def rollout_steps(spec: Any, directory: Any, service: str) -> list[dict[str, Any
                     "commands": [f"{argo} get rollout {name}",
                                  f"{argo} promote {name}   # only after a pause for too little traffic, once you checked the gates"]})
             return steps
-        steps.append({"title": "Deploy the stable track and the canary track (canary at 0%)", "commands": [
-            f"{prod} apply -f {d}/k8s/",
+        route = "k8s/ingress.yaml" if mech == "ingress-nginx" else "k8s/httproute.yaml"
+        steps.append({"title": "Deploy the canary track beside the running stable one (canary at 0%)", "commands": [
+            f"# first release only (nothing runs yet): {prod} apply -f {d}/k8s/",
+            f"{prod} apply -f {d}/k8s/ -l track=canary   # only the canary objects: stable keeps its version",
+            f"{prod} apply -f {d}/{route}   # the split, canary at weight 0",
             f"{prod} rollout status deployment/{name}-canary --timeout=10m"]})
         for weight in weights:
             cmd = _weight_command(spec, mech, weight, prod)

@@ -159,6 +159,8 @@ def test_every_object_the_commands_name_is_rendered(planned: Callable[..., Path]
     for verb, name in named:
         kind = kinds[verb.strip().rstrip("/").split()[-1]]
         assert (kind, name) in rendered, f"{verb}{name} is not among the rendered objects {sorted(rendered)}"
+    for file in set(re.findall(r"/k8s/([\w.-]+\.yaml)", text)):
+        assert (directory / "k8s" / file).is_file(), f"the plan applies k8s/{file}, which render did not write"
     if answers.get("canary_mechanism") == "argo-rollouts":
         assert ("rollout", "tabular-classifier") in rendered and "argo rollouts" in text
         # The container the `set image` targets is the rendered one.
