@@ -75,6 +75,8 @@ class Scorer:
         )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or effective_cpu_count()
+        # Spinning intra-op threads would starve the reader and writer threads between runs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(model), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
