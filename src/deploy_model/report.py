@@ -125,11 +125,19 @@ def _shape(shape: list[Any]) -> str:
 
 
 def _quant_line(quant: dict[str, Any]) -> str:
-    parts = [str(quant.get(k)) for k in ("method", "mode", "precision") if quant.get(k)]
-    for key in ("size_ratio", "speedup", "max_abs_diff", "agreement"):
-        if quant.get(key) is not None:
-            parts.append(f"{key.replace('_', ' ')} {quant[key]}")
-    return ", ".join(parts) or "see quantization.json"
+    q = quant
+    parts = [str(q.get("method") or q.get("precision") or "quantized")]
+    if q.get("verdict"):
+        parts[0] += f": {q['verdict']}" + (f" ({q['reason']})" if q.get("reason") else "")
+    if q.get("size_bytes_before") and q.get("size_bytes_after"):
+        parts.append(f"size {q['size_bytes_before']:,} -> {q['size_bytes_after']:,} bytes")
+    if q.get("speedup") is not None:
+        parts.append(f"batch-1 speed x{q['speedup']:g}")
+    if q.get("agreement") is not None:
+        parts.append(f"top-1 agreement {q['agreement']:.1%}")
+    if q.get("max_abs_diff") is not None:
+        parts.append(f"max abs diff {q['max_abs_diff']:g}")
+    return "; ".join(parts)
 
 
 def rendered_files(directory: Path, manifest: dict[str, Any] | None) -> list[dict[str, str]]:

@@ -131,3 +131,5 @@ def test_edge_pattern_skips_the_live_stages_and_says_why(tabular_model: Path, tm
     assert find_placeholders(text) == []
     assert "Not measured: the edge pattern runs the model on the device" in text
     assert "**Outcome: not measured.**" in text
+    if (out / "quantization.json").is_file():  # the quantize stage of edge plans
+        assert re.search(r"^\| Quantization \| .*size [\d,]+ -> [\d,]+ bytes", text, flags=re.M)
