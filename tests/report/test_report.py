@@ -189,3 +189,9 @@ def test_every_promql_gate_parses_with_promtool(planned: Callable[..., Path], an
     done = subprocess.run(["promtool", "check", "rules", str(rules)], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"SUCCESS: {len(queries)} rules found" in done.stdout
+
+
+def test_grpc_protocol_adds_the_grpc_endpoint(planned: Callable[..., Path]) -> None:
+    text = report(planned(protocol="grpc"))
+    assert find_placeholders(text) == []
+    assert "inference.GRPCInferenceService/ModelMetadata" in text and "127.0.0.1:8001" in text
