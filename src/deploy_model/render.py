@@ -451,7 +451,10 @@ def render_into(spec: DeploymentSpec, directory: Path, target: Path) -> tuple[li
     shadow_path = resolve_shadow(spec, directory)
     context, plan = build_context(spec, directory, model_path, shadow_path)
     gpu = context["gpu"]
-    extras = ("worker",) if spec.serving.pattern == ServingPattern.event_driven else ()
+    # The image carries what its entry point needs: Redis for workers, pyarrow for parquet batches.
+    extras = {ServingPattern.event_driven: ("worker",), ServingPattern.batch: ("batch",)}.get(
+        spec.serving.pattern, ()
+    )
     pins = lockfile.closure(lockfile.server_requirements(SERVER_SOURCE, extras))
     context["ort_version"] = pins.get("onnxruntime", "")
     header = (f"# Exact pins of the {spec.name} image, from the environment deploy-model {__version__} measured with.\n"
