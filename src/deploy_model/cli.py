@@ -428,8 +428,7 @@ def deploy_cmd(
         # Edge plans with quantize: true get the INT8 model before the bundle is rendered.
         ("quantize", lambda: run_quantize_stage(directory)),
         ("render", lambda: run_render(directory)),
-        # Absolute: promtool-rules runs with cwd=directory and a directory-relative path would not resolve.
-        ("validate", lambda: run_validate(directory.resolve())),
+        ("validate", lambda: run_validate(directory)),
     ]
     try:
         measure = Measure(directory, levels=parse_levels(concurrency), seconds=seconds)

@@ -90,7 +90,9 @@ def collect(directory: Path, strict: bool) -> list[Check]:
 def run_validate(directory: Path, strict: bool = False, dry_run: bool = False) -> dict[str, Any]:
     directory = Path(directory)
     started = time.perf_counter()
-    checks = collect(directory, strict)
+    # Tools run with the bundle as working directory get absolute paths: a relative --out
+    # would otherwise be resolved twice.
+    checks = collect(directory.resolve(), strict)
     seconds = round(time.perf_counter() - started, 3)
     failed = [c for c in checks if c.verdict == FAIL]
     skipped = [c for c in checks if c.verdict == SKIP]
