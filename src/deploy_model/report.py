@@ -296,7 +296,25 @@ def endpoint_examples(spec: Any, profile: dict[str, Any], directory: Path) -> di
               "    values = np.asarray(output[\"data\"]).reshape(output[\"shape\"])",
               "    print(output[\"name\"], values.shape, values[0][:5] if values.ndim > 1 else values[:5])"]
     return {"curl": curl, "predict_curl": predict_curl, "python": "\n".join(lines), "body": body, "inline": inline,
-            "infer_path": path}
+            "infer_path": path, "python_grpc": grpc_example(spec, profile)}
+
+
+def grpc_example(spec: Any, profile: dict[str, Any]) -> str:
+    """The same call over gRPC with tritonclient, which speaks the V2 gRPC protocol unmodified."""
+    lines = ["import numpy as np", 'import tritonclient.grpc as grpcclient  # pip install "tritonclient[grpc]"', "",
+             f'client = grpcclient.InferenceServerClient("127.0.0.1:{spec.serving.grpc_port}")', "inputs = []"]
+    for spec_in in profile["inputs"]:
+        shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec_in["shape"]]
+        var = re.sub(r"\W", "_", spec_in["name"])
+        ctor = "np.random.rand" if np.dtype(spec_in["dtype"]).kind == "f" else "np.ones"
+        args = ", ".join(map(str, shape)) if ctor == "np.random.rand" else f"({', '.join(map(str, shape))},)"
+        lines += [f"{var} = {ctor}({args}).astype(np.{spec_in['dtype']})  # shape {spec_in['shape']}",
+                  f'tensor = grpcclient.InferInput("{spec_in["name"]}", list({var}.shape), "{v2_datatype(spec_in["dtype"])}")',
+                  f"tensor.set_data_from_numpy({var})", "inputs.append(tensor)"]
+    lines.append(f'result = client.infer("{spec.model.name}", inputs)')
+    for out in profile["outputs"]:
+        lines.append(f'print("{out["name"]}", result.as_numpy("{out["name"]}").shape)')
+    return "\n".join(lines)
 
 
 def measured(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None, skip_reason: str | None,

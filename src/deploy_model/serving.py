@@ -77,7 +77,9 @@ def available_providers() -> list[str]:
         return []
 
 
-def server_argv(spec: DeploymentSpec, port: int, host: str = LOOPBACK, device: str | None = None) -> tuple[list[str], list[str]]:
+def server_argv(
+    spec: DeploymentSpec, port: int, host: str = LOOPBACK, device: str | None = None, grpc_port: int | None = None
+) -> tuple[list[str], list[str]]:
     """The command line that serves this spec locally, and notes on where it differs from the bundle."""
     notes: list[str] = []
     chosen = device or spec.serving.device.value
@@ -102,6 +104,8 @@ def server_argv(spec: DeploymentSpec, port: int, host: str = LOOPBACK, device: s
         "--request-timeout-ms", str(spec.serving.request_timeout_ms),
     ]
     argv.append("--allow-cpu-fallback" if fallback else "--no-allow-cpu-fallback")
+    if grpc_port:
+        argv += ["--grpc-port", str(grpc_port)]
     shadow = spec.rollout.shadow
     if shadow and shadow.model_path and shadow.mechanism.value == "in-process":
         argv += ["--shadow-model", str(Path(shadow.model_path).resolve()), "--shadow-sample-rate", str(shadow.sample_rate)]
@@ -186,7 +190,9 @@ class ServerProcess:
         self.spec = load_spec(directory)
         self.port = port or free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
-        self.argv, self.notes = server_argv(self.spec, self.port, device=device)
+        # A gRPC plan is served on both protocols, as in the bundle.
+        self.grpc_port = free_port() if self.spec.serving.protocol.value == "grpc" else None
+        self.argv, self.notes = server_argv(self.spec, self.port, device=device, grpc_port=self.grpc_port)
         self.ready_timeout_s = ready_timeout_s
         self.write = write
         self.log = directory / SERVER_LOG
@@ -213,6 +219,7 @@ class ServerProcess:
             "pid": self.proc.pid,
             "url": self.url,
             "port": self.port,
+            "grpc_target": f"{LOOPBACK}:{self.grpc_port}" if self.grpc_port else None,
             "host": LOOPBACK,
             "model_name": self.spec.model.name,
             "model_version": self.spec.model.version,

@@ -45,3 +45,22 @@ def test_curl_examples_run_against_the_server(served: dict, tmp_path: Path) -> N
         assert done.returncode == 0, done.stderr
         answer = json.loads(done.stdout)
         assert "outputs" in answer or "prediction" in answer, answer
+
+
+def test_grpc_plan_is_served_on_both_protocols_and_its_python_example_runs(tabular_model: Path, tmp_path: Path) -> None:
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is in the dev extra")
+    from measure_helpers import plan_dir
+
+    from deploy_model.serving import ServerProcess
+
+    directory = plan_dir(tabular_model, tmp_path / "grpc", protocol="grpc")
+    with ServerProcess(directory) as server:
+        assert server.info["grpc_target"], "a gRPC plan must be served with --grpc-port"
+        run_report(directory)
+        blocks = code_blocks((directory / REPORT_FILE).read_text(), "python")
+        (grpc_example,) = [b for b in blocks if "tritonclient.grpc" in b]
+        script = tmp_path / "grpc_example.py"
+        script.write_text(grpc_example.replace("127.0.0.1:8001", server.info["grpc_target"]))
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "probabilities (1, 3)"
