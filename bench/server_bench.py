@@ -296,8 +296,12 @@ def main() -> int:
         "--repeat", type=int, default=2, help="rounds; the best run of each point is kept"
     )
     ap.add_argument("--models", default="small_mlp,cnn,large_mlp")
+    ap.add_argument("--render", type=Path, help="only re-render the tables of a saved JSON report")
     ap.add_argument("--contestants", default=",".join(CONTESTANTS))
     args = ap.parse_args()
+    if args.render:
+        print(markdown(json.loads(args.render.read_text())))
+        return 0
     if shutil.which("wrk") is None:
         print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
         return 2
@@ -312,6 +316,7 @@ def main() -> int:
         "ort": ort.__version__,
         "duration": args.duration,
         "repeat": args.repeat,
+        "load_before": os.getloadavg()[0],
         "models": {},
     }
     for model in args.models.split(","):

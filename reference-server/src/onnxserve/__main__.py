@@ -121,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if server is not None:
             server.should_exit = True
 
+    # The batching thread needs the GIL back after each onnxruntime run while the event loop is
+    # busy parsing requests; the default 5 ms switch interval leaves the model idle that long
+    # (measured: +25% throughput on a compute-bound model with 0.5 ms).
+    sys.setswitchinterval(0.0005)
     app = create_app(settings, on_fatal=on_fatal)
     config = uvicorn.Config(
         app,
