@@ -111,8 +111,12 @@ def configuration_rows(spec: Any, profile: dict[str, Any], server: dict[str, Any
     rows.append(("Resources per replica", f"CPU {r.cpu_request} request / {r.cpu_limit} limit, memory {r.memory_request} / "
                                           f"{r.memory_limit}" + (f", {r.gpu} GPU" if r.gpu else "")))
     sc = s.scaling
-    rows.append(("Replicas / autoscaling", f"{sc.replicas} replica{'s' if sc.replicas != 1 else ''}; HPA {sc.min_replicas}-{sc.max_replicas} at "
-                                           f"{sc.target_cpu_utilization}% CPU" + (", scale to zero" if sc.scale_to_zero else "")))
+    if s.serving.pattern.value == "event-driven":
+        scaler = f"KEDA {sc.min_replicas}-{sc.max_replicas} workers on the request stream's consumer-group lag"
+    else:
+        scaler = f"HPA {sc.min_replicas}-{sc.max_replicas} at {sc.target_cpu_utilization}% CPU"
+    rows.append(("Replicas / autoscaling", f"{sc.replicas} replica{'s' if sc.replicas != 1 else ''}; {scaler}"
+                                           + (", scale to zero" if sc.scale_to_zero else "")))
     rows.append(("SLO", f"p95 <= {s.slo.latency_p95_ms:g} ms at {s.slo.target_rps:g} req/s, availability "
                         f"{s.slo.availability:g}%, errors <= {s.slo.max_error_ratio:.1%}"))
     if quant:
@@ -299,6 +303,32 @@ def endpoint_examples(spec: Any, profile: dict[str, Any], directory: Path) -> di
             "infer_path": path, "python_grpc": grpc_example(spec, profile)}
 
 
+def worker_example(spec: Any, profile: dict[str, Any]) -> dict[str, Any]:
+    """How a producer talks to the event-driven workers: one request in, one answer out."""
+    from deploy_model.render import WORKER_GROUP, WORKER_STREAM
+
+    arrays = make_inputs(profile["inputs"], batch=1, seed=42)
+    inputs = {name: np.round(a.astype(np.float64), 4).tolist() if a.dtype.kind == "f" else a.tolist()
+              for name, a in arrays.items()}
+    body = json.dumps({"id": "req-1", "inputs": inputs})
+    lines = ["import json", "", "import redis", "",
+             'r = redis.Redis.from_url("redis://127.0.0.1:6379/0", decode_responses=True)',
+             f"body = {body!r}",
+             f'entry = r.xadd("{WORKER_STREAM}", {{"body": body}})',
+             "# Each answer names the request entry it answers; read until ours arrives (bounded).",
+             "last = \"0\"",
+             "for _ in range(50):",
+             '    for _, items in r.xread({"inference:results": last}, count=100, block=200) or []:',
+             "        for last, fields in items:",
+             '            if fields["request_id"] == entry:',
+             '                outputs = json.loads(fields["outputs"])',
+             '                print({name: len(rows) for name, rows in outputs.items()})',
+             "                raise SystemExit(0)",
+             'raise SystemExit("no answer within 10 s: are the workers running?")']
+    return {"stream": WORKER_STREAM, "group": WORKER_GROUP, "results": "inference:results",
+            "dead_letter": "inference:dead", "body": body, "python": "\n".join(lines)}
+
+
 def grpc_example(spec: Any, profile: dict[str, Any]) -> str:
     """The same call over gRPC with tritonclient, which speaks the V2 gRPC protocol unmodified."""
     lines = ["import numpy as np", 'import tritonclient.grpc as grpcclient  # pip install "tritonclient[grpc]"', "",
@@ -389,6 +419,7 @@ def gather(directory: Path) -> dict[str, Any]:
         "has_compose": (directory / "compose.yaml").is_file(),
         "service": service,
         "examples": endpoint_examples(spec, profile, directory),
+        "worker": worker_example(spec, profile) if spec.serving.pattern.value == "event-driven" else None,
         "metrics": [(name, what, _metric_seen(smoke, name)) for name, what in EXPECTED_METRICS.items()],
         "alerts": alert_rules(directory),
         "dashboard": next((str(p.relative_to(directory)) for p in sorted((directory / "monitoring").glob("*dashboard*.json"))), None)

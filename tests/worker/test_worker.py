@@ -223,3 +223,26 @@ def test_bad_arguments_are_usage_errors(tmp_path):
 def test_unreachable_redis_is_refused(tabular_model):
     proc = _worker(tabular_model, f"redis://127.0.0.1:{_free_port()}/0")
     assert proc.wait(timeout=30) == 1 and "cannot reach Redis" in proc.stderr.read()
+
+
+def test_report_python_example_reaches_a_running_worker(tabular_model, redis_url, tmp_path):
+    """The event-driven report tells a producer how to send a request; that text really works."""
+    from deploy_model.inspection import run_inspect
+    from deploy_model.planning import run_plan
+    from deploy_model.report import REPORT_FILE, run_report
+
+    directory = tmp_path / "stream"
+    run_inspect(tabular_model, directory, runs=3, large_batch=4)
+    run_plan(directory, None, {"traffic": "streaming", "latency_sla_ms": 2000})
+    run_report(directory)
+    text = (directory / REPORT_FILE).read_text()
+    (example,) = [b for b in text.split("```python\n")[1:] if "redis.Redis" in b]
+    script = tmp_path / "producer.py"
+    script.write_text(example.split("```")[0].replace("redis://127.0.0.1:6379/0", redis_url))
+    worker = _worker(tabular_model, redis_url, "--max-messages", "1")
+    try:
+        done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    finally:
+        assert worker.wait(timeout=60) == 0, worker.stderr.read()
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "{'probabilities': 1}"
