@@ -75,14 +75,6 @@ def run_stage(stage: str, as_json: bool, work: Callable[[], dict[str, Any]]) -> 
     emit(result, as_json)
 
 
-def not_available(verb: str, issue: str) -> Callable[..., None]:
-    def command(ctx: typer.Context) -> None:
-        raise_not_available(verb, issue, "--json" in ctx.args)
-
-    command.__doc__ = f"Stage `{verb}` ({issue}): not available in this version yet. Exits 2."
-    return command
-
-
 def raise_not_available(verb: str, what: str, as_json: bool) -> None:
     exc = NotAvailableYet(f"stage '{verb}' is not available yet in deploy-model {__version__} ({what})")
     _say(f"{verb}: {exc}")
@@ -323,16 +315,6 @@ def validate_cmd(
     run_stage("validate", as_json, lambda: run_validate(out, strict=strict, dry_run=dry_run))
 
 
-# Stages of DESIGN.md that later versions add; each answers clearly instead of failing obscurely.
-PENDING: dict[str, str] = {}
-for _verb, _what in PENDING.items():
-    app.command(
-        _verb,
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
-        epilog=EXIT_CODES,
-    )(not_available(_verb, _what))
-
-
 @app.command(
     "worker",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
@@ -463,7 +445,6 @@ def deploy_cmd(
         "directory": str(directory),
         "stages": results,
         "wrote": [p for r in results for p in r["wrote"]],
-        "not_available_yet": list(PENDING),
         "report": str(directory / "DEPLOYMENT.md"),
     }
     if as_json:
@@ -471,8 +452,6 @@ def deploy_cmd(
     else:
         for path in summary["wrote"]:
             print(f"deploy: wrote {path}")
-        if PENDING:
-            print(f"deploy: stages not available yet: {', '.join(PENDING)}")
         print(f"deploy: deployment directory {directory}")
         print(f"deploy: report {summary['report']}")
 

@@ -2,18 +2,7 @@ import json
 import subprocess
 import sys
 
-import pytest
 from foundation_helpers import REPO, run_json, run_script
-
-from deploy_model.cli import PENDING
-
-
-@pytest.mark.parametrize("verb", sorted(PENDING))
-def test_pending_verbs_say_not_available(verb):
-    proc = subprocess.run([sys.executable, "-m", "deploy_model", verb, "--json"], capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 2
-    assert "not available yet" in proc.stderr and "Traceback" not in proc.stderr
-    assert json.loads(proc.stdout)["ok"] is False
 
 
 def test_unknown_verb_is_usage_error():

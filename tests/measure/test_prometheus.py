@@ -28,15 +28,8 @@ SD_KEYS = ("kubernetes_sd_configs", "dns_sd_configs", "file_sd_configs", "consul
 
 
 def rendered_scrape_config(directory: Path) -> Path | None:
-    """Render the bundle when the render stage exists, then find its Prometheus scrape config."""
-    try:
-        from deploy_model import render  # noqa: F401
-        from deploy_model.cli import PENDING
-    except ImportError:
-        return None
-    if "render" in PENDING:
-        return None
-    from deploy_model.render import run_render  # type: ignore[attr-defined]
+    """Render the bundle, then find its Prometheus scrape config."""
+    from deploy_model.render import run_render
 
     run_render(directory)
     # The cluster's config first (prometheus.yml), else any other (the compose one).
