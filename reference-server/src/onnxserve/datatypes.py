@@ -43,6 +43,15 @@ ONNX_TO_V2: dict[str, str] = {
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
 
 
+def ort_numeric_dtype(ort_type: str) -> np.dtype | None:
+    """numpy dtype of an onnxruntime tensor type that plain numbers can fill; None for strings
+    and types numpy lacks (the batch runner and the worker feed numbers only)."""
+    v2 = ONNX_TO_V2.get(ort_type)
+    if v2 is None or v2 == "BYTES":
+        return None
+    return V2_TO_NUMPY.get(v2)
+
+
 def numpy_to_v2(dtype: np.dtype) -> str:
     dtype = np.dtype(dtype)
     if dtype.kind in ("O", "S", "U"):

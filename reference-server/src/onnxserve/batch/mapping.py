@@ -25,21 +25,9 @@ from typing import Any
 
 import numpy as np
 
+from ..datatypes import ort_numeric_dtype
 from .errors import BatchError
 from .sources import MISSING, Chunk, Source
-
-# onnxruntime type strings -> numpy dtypes this runner can feed.
-ORT_TO_NUMPY = {
-    "tensor(float)": np.float32,
-    "tensor(double)": np.float64,
-    "tensor(float16)": np.float16,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(int16)": np.int16,
-    "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8,
-    "tensor(bool)": np.bool_,
-}
 
 
 @dataclass(frozen=True)
@@ -63,7 +51,7 @@ class TensorMeta:
 
 
 def tensor_meta(node: Any) -> TensorMeta:
-    dtype = ORT_TO_NUMPY.get(node.type)
+    dtype = ort_numeric_dtype(node.type)
     if dtype is None:
         raise BatchError(
             f"model input {node.name!r} has type {node.type}, which batch files cannot carry"

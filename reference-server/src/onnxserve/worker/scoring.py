@@ -9,18 +9,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-# onnxruntime type strings -> numpy dtypes for the inputs a JSON body can carry.
-ORT_TO_NUMPY = {
-    "tensor(float)": np.float32,
-    "tensor(double)": np.float64,
-    "tensor(float16)": np.float16,
-    "tensor(int64)": np.int64,
-    "tensor(int32)": np.int32,
-    "tensor(int16)": np.int16,
-    "tensor(int8)": np.int8,
-    "tensor(uint8)": np.uint8,
-    "tensor(bool)": np.bool_,
-}
+from ..datatypes import ort_numeric_dtype
 
 
 class BadMessage(ValueError):
@@ -79,7 +68,7 @@ class Scorer:
         )
         rows: set[int] = set()
         for name, meta in self.inputs.items():
-            dtype = ORT_TO_NUMPY.get(meta.type)
+            dtype = ort_numeric_dtype(meta.type)
             if dtype is None:
                 raise BadMessage(
                     f"input {name!r} has type {meta.type}, which JSON messages cannot carry"
