@@ -235,6 +235,23 @@ class ServerState:
                 f"unknown version {version!r} of model {name!r}; available: [{s.model_version!r}]",
             )
 
+    async def run(
+        self, engine: BatchEngine, feeds: dict[str, np.ndarray], rows: int, key: Any
+    ) -> list[np.ndarray]:
+        """One request through the shared engine, its failures as API errors (REST and gRPC)."""
+        try:
+            outputs = await engine.infer(feeds, rows, key, self.timeout)
+        except QueueFull as exc:
+            raise ApiError(503, f"server overloaded: {exc}", {"Retry-After": "1"}) from exc
+        except asyncio.TimeoutError:
+            raise ApiError(
+                504, f"inference did not finish within {self.settings.request_timeout_ms:g} ms"
+            ) from None
+        except BatchFailed as exc:
+            raise ApiError(400, f"onnxruntime rejected the input: {exc}") from exc
+        self.last_prediction = time.time()
+        return outputs
+
     def check_ready(self) -> tuple[ModelSpec, BatchEngine]:
         if self.spec is None or self.engine is None or not (self.ready or self.draining):
             raise ApiError(503, "model is loading; retry shortly", {"Retry-After": "1"})
@@ -379,18 +396,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
         return _json({"error": f"internal error: {type(exc).__name__}"}, 500)
 
     async def run(decoded: Decoded, engine: BatchEngine) -> list[np.ndarray]:
-        try:
-            outputs = await engine.infer(decoded.feeds, decoded.rows, decoded.key, state.timeout)
-        except QueueFull as exc:
-            raise ApiError(503, f"server overloaded: {exc}", {"Retry-After": "1"}) from exc
-        except asyncio.TimeoutError:
-            raise ApiError(
-                504, f"inference did not finish within {settings.request_timeout_ms:g} ms"
-            ) from None
-        except BatchFailed as exc:
-            raise ApiError(400, f"onnxruntime rejected the input: {exc}") from exc
-        state.last_prediction = time.time()
-        return outputs
+        return await state.run(engine, decoded.feeds, decoded.rows, decoded.key)
 
     # -- hot paths -----------------------------------------------------------------------
     # infer and predict are raw ASGI handlers: no Request/Response objects, no middleware,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .. import __version__
-from ..batching import BatchFailed, QueueFull
 from ..codec import ApiError
 from ..model import ModelSpec
 
@@ -67,17 +65,7 @@ class StateBackend:
         try:
             spec, engine = state.check_ready()
             feeds, rows, key, extra = decode(spec)
-            try:
-                outputs = await engine.infer(feeds, rows, key, state.timeout)
-            except QueueFull as exc:
-                raise ApiError(503, f"server overloaded: {exc}") from exc
-            except asyncio.TimeoutError:
-                raise ApiError(
-                    504, f"inference did not finish within {state.timeout * 1000:g} ms"
-                ) from None
-            except BatchFailed as exc:
-                raise ApiError(400, f"onnxruntime rejected the input: {exc}") from exc
-            state.last_prediction = time.time()
+            outputs = await state.run(engine, feeds, rows, key)
             return spec, extra, outputs
         except ApiError as exc:
             status = exc.status
