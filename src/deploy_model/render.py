@@ -115,6 +115,26 @@ def resolve_model(spec: DeploymentSpec, directory: Path) -> Path:
     raise StageError(f"model file {spec.model.path!r} of deployment.yaml not found (looked at {', '.join(map(str, candidates))})")
 
 
+def edge_model(spec: DeploymentSpec, directory: Path, warnings: list[str]) -> Path | None:
+    """The accepted INT8 model of an edge plan (quantization.json from `quantize`), if any."""
+    if spec.edge is None or not spec.edge.quantize:
+        return None
+    record = directory / "quantization.json"
+    if not record.is_file():
+        warnings.append("edge plan with quantize: true but no quantization.json: run `deploy-model quantize` "
+                        "(deploy does) to ship the INT8 model; the bundle holds the original model only")
+        return None
+    figures = json.loads(record.read_text(encoding="utf-8"))
+    if figures.get("verdict") != "accepted" or not figures.get("quantized_model"):
+        warnings.append(f"INT8 model refused by quantize ({figures.get('verdict')}): the bundle ships the original model")
+        return None
+    path = Path(figures["quantized_model"])
+    if not path.is_file():
+        warnings.append(f"quantization.json names {path}, which is gone: the bundle ships the original model")
+        return None
+    return path
+
+
 def resolve_shadow(spec: DeploymentSpec, directory: Path) -> Path | None:
     shadow = spec.rollout.shadow
     if spec.rollout.strategy != Rollout.shadow or shadow is None or not shadow.model_path:
@@ -476,6 +496,10 @@ def render_into(spec: DeploymentSpec, directory: Path, target: Path) -> tuple[li
     shutil.copyfile(model_path, target / "model" / context["model_file"])
     if shadow_path is not None:
         shutil.copyfile(shadow_path, target / "model" / f"{spec.name}-shadow.onnx")
+    int8 = edge_model(spec, directory, plan.warnings)
+    if int8 is not None:
+        # Edge quantizes first: the device gets the INT8 model that passed the agreement check.
+        shutil.copyfile(int8, target / "model" / f"{spec.name}.int8.onnx")
     files = sorted(str(p.relative_to(target)) for p in target.rglob("*") if p.is_file())
     manifest = {
         "generator": f"deploy-model {__version__}",
