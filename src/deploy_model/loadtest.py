@@ -48,6 +48,12 @@ class Level:
     latencies_ms: list[float] = field(default_factory=list)
     statuses: Counter[str] = field(default_factory=Counter)
 
+    def record(self, status: str, ms: float) -> None:
+        """One answer; latencies count only for 200s. Callers hold the level's lock."""
+        self.statuses[status] += 1
+        if status == "200":
+            self.latencies_ms.append(ms)
+
     def summary(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms, dtype=np.float64)
         total = sum(self.statuses.values())
@@ -196,9 +202,7 @@ def closed_loop(target: Target, concurrency: int, duration_s: float, max_request
                 status = target.send(client)
                 ms = (time.perf_counter() - t0) * 1000
                 with lock:
-                    level.statuses[status] += 1
-                    if status == "200":
-                        level.latencies_ms.append(ms)
+                    level.record(status, ms)
                 clock.done()
 
     _run_workers(level, concurrency, work, duration_s, progress, f"c={concurrency}")
@@ -228,9 +232,7 @@ def open_loop(target: Target, rate: float, duration_s: float, max_inflight: int,
                 status = target.send(client)
                 ms = (time.perf_counter() - due) * 1000  # from the due time: lateness counts
                 with lock:
-                    level.statuses[status] += 1
-                    if status == "200":
-                        level.latencies_ms.append(ms)
+                    level.record(status, ms)
                 clock.done()
 
     _run_workers(level, workers, work, duration_s, progress, f"rate={rate:g}/s")

@@ -6,7 +6,6 @@ is configured for), as a user's first run in Claude Code would.
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 from foundation_helpers import REPO
@@ -69,6 +68,7 @@ def test_failed_install_says_what_to_do(tmp_path):
 def test_dev_interpreter_override(tmp_path):
     import sys
 
-    proc = _run({"DEPLOY_MODEL_PYTHON": sys.executable}, "--version")
+    data = tmp_path / "plugin-data"
+    proc = _run({"DEPLOY_MODEL_PYTHON": sys.executable, "CLAUDE_PLUGIN_DATA": str(data)}, "--version")
     assert proc.returncode == 0 and proc.stdout.strip() == "deploy-model 0.1.0"
-    assert not Path(tmp_path / "plugin-data").exists()
+    assert not data.exists(), "the interpreter override must not build a venv"

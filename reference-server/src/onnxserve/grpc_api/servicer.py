@@ -89,9 +89,6 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
     ) -> pb.ModelMetadataResponse:
         try:
             self.backend.check_model(request.name, request.version)
-        except ApiError as exc:
-            await self._abort(context, exc)
-        try:
             model = self.backend.spec()
             parameters = self.backend.model_parameters()
         except ApiError as exc:
