@@ -1,4 +1,11 @@
-"""The worker loop: claim what others left behind, read new work, score, answer-and-ack."""
+"""The worker loop: claim what others left behind, read new work, score, answer-and-ack.
+
+No message can stop the loop: any failure to decode, score or encode one message (a wrong type,
+JSON nested past the recursion limit, an integer of 10,000 digits, an output that will not
+encode) is recorded against that message alone, which stays pending and is retried after
+--claim-idle-ms until its Nth delivery sends it to the dead-letter stream with the reason. The
+rest of its batch is answered. Only Redis itself failing (unreachable, refused) ends the worker.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +16,17 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
+from .metrics import WorkerMetrics
 from .scoring import BadMessage, Request, Scorer
 from .streams import Streams
 
 log = logging.getLogger("onnxserve.worker")
+
+# A reason written to the dead-letter stream (and the log) is cut here: an exception message can
+# echo megabytes of a hostile body.
+REASON_CHARS = 500
 
 
 @dataclass(frozen=True)
@@ -25,6 +39,8 @@ class WorkerSettings:
         0  # stop after this many answered (0: run until SIGTERM); for jobs and tests
     )
     pause_after_read_ms: int = 0  # fault injection for tests: hold a batch unacknowledged
+    trim_requests: bool = True  # delete acknowledged request entries (streams.TRIM_POLICY)
+    housekeeping_s: float = 5.0  # how often lag/pending are read and the request stream trimmed
 
 
 @dataclass
@@ -34,15 +50,38 @@ class Counters:
     retried: int = 0
     claimed: int = 0
     batches: int = 0
+    trimmed: int = 0
+
+
+def describe(exc: BaseException) -> str:
+    """One line naming the exception, cut to REASON_CHARS."""
+    if isinstance(exc, RecursionError):
+        text = "the body nests too deeply to decode (RecursionError)"
+    else:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return shorten(text)
+
+
+def shorten(text: str, limit: int = REASON_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 25] + f"... ({len(text)} chars)"
 
 
 class Worker:
-    def __init__(self, scorer: Scorer, streams: Streams, settings: WorkerSettings) -> None:
+    def __init__(
+        self,
+        scorer: Scorer,
+        streams: Streams,
+        settings: WorkerSettings,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
         self.scorer = scorer
         self.streams = streams
         self.settings = settings
+        self.metrics = metrics
         self.counters = Counters()
         self.stopping = False
+        self._next_housekeeping = 0.0
 
     def install_signal_handlers(self) -> None:
         def stop(signum: int, _frame: Any) -> None:
@@ -58,44 +97,85 @@ class Worker:
             return
         if self.settings.pause_after_read_ms:
             time.sleep(self.settings.pause_after_read_ms / 1000)
+        started = time.perf_counter()
         attempts = self.streams.deliveries([e for e, _ in entries]) if claimed else {}
         good: list[Request] = []
         for entry_id, fields in entries:
             try:
                 good.append(self.scorer.decode(entry_id, fields))
             except BadMessage as exc:
-                self.fail(entry_id, fields, str(exc), attempts.get(entry_id, 1))
+                self.fail(entry_id, fields, shorten(str(exc)), attempts.get(entry_id, 1), "decode")
+            except redis.RedisError:
+                raise
+            except Exception as exc:  # anything else a hostile body provokes is still its own fault
+                reason = f"cannot decode the message: {describe(exc)}"
+                self.fail(entry_id, fields, reason, attempts.get(entry_id, 1), "decode")
         if not good:
             return
+        answers = self._score(good, attempts)
+        payload = []
+        for request in good:
+            if request.entry_id not in answers:
+                continue
+            try:
+                outputs = json.dumps(answers[request.entry_id], separators=(",", ":"))
+            except Exception as exc:  # an output JSON cannot carry: that message fails, not all
+                reason = f"cannot encode the answer: {describe(exc)}"
+                self.fail_request(request, reason, attempts, "inference")
+                continue
+            payload.append((request.entry_id, request.client_id or "", outputs))
+        self.counters.answered += self.streams.answer(payload)
+        self.counters.batches += 1
+        if self.metrics:
+            self.metrics.answered(entry_id for entry_id, _, _ in payload)
+            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _score(self, good: list[Request], attempts: dict[str, int]) -> dict[str, dict[str, Any]]:
         try:
-            answers = self.scorer.score(good)
+            return self.scorer.score(good)
         except (
             Exception
         ) as exc:  # onnxruntime refused the batch: score one by one to find the culprit
-            log.warning("batch of %d failed (%s); scoring one by one", len(good), exc)
-            answers = {}
-            for request in good:
-                try:
-                    answers.update(self.scorer.score([request]))
-                except Exception as single:
-                    self.fail(
-                        request.entry_id,
-                        {"body": request.body},
-                        f"inference failed: {single}",
-                        attempts.get(request.entry_id, 1),
-                    )
-        payload = [
-            (r.entry_id, r.client_id or "", json.dumps(answers[r.entry_id], separators=(",", ":")))
-            for r in good
-            if r.entry_id in answers
-        ]
-        self.counters.answered += self.streams.answer(payload)
-        self.counters.batches += 1
+            log.warning("batch of %d failed (%s); scoring one by one", len(good), describe(exc))
+        answers: dict[str, dict[str, Any]] = {}
+        for request in good:
+            try:
+                answers.update(self.scorer.score([request]))
+            except Exception as single:
+                self.fail_request(
+                    request, f"inference failed: {describe(single)}", attempts, "inference"
+                )
+        return answers
 
-    def fail(self, entry_id: str, fields: dict[str, str], reason: str, attempts: int) -> None:
+    def fail_request(
+        self, request: Request, reason: str, attempts: dict[str, int], stage: str
+    ) -> None:
+        self.fail(
+            request.entry_id,
+            {"body": request.body},
+            reason,
+            attempts.get(request.entry_id, 1),
+            stage,
+        )
+
+    def fail(
+        self,
+        entry_id: str,
+        fields: dict[str, str],
+        reason: str,
+        attempts: int,
+        stage: str = "decode",
+    ) -> None:
+        if self.metrics:
+            self.metrics.failed.labels(stage).inc()
         if attempts >= self.settings.max_attempts:
-            if self.streams.dead_letter(entry_id, reason, attempts, fields.get("body", "")):
+            body = fields.get("body")
+            if self.streams.dead_letter(
+                entry_id, reason, attempts, body if isinstance(body, str) else ""
+            ):
                 self.counters.dead_lettered += 1
+                if self.metrics:
+                    self.metrics.dead_lettered.inc()
                 log.warning("dead-lettered %s after %d attempt(s): %s", entry_id, attempts, reason)
         else:
             # Left pending: after claim_idle_ms it is claimed again and retried.
@@ -108,6 +188,46 @@ class Worker:
                 reason,
             )
 
+    def _safely(self, entries: list[tuple[str, dict[str, str]]], claimed: bool) -> None:
+        """handle(), with a last net: a bug reached by one message never ends the worker."""
+        try:
+            self.handle(entries, claimed)
+        except redis.RedisError:
+            raise
+        except Exception as exc:
+            log.exception(
+                "unexpected failure on a batch of %d; failing its unanswered entries", len(entries)
+            )
+            reason = f"internal error: {describe(exc)}"
+            counts = self.streams.deliveries([e for e, _ in entries])
+            for entry_id, fields in entries:
+                if entry_id in counts:  # still pending: not answered before the failure
+                    self.fail(entry_id, fields, reason, counts[entry_id], "internal")
+
+    def housekeeping(self, force: bool = False) -> None:
+        """Heartbeat every round; lag, pending and trimming every housekeeping_s."""
+        if self.metrics:
+            self.metrics.heartbeat.set_to_current_time()
+        now = time.monotonic()
+        if not force and now < self._next_housekeeping:
+            return
+        self._next_housekeeping = now + self.settings.housekeeping_s
+        try:
+            if self.settings.trim_requests:
+                trimmed = self.streams.trim_acknowledged()
+                self.counters.trimmed += trimmed
+                if self.metrics and trimmed:
+                    self.metrics.trimmed.inc(trimmed)
+            if self.metrics:
+                state = self.streams.group_state()
+                if state is not None:
+                    self.metrics.lag.set(state.lag)
+                    self.metrics.pending.set(state.pending)
+        except (
+            redis.ResponseError
+        ) as exc:  # the stream was deleted meanwhile: the loop recreates it
+            log.warning("housekeeping skipped: %s", exc)
+
     def done(self) -> bool:
         limit = self.settings.max_messages
         return self.stopping or (
@@ -116,12 +236,26 @@ class Worker:
 
     def run(self) -> Counters:
         self.streams.ensure_group()
+        self.housekeeping(force=True)
         while not self.done():
-            claimed = self.streams.claim_idle(self.settings.claim_idle_ms, self.settings.batch_size)
-            if claimed:
-                self.counters.claimed += len(claimed)
-                self.handle(claimed, claimed=True)
-                continue
-            fresh = self.streams.read_new(self.settings.batch_size, self.settings.block_ms)
-            self.handle(fresh, claimed=False)
+            try:
+                claimed = self.streams.claim_idle(
+                    self.settings.claim_idle_ms, self.settings.batch_size
+                )
+                if claimed:
+                    self.counters.claimed += len(claimed)
+                    if self.metrics:
+                        self.metrics.claimed.inc(len(claimed))
+                    self._safely(claimed, claimed=True)
+                else:
+                    fresh = self.streams.read_new(self.settings.batch_size, self.settings.block_ms)
+                    self._safely(fresh, claimed=False)
+            except redis.ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                # Someone deleted the stream or the group: make them again and carry on.
+                log.warning("consumer group missing (%s); creating it again", exc)
+                self.streams.ensure_group()
+            self.housekeeping()
+        self.housekeeping(force=True)
         return self.counters
