@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from deploy_model.spec import DeploymentSpec, ServingPattern
+from deploy_model.worker_alerts import worker_rules, worker_tests
 
 WINDOW = "5m"
 
@@ -110,7 +111,7 @@ def job_rules(spec: DeploymentSpec) -> list[dict[str, Any]]:
         "5m", "critical",
         f"{who}: no worker is available",
         f"No worker of {who} has been available for 5 minutes: messages queue up unanswered.",
-    )]
+    ), *worker_rules(spec)]  # the workers' own metrics: dead letters, failures, lag, latency, stalls
 
 
 def rules(spec: DeploymentSpec) -> list[dict[str, Any]]:
@@ -180,4 +181,6 @@ def tests(spec: DeploymentSpec) -> list[dict[str, Any]]:
         dep = {"namespace": ns, "deployment": f"{app}-worker"}
         case("ModelWorkersUnavailable", [_series("kube_deployment_status_replicas_available", dep, "0x10")], "8m", dep)
         case("ModelWorkersUnavailable", [_series("kube_deployment_status_replicas_available", dep, "2x10")], "8m", None)
+    if "ModelWorkerDeadLetters" in by_name:
+        cases += worker_tests(spec)
     return cases

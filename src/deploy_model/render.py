@@ -376,6 +376,8 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path, shado
         extra["keda"] = {"min": max(1, s.scaling.min_replicas), "max": max(1, s.scaling.max_replicas),
                          "stream": WORKER_STREAM, "group": WORKER_GROUP, "lag": 4 * s.batching.max_batch_size}
         files.append(("k8s/scaledobject.yaml.j2", "k8s/scaledobject.yaml", {}))
+        # Workers have no Service for a ServiceMonitor: their pods are scraped directly.
+        files.append(("monitoring/podmonitor.yaml.j2", "monitoring/podmonitor.yaml", {}))
         if replicas >= 2:
             budgets.append({"name": worker.name, "selector": {"app": name, "track": "stable"}})
 
@@ -423,7 +425,10 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path, shado
     elif pattern == ServingPattern.event_driven:
         compose_command = ["python", "-m", "onnxserve.worker", "--model", f"/models/{model_file}"]
         compose_env = {"ONNXSERVE_WORKER_REDIS_URL": "redis://redis:6379/0",
-                       "ONNXSERVE_WORKER_BATCH_SIZE": str(s.batching.max_batch_size)}
+                       "ONNXSERVE_WORKER_BATCH_SIZE": str(s.batching.max_batch_size),
+                       # Prometheus of the compose file scrapes worker:<port>.
+                       "ONNXSERVE_WORKER_METRICS_PORT": str(s.serving.port),
+                       "ONNXSERVE_WORKER_METRICS_HOST": "0.0.0.0"}
     parent = directory.resolve().parent.name
     bundle_dir = f"{parent}/{directory.resolve().name}" if parent == "deploy" else directory.resolve().name
     context: dict[str, Any] = {

@@ -80,6 +80,11 @@ SERVICEMONITOR = obj({"selector": obj({"matchLabels": STRMAP}), "endpoints": arr
     "scheme": STR, "relabelings": ANY, "metricRelabelings": ANY}))},
     {"namespaceSelector": obj({}, {"matchNames": arr(STR), "any": {"type": "boolean"}}), "podTargetLabels": arr(STR),
      "targetLabels": arr(STR), "jobLabel": STR})
+PODMONITOR = obj({"selector": obj({"matchLabels": STRMAP}), "podMetricsEndpoints": arr(obj({}, {
+    "port": STR, "targetPort": {"type": ["integer", "string"]}, "path": STR, "interval": STR, "scrapeTimeout": STR,
+    "scheme": STR, "relabelings": ANY, "metricRelabelings": ANY}))},
+    {"namespaceSelector": obj({}, {"matchNames": arr(STR), "any": {"type": "boolean"}}), "podTargetLabels": arr(STR),
+     "jobLabel": STR})
 PROMRULE = obj({"groups": arr(obj({"name": STR, "rules": arr(obj({"expr": STR}, {
     "alert": STR, "record": STR, "for": STR, "labels": STRMAP, "annotations": STRMAP}))}, {"interval": STR}))})
 KNATIVE = obj({"template": obj({"spec": {"type": "object", "required": ["containers"]}}, {"metadata": ANY})}, {"traffic": ANY})
@@ -100,6 +105,7 @@ CUSTOM: dict[tuple[str, str], dict[str, Any]] = {
     ("argoproj.io/v1alpha1", "Rollout"): ROLLOUT,
     ("argoproj.io/v1alpha1", "AnalysisTemplate"): ANALYSIS,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICEMONITOR,
+    ("monitoring.coreos.com/v1", "PodMonitor"): PODMONITOR,
     ("monitoring.coreos.com/v1", "PrometheusRule"): PROMRULE,
     ("serving.knative.dev/v1", "Service"): KNATIVE,
 }
