@@ -351,28 +351,39 @@ def batch_cmd(ctx: typer.Context) -> None:
 
 @app.command("quantize", epilog=EXIT_CODES)
 def quantize_cmd(
-    model: Path = typer.Argument(..., help="Model file (.onnx); MODEL.int8.onnx is written beside it when accepted."),
-    out: Path | None = typer.Option(None, "--out", "-o", help="Deployment directory; writes quantization.json there (also on refusal)."),
-    calibration: Path | None = typer.Option(None, "--calibration", help="Representative inputs (file or folder: .npy/.npz/.parquet/.csv/.jsonl, mapped like `batch`): static INT8, and the inputs compared."),
+    model: Path | None = typer.Argument(None, help="Model file (.onnx). Required, unless --out DIR holds the model-profile.json of `inspect`: then its model."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Deployment directory [default: deploy/<model-name>]: quantized/<stem>.int8.onnx when accepted, quantization.json always; its model-profile.json sample is used when it profiles this model."),
+    sample: Path | None = typer.Option(None, "--sample", help="Real inputs the INT8 model is judged on (.npz keyed by input name, .npy for one input, or a V2 request .json)."),
+    calibration: Path | None = typer.Option(None, "--calibration", help="Representative inputs (file or folder: .npy/.npz/.parquet/.csv/.jsonl, mapped like `batch`): static INT8, and the inputs compared when no --sample."),
     mode: str = typer.Option("auto", "--mode", help="auto (static with --calibration, else dynamic) | dynamic | static."),
-    max_disagreement: float = typer.Option(0.01, "--max-disagreement", help="Most top-1 disagreement allowed on classifier outputs (fraction)."),
-    max_relative_error: float = typer.Option(0.05, "--max-relative-error", help="Most mean absolute difference allowed on other outputs, as a fraction of the mean output."),
-    samples: int = typer.Option(1000, "--samples", min=1, max=100_000, help="Rows compared (synthetic when no --calibration)."),
-    runs: int = typer.Option(200, "--runs", min=1, max=100_000, help="Timed batch-1 runs per model for the p50."),
+    max_disagreement: float = typer.Option(0.01, "--max-disagreement", help="Most disagreement allowed (fraction): top-1 class on class-score outputs, exact value on label/integer outputs."),
+    max_relative_error: float = typer.Option(0.05, "--max-relative-error", help="Most mean absolute difference allowed on other float outputs, as a fraction of the output's standard deviation."),
+    allow_slower: bool = typer.Option(False, "--allow-slower", help="Accept an INT8 model slower than the original (p50 at batch 1 or at a larger batch) for its size alone."),
+    samples: int = typer.Option(1000, "--samples", min=1, max=100_000, help="Most rows compared (feeds, for a model without a batch dim)."),
+    runs: int = typer.Option(200, "--runs", min=1, max=100_000, help="Most timed runs per model and batch size for the p50s."),
+    time_budget: float = typer.Option(60.0, "--time-budget", min=1.0, max=3600.0, help="Seconds for comparing and timing (rows and runs stop there; quantizing itself is not counted)."),
     as_json: bool = JsonOpt,
     dry_run: bool = DryRunOpt,
 ) -> None:
-    """Quantize to INT8 (onnxruntime) for edge devices, and keep it only if it still agrees.
+    """Quantize to INT8 (onnxruntime) for edge devices, and keep it only if it agrees and is no slower.
 
-    Measures both models on the same inputs: file size, p50 latency at batch 1 (one thread), top-1
-    agreement for classifier outputs and max/mean absolute difference for all. Above
-    --max-disagreement (or --max-relative-error) the INT8 model is refused: exit 1, the original
-    kept, nothing written beside it, the numbers in the message and in quantization.json.
+    Judges both models on the same inputs (--sample, the deployment directory's recorded sample,
+    --calibration, else synthetic ones with a warning): file size; p50 latency at batch 1 and at
+    batch 32 when the batch dim is dynamic (one thread); per output, top-1 agreement along the
+    class axis for probabilities/logits/ZipMap, exact agreement for labels and integers, and mean
+    absolute difference over the output's spread for other floats. Refused (exit 1, the original
+    kept, no INT8 file written, the numbers in the message and in quantization.json) above the
+    thresholds, when the INT8 model is slower (unless --allow-slower), fails to run, or nothing was
+    quantized. An output type with no comparison is named and refused before quantizing.
     """
-    from deploy_model.quantize import run_quantize
+    from deploy_model.quantize import PROFILE_FILE, run_quantize
 
+    if model is None and (out is None or not (out / PROFILE_FILE).is_file()):
+        where = f"{out} has no {PROFILE_FILE}" if out is not None else "no --out DIR with a model-profile.json either"
+        raise typer.BadParameter(f"MODEL (the .onnx file) is required ({where})", param_hint="MODEL")
     run_stage("quantize", as_json, lambda: run_quantize(
-        model, out, calibration, mode, max_disagreement, max_relative_error, samples, runs, dry_run=dry_run))
+        model, out, calibration, mode, max_disagreement, max_relative_error, samples, runs, dry_run=dry_run,
+        sample=sample, allow_slower=allow_slower, time_budget=time_budget))
 
 
 @app.command("deploy", epilog=EXIT_CODES)
@@ -405,7 +416,7 @@ def deploy_cmd(
     directory = out or Path("deploy") / deployment_name(model)
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("plugins", lambda: run_plugins(directory, PLUGIN_ROOT, [])),
-        ("inspect", lambda: run_inspect(model, directory)),
+        ("inspect", lambda: run_inspect(model, directory, sample=sample, dims=dim)),
         ("plan", lambda: run_plan(directory, answers, {})),
         # Edge plans with quantize: true get the INT8 model before the bundle is rendered.
         ("quantize", lambda: run_quantize_stage(directory)),

@@ -129,6 +129,8 @@ def edge_model(spec: DeploymentSpec, directory: Path, warnings: list[str]) -> Pa
         warnings.append(f"INT8 model refused by quantize ({figures.get('verdict')}): the bundle ships the original model")
         return None
     path = Path(figures["quantized_model"])
+    if not path.is_absolute():  # quantize names it relative to the deployment directory
+        path = directory / path
     if not path.is_file():
         warnings.append(f"quantization.json names {path}, which is gone: the bundle ships the original model")
         return None
