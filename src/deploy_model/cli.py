@@ -39,6 +39,12 @@ app = typer.Typer(
 
 JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON document on stdout.")
 DryRunOpt = typer.Option(False, "--dry-run", help="Do the work but write no file.")
+SampleOpt = typer.Option(
+    None, "--sample",
+    help="Real input values: .npz keyed by input name, .npy for a single-input model, or a V2 request "
+    ".json. Copied into the deployment directory and used instead of synthetic inputs.",
+)
+DimOpt = typer.Option([], "--dim", help="NAME=VALUE for a symbolic input dim of synthetic inputs (repeatable).")
 
 
 def _say(message: str) -> None:
@@ -109,19 +115,30 @@ def inspect_cmd(
     out: Path | None = typer.Option(None, "--out", "-o", help="Deployment directory [default: deploy/<model-name>]."),
     runs: int = typer.Option(50, "--runs", min=1, max=10000, help="Timed runs per batch size."),
     large_batch: int = typer.Option(32, "--batch", min=1, max=4096, help="Larger batch size timed when the batch dim is dynamic."),
+    sample: Path | None = SampleOpt,
+    dim: list[str] = DimOpt,
+    time_budget_s: float = typer.Option(10.0, "--time-budget-s", min=0.1, max=3600, help="Seconds the latency measurement may take in all (fewer runs on slow models; a larger batch that would not fit is skipped)."),
     as_json: bool = JsonOpt,
     dry_run: bool = DryRunOpt,
 ) -> None:
     """Profile a model into model-profile.json.
 
-    Output: format, bytes, sha256, IR version and opset, inputs/outputs (name, dtype, shape with
-    symbolic dims), op histogram, parameter count, onnx checker result, onnxruntime providers
-    available here, and p50/p95 latency at batch 1 (and --batch when the batch dim is dynamic).
-    A missing, corrupt or non-ONNX file exits 1 with a message naming the file.
+    Output: format, bytes, sha256, IR version and opsets per domain, inputs/outputs (name, exact
+    ONNX `type` such as tensor(float) or seq(map(string,tensor(float))), numpy `dtype`, shape
+    with symbolic dims), op histogram, parameter count (initializers and Constant nodes), onnx
+    checker result, `unservable` (why the reference server could not serve the model, empty when
+    it can), onnxruntime providers available here, and p50/p95 latency at batch 1 (and --batch
+    when the batch dim is dynamic) within --time-budget-s. Latency is measured on --sample when
+    given (copied to samples/ and recorded as `sample`), else on synthetic inputs; a model that
+    rejects them is recorded as `latency.error`, not a figure. --dim values are recorded as `dims`.
+    A missing, corrupt or non-ONNX file, external data outside the model's folder, or a sample
+    that does not fit the inputs exits 1 with a message naming what was wrong.
     """
     from deploy_model.inspection import run_inspect
 
-    run_stage("inspect", as_json, lambda: run_inspect(model, out, runs=runs, large_batch=large_batch, dry_run=dry_run))
+    run_stage("inspect", as_json, lambda: run_inspect(
+        model, out, runs=runs, large_batch=large_batch, dry_run=dry_run, sample=sample, dims=dim,
+        time_budget_s=time_budget_s))
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, Any]:
@@ -393,6 +410,8 @@ def deploy_cmd(
     out: Path | None = typer.Option(None, "--out", "-o", help="Deployment directory [default: deploy/<model-name>]."),
     concurrency: str = typer.Option("1,4,16", "--concurrency", help="Load-test levels (see `loadtest --help`)."),
     seconds: float = typer.Option(2.0, "--seconds", help="Load-test seconds per level."),
+    sample: Path | None = SampleOpt,
+    dim: list[str] = DimOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Run every stage in order: plugins -> inspect -> plan -> render -> validate -> serve -> smoke

@@ -22,7 +22,10 @@ def test_tabular_profile(tabular_model, tmp_path):
     assert len(profile["model"]["sha256"]) == 64
     assert profile["model"]["bytes"] == tabular_model.stat().st_size
     assert profile["opset"] == 17 and profile["ir_version"] == 8
-    assert profile["inputs"] == [{"name": "features", "dtype": "float32", "shape": ["batch", 16], "dynamic_axes": [0]}]
+    assert profile["inputs"] == [
+        {"name": "features", "type": "tensor(float)", "dtype": "float32", "shape": ["batch", 16], "dynamic_axes": [0]}
+    ]
+    assert profile["unservable"] == [] and profile["dims"] == {}
     assert profile["outputs"][0]["shape"] == ["batch", 3]
     assert profile["dynamic_batch"] is True
     assert profile["op_histogram"] == {"Gemm": 3, "Relu": 2, "Softmax": 1}
