@@ -338,12 +338,25 @@ def measure_latency(
     return result
 
 
-def _unservable(session: Any, model_path: Path) -> list[str]:
-    """Why the reference server cannot serve the model: onnxserve's own check, so inspect and
-    the server never disagree."""
-    from onnxserve.model import unservable_reasons
+# The value types the reference server carries (V2 datatypes), for an onnxserve without its own check.
+_SERVABLE_TENSORS = {
+    f"tensor({t})" for t in ("float", "double", "float16", "int8", "int16", "int32", "int64", "uint8",
+                             "uint16", "uint32", "uint64", "bool", "string")
+}
+_SERVABLE_OUTPUTS = {"seq(map(string,tensor(float)))", "seq(map(int64,tensor(float)))"}
 
-    return unservable_reasons(session if session is not None else model_path)
+
+def _unservable(session: Any) -> list[str]:
+    """Why the reference server cannot serve the model: onnxserve's own check when it has one, so
+    inspect and the server never disagree; else the same rule here."""
+    try:
+        from onnxserve.model import unservable_reasons
+    except ImportError:  # an onnxserve from before unservable_reasons
+        reasons = [f"input {i.name!r} has type {i.type}, which a V2 request cannot carry"
+                   for i in session.get_inputs() if i.type not in _SERVABLE_TENSORS]
+        return reasons + [f"output {o.name!r} has type {o.type}, which the server cannot encode"
+                          for o in session.get_outputs() if o.type not in _SERVABLE_TENSORS | _SERVABLE_OUTPUTS]
+    return unservable_reasons(session)
 
 
 def profile_model(
@@ -442,7 +455,7 @@ def profile_model(
         "op_histogram": dict(counts.most_common()),
         "checker": checker,
         "onnxruntime": {"version": ort.__version__, "available_providers": ort.get_available_providers()},
-        "unservable": [load_error] if load_error else _unservable(session, model_path),
+        "unservable": [load_error] if load_error else _unservable(session),
         "dims": dict(dims or {}),
         "warnings": warnings,
         "latency": None,
