@@ -23,6 +23,7 @@ import hashlib
 import itertools
 import logging
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -77,8 +78,13 @@ def quantized_path(model: Path, directory: Path) -> Path:
     return directory / QUANT_DIR / quantized_name(model)
 
 
+# onnxruntime's messages carry its source location and the failed C++ condition before the reason.
+_ORT_NOISE = re.compile(r"\S*onnxruntime_src/\S+:\d+ .*? was false\.\s*|\S*onnxruntime_src/\S+:\d+ \S+\(.*?\)\s*")
+
+
 def _one_line(exc: BaseException, limit: int = 300) -> str:
-    return " ".join(str(exc).split())[:limit] or type(exc).__name__
+    text = _ORT_NOISE.sub("", " ".join(str(exc).split()))
+    return re.sub(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ", "", text)[:limit] or type(exc).__name__
 
 
 @contextmanager
@@ -181,7 +187,8 @@ def _session(path: Path, threads: int = 0) -> Any:
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    options.log_severity_level = 3  # errors only: shape-mismatch warnings of real models are noise here
+    # Fatal only: a failed run reaches the user as our one-line message, not as onnxruntime's log too.
+    options.log_severity_level = 4
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
