@@ -36,6 +36,8 @@ def concrete_shape(
 
 
 def make_tensor(dtype: str, shape: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    if dtype == "string":  # the profile's name for ONNX tensor(string); numpy has no such dtype
+        return np.array(["example"] * int(np.prod(shape)), dtype=object).reshape(shape)
     kind = np.dtype(dtype)
     if kind == np.bool_:
         return rng.integers(0, 2, size=shape).astype(np.bool_)

@@ -29,6 +29,23 @@ def plan_dir(model: Path, out: Path, **answers: Any) -> Path:
 PLAN_FILES = ("siblings.json", "model-profile.json", "deployment.yaml")
 
 
+def with_sample(directory: Path, arrays: dict[str, Any]) -> Path:
+    """Record a sample in a planned directory as `inspect --sample` does (samples/, profile `sample.path`)."""
+    import numpy as np
+
+    from deploy_model.samples import store_sample
+
+    source = directory / "given.npz"
+    np.savez(source, **arrays)
+    rel = store_sample(source, directory)
+    source.unlink()
+    profile_path = directory / "model-profile.json"
+    profile = json.loads(profile_path.read_text())
+    profile["sample"] = {"path": rel}
+    profile_path.write_text(json.dumps(profile))
+    return directory
+
+
 def fresh_copy(planned: Path, to: Path) -> Path:
     """A new deployment directory holding only the planning files (no measurement of another test)."""
     to.mkdir(parents=True)

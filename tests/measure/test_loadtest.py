@@ -7,7 +7,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from measure_helpers import cli, cli_json, fresh_copy, png_size, server_available
+from measure_helpers import (
+    cli,
+    cli_json,
+    fresh_copy,
+    plan_dir,
+    png_size,
+    server_available,
+    with_sample,
+)
+from signature_models import build
 
 from deploy_model.errors import StageError
 from deploy_model.loadchart import draw_chart
@@ -66,9 +75,32 @@ def test_request_cap_bounds_a_level(served: dict, tmp_path: Path) -> None:
 def test_enforce_sla_turns_no_go_into_exit_1(served: dict, tmp_path: Path) -> None:
     directory = fresh_copy(served["dir"], tmp_path / "d")
     spec = (directory / "deployment.yaml").read_text()
-    (directory / "deployment.yaml").write_text(spec.replace("target_rps: 100.0", "target_rps: 1000000.0"))
+    (directory / "deployment.yaml").write_text(spec.replace("target_rps: 100.0", "target_rps: 100000.0"))
     done = cli("loadtest", "--out", directory, "--url", served["url"], "-c", "1", "-s", "0.3", "--no-chart", "--enforce-sla")
-    assert done.returncode == 1 and "no-go" in done.stderr and "below the target 1,000,000" in done.stderr
+    assert done.returncode == 1 and "no-go" in done.stderr and "below its share" in done.stderr
+    assert "of the target 100,000 req/s over" in done.stderr  # the example plans at least 2 replicas
+
+
+@needs_server
+def test_the_load_is_the_sample_and_a_refused_synthetic_body_says_why(tmp_path: Path) -> None:
+    import numpy as np
+
+    from deploy_model.serving import ServerProcess
+
+    directory = plan_dir(build("triples", tmp_path), tmp_path / "triples", requests_per_second=10)
+    with ServerProcess(directory) as server:
+        refused = cli("loadtest", "--out", directory, "--url", server.url, "-c", "1", "-s", "0.3", "--no-chart")
+        assert refused.returncode == 1
+        (line,) = [ln for ln in refused.stderr.splitlines() if ln.startswith("loadtest: error:")]
+        assert "did not answer the warm-up requests with 200: {'400': 20}" in line
+        assert "the model rejected synthetic inputs (x [1, 8] float32)" in line and "--sample FILE" in line
+        with_sample(directory, {"x": np.ones((3, 6), dtype=np.float32)})
+        result = cli_json("loadtest", "--out", directory, "--url", server.url, "-c", "1", "-s", "0.3", "--no-chart",
+                          "--batch", "2", "--engine", "python")
+    record = result["result"]
+    assert record["inputs"] == "sample" and record["levels"][0]["errors"] == 0 and record["levels"][0]["ok"] > 0
+    # rows cycled from the 3-row sample to the 2 asked for: 2 x 6 floats in the body
+    assert record["request_bytes"] < 400
 
 
 def test_bad_levels_and_unreachable_url_are_refused(tabular_plan: Path, tmp_path: Path) -> None:
@@ -93,13 +125,32 @@ def test_verdict_picks_the_best_level_within_the_sla() -> None:
     go = verdict([level(1, 80, 2.0), level(4, 300, 9.0), level(16, 500, 80.0)], SLO)
     assert go["go"] and go["capacity_rps_within_sla"] == 300 and go["best_level"] == "concurrency 4"
     slow = verdict([level(1, 500, 70.0)], SLO)
-    assert not slow["go"] and "best p95 was 70.0 ms" in slow["reason"]
+    assert not slow["go"] and "best p95 was 70.0 ms" in slow["reason"] and slow["replicas_needed"] is None
     short = verdict([level(1, 60, 3.0)], SLO)
-    assert not short["go"] and "below the target 100" in short["reason"]
+    assert not short["go"] and "below its share 100 req/s of the target 100 req/s" in short["reason"]
     failing = verdict([level(4, 300, 5.0, errors=50)], SLO)
     assert not failing["go"] and "errors <= 1.0%" in failing["reason"]
     nothing = verdict([level(1, 0, None, errors=10, requests=10)], SLO)
     assert not nothing["go"] and "no request succeeded" in nothing["reason"]
+
+
+def test_verdict_judges_one_replica_against_its_share_and_says_what_the_figure_implies() -> None:
+    # 60 req/s from one replica: short of the whole 100 req/s target, but above a share of 2 replicas.
+    shared = verdict([level(1, 60, 3.0)], SLO, replicas=2)
+    assert shared["go"] and shared["share_rps"] == 50 and shared["replicas_planned"] == 2
+    assert shared["replicas_needed"] == 2
+    assert "at or above its share 50 req/s of the target 100 req/s over 2 planned replicas" in shared["reason"]
+    assert "the measured figure implies 2 replicas for the target at full load" in shared["reason"]
+    thin = verdict([level(1, 30, 3.0)], SLO, replicas=2)
+    assert not thin["go"] and thin["replicas_needed"] == 4 and "below its share 50 req/s" in thin["reason"]
+
+
+def test_verdict_is_stable_when_one_replica_holds_about_the_target() -> None:
+    """Timing noise of +-20% around the target flips a whole-target verdict; the share leaves the headroom."""
+    noisy = [80.0, 95.0, 104.0, 120.0]
+    whole = {verdict([level(4, rps, 9.0)], SLO)["go"] for rps in noisy}
+    shared = {verdict([level(4, rps, 9.0)], SLO, replicas=2)["go"] for rps in noisy}
+    assert whole == {True, False} and shared == {True}
 
 
 def test_chart_is_a_png_with_both_panels(tmp_path: Path) -> None:
