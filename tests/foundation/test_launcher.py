@@ -1,74 +1,223 @@
-"""bin/deploy-model: creates its virtualenv once under CLAUDE_PLUGIN_DATA, then reuses it.
+"""bin/deploy-model: the plugin's environment made once in its data directory, then reused.
 
-The first test really installs the dependencies with pip (from the package index this machine
-is configured for), as a user's first run in Claude Code would.
+The slow tests really install: uv fetched with pip, then the hashed core lock, from the package
+index this machine is configured for, as a user's first call in Claude Code does. The first-run
+time is printed (pytest -s shows it) and must stay far inside the Bash tool's 120 s timeout.
 """
 
+from __future__ import annotations
+
+import importlib.util
 import os
+import shutil
 import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 from foundation_helpers import REPO
 
 LAUNCHER = REPO / "bin" / "deploy-model"
+BASH_TOOL_TIMEOUT_S = 120
+FIRST_RUN_BUDGET_S = 60  # what a busy shared 2-core CI machine must still meet (a quiet one: < 20 s)
 
 
-def _run(env_extra: dict[str, str], *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("DEPLOY_MODEL_PYTHON", "VIRTUAL_ENV", "PYTHONPATH")}
-    env.update(env_extra)
-    return subprocess.run([str(LAUNCHER), *args], capture_output=True, text=True, env=env, timeout=timeout)
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("DEPLOY_MODEL_PYTHON", "VIRTUAL_ENV", "PYTHONPATH", "CLAUDE_PLUGIN_DATA", "DEPLOY_MODEL_DATA",
+                        "DEPLOY_MODEL_UV", "UV_CACHE_DIR")}
+    env.update(extra)
+    return env
+
+
+def _run(env_extra: dict[str, str], *args: str, timeout: float = 300, launcher: Path = LAUNCHER,
+         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(launcher), *args], capture_output=True, text=True, env=_env(env_extra),
+                          timeout=timeout, cwd=cwd)
+
+
+def _installer():
+    spec = importlib.util.spec_from_file_location("deploy_model_installer", REPO / "requirements" / "install.py")
+    module = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory: pytest.TempPathFactory, tabular_model: Path) -> dict:
+    """A user's first call from an empty data directory: `inspect` (what the command runs first)."""
+    base = tmp_path_factory.mktemp("launcher")
+    data = base / "plugin-data"
+    started = time.perf_counter()
+    proc = _run({"CLAUDE_PLUGIN_DATA": str(data)}, "inspect", str(tabular_model), "--out", str(base / "d"),
+                "--runs", "3", "--json")
+    seconds = time.perf_counter() - started
+    print(f"\nfirst run (empty data dir, uv fetched, core installed, inspect): {seconds:.1f}s, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    return {"base": base, "data": data, "proc": proc, "seconds": seconds}
 
 
 @pytest.mark.slow
-def test_creates_once_then_reuses(tmp_path, tabular_model):
-    data = tmp_path / "plugin-data"
-    first = _run({"CLAUDE_PLUGIN_DATA": str(data)}, "--version")
-    assert first.returncode == 0, first.stderr
-    assert "installing Python dependencies" in first.stderr
-    assert first.stdout.strip() == "deploy-model 0.1.0"
-    python = data / "venv" / "bin" / "python"
-    stamp = data / "venv" / ".deploy-model-deps"
-    assert python.exists() and stamp.is_file()
+def test_first_run_installs_core_only_within_the_bash_timeout(first_run: dict) -> None:
+    proc, data = first_run["proc"], first_run["data"]
+    assert proc.returncode == 0, proc.stderr
+    assert (first_run["base"] / "d" / "model-profile.json").is_file()
+    # Progress lines on stderr while installing, the installer's summary included.
+    for line in ("fetching the installer (uv)", "setting up the Python environment", "installing core", "core ready",
+                 "environment ready"):
+        assert line in proc.stderr, proc.stderr
+    assert "Installed" in proc.stderr
+    stamps = sorted(p.name for p in (data / "venv" / ".deploy-model").iterdir())
+    assert stamps == ["core.txt"], "only the core is installed by inspect"
+    site = next((data / "venv" / "lib").glob("python3*/site-packages"))
+    assert (site / "onnxruntime").is_dir() and not (site / "matplotlib").exists() and not (site / "pyarrow").exists()
+    # Everything lives in the data directory: uv's cache and uv itself too.
+    assert (data / "cache").is_dir() and (data / "tools" / "bin" / "uv").is_file()
+    assert first_run["seconds"] < FIRST_RUN_BUDGET_S < BASH_TOOL_TIMEOUT_S
+
+
+@pytest.mark.slow
+def test_second_call_reuses_without_installing(first_run: dict) -> None:
+    data = first_run["data"]
+    stamp = data / "venv" / ".deploy-model" / "core.txt"
     before = (stamp.stat().st_mtime_ns, (data / "venv" / "pyvenv.cfg").stat().st_mtime_ns)
-
-    second = _run({"CLAUDE_PLUGIN_DATA": str(data)}, "inspect", str(tabular_model), "--out", str(tmp_path / "d"), "--runs", "3", "--json")
-    assert second.returncode == 0, second.stderr
-    assert "installing" not in second.stderr
+    started = time.perf_counter()
+    proc = _run({"CLAUDE_PLUGIN_DATA": str(data)}, "--version")
+    assert proc.returncode == 0 and proc.stdout.strip() == "deploy-model 0.1.0", proc.stderr
+    assert proc.stderr == ""
+    assert time.perf_counter() - started < 10
     assert (stamp.stat().st_mtime_ns, (data / "venv" / "pyvenv.cfg").stat().st_mtime_ns) == before
-    assert (tmp_path / "d" / "model-profile.json").is_file()
 
 
-def test_outside_claude_code_uses_user_cache(tmp_path):
-    # No CLAUDE_PLUGIN_DATA: the venv goes under XDG_CACHE_HOME. A broken base python stops it
-    # before any install, which is enough to see where it would go.
-    proc = _run({"XDG_CACHE_HOME": str(tmp_path / "cache"), "DEPLOY_MODEL_BASE_PYTHON": str(tmp_path / "no-python")}, "--version")
-    assert proc.returncode == 1
-    assert "was not found" in proc.stderr and "Python 3.11" in proc.stderr
+@pytest.mark.slow
+def test_a_stage_installs_its_group_on_first_use(first_run: dict) -> None:
+    data = first_run["data"]
+    proc = _run({"CLAUDE_PLUGIN_DATA": str(data)}, "loadtest", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "installing chart" in proc.stderr and "installing core" not in proc.stderr
+    assert (data / "venv" / ".deploy-model" / "chart.txt").is_file()
+    again = _run({"CLAUDE_PLUGIN_DATA": str(data)}, "loadtest", "--help")
+    assert again.returncode == 0 and "installing" not in again.stderr
+    where = _run({"CLAUDE_PLUGIN_DATA": str(data)}, "--where")
+    assert where.returncode == 0
+    assert f"data: {data}" in where.stdout and "installed: chart core" in where.stdout
 
 
-def test_failed_install_says_what_to_do(tmp_path):
+@pytest.mark.slow
+def test_concurrent_first_calls_wait_and_reuse(first_run: dict, tmp_path: Path) -> None:
+    # uv and its cache from the first run keep this quick; the venv itself is new.
     data = tmp_path / "plugin-data"
-    offline = {
-        "CLAUDE_PLUGIN_DATA": str(data),
-        "PIP_CONFIG_FILE": os.devnull,
-        "PIP_INDEX_URL": "http://127.0.0.1:9/simple",
-        "PIP_EXTRA_INDEX_URL": "",
-        "PIP_FIND_LINKS": "",
-        "PIP_NO_CACHE_DIR": "1",
-        "PIP_RETRIES": "0",
-        "PIP_TIMEOUT": "2",
-    }
-    proc = _run(offline, "--version", timeout=300)
+    shared = {"CLAUDE_PLUGIN_DATA": str(data), "UV_CACHE_DIR": str(first_run["data"] / "cache"),
+              "DEPLOY_MODEL_UV": str(first_run["data"] / "tools" / "bin" / "uv")}
+    results: list[subprocess.CompletedProcess[str]] = []
+    threads = [threading.Thread(target=lambda: results.append(_run(shared, "--version"))) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.3)
+    for thread in threads:
+        thread.join()
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    assert all(r.stdout.strip() == "deploy-model 0.1.0" for r in results)
+    installs = sum(r.stderr.count("installing core") for r in results)
+    assert installs == 1, [r.stderr for r in results]
+    assert any("waiting for it" in r.stderr for r in results) or any(r.stderr == "" for r in results)
+
+
+@pytest.mark.slow
+def test_failed_install_prints_the_installers_own_error(first_run: dict, tmp_path: Path) -> None:
+    # uv is there but may not reach any index (offline, empty cache): uv's own words come back.
+    data = tmp_path / "plugin-data"
+    proc = _run({"CLAUDE_PLUGIN_DATA": str(data), "UV_CACHE_DIR": str(tmp_path / "empty-cache"), "UV_OFFLINE": "1",
+                 "DEPLOY_MODEL_UV": str(first_run["data"] / "tools" / "bin" / "uv")}, "--version", timeout=120)
     assert proc.returncode == 1
-    assert "installing the dependencies failed" in proc.stderr
+    assert "installing core failed (uv exited" in proc.stderr, proc.stderr
+    assert "error: " in proc.stderr, proc.stderr  # uv's own error line (offline: no version can be found)
     assert "run the command again" in proc.stderr
-    assert not (data / "venv" / ".deploy-model-deps").exists()
+    assert not (data / "venv" / ".deploy-model" / "core.txt").exists()
 
 
-def test_dev_interpreter_override(tmp_path):
-    import sys
+def test_failed_uv_fetch_prints_pips_own_error(tmp_path: Path) -> None:
+    # No uv anywhere and pip pointed at a dead index: pip's own error is shown, nothing is kept.
+    data = tmp_path / "plugin-data"
+    bare_path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep)
+                                if p and not (Path(p) / "uv").exists())
+    offline = {
+        "CLAUDE_PLUGIN_DATA": str(data), "PATH": bare_path,
+        "PIP_CONFIG_FILE": os.devnull, "PIP_INDEX_URL": "http://127.0.0.1:9/simple", "PIP_EXTRA_INDEX_URL": "",
+        "PIP_FIND_LINKS": "", "PIP_NO_CACHE_DIR": "1", "PIP_RETRIES": "0", "PIP_TIMEOUT": "2",
+    }
+    proc = _run(offline, "--version", timeout=180)
+    assert proc.returncode == 1
+    assert "fetching uv with pip failed (python" in proc.stderr, proc.stderr
+    assert "uv==" in proc.stderr or "No matching distribution" in proc.stderr or "ERROR" in proc.stderr
+    assert "run the command again" in proc.stderr
+    assert not (data / "venv").exists()
 
+
+def test_data_dir_follows_claude_codes_rule_without_claude_plugin_data(tmp_path: Path) -> None:
+    # Loaded with --plugin-dir (and outside Claude Code): <config>/plugins/data/<name>-inline.
+    proc = _run({"HOME": str(tmp_path)}, "--where")
+    assert proc.returncode == 0, proc.stderr
+    assert f"data: {tmp_path}/.claude/plugins/data/yzmir-ml-production-inline\n" in proc.stdout
+    assert "installed: nothing yet" in proc.stdout
+    config = _run({"HOME": str(tmp_path), "CLAUDE_CONFIG_DIR": str(tmp_path / "cfg")}, "--where")
+    assert f"data: {tmp_path}/cfg/plugins/data/yzmir-ml-production-inline\n" in config.stdout
+    # Installed from a marketplace: <plugins>/cache/<marketplace>/<name>/<version> -> data/<name>-<marketplace>.
+    installed = tmp_path / ".claude" / "plugins" / "cache" / "team.tools" / "yzmir-ml-production" / "0.1.0"
+    (installed / "bin").mkdir(parents=True)
+    shutil.copytree(REPO / ".claude-plugin", installed / ".claude-plugin")
+    shutil.copy(LAUNCHER, installed / "bin" / "deploy-model")
+    proc = _run({"HOME": str(tmp_path)}, "--where", launcher=installed / "bin" / "deploy-model")
+    assert f"data: {tmp_path}/.claude/plugins/data/yzmir-ml-production-team-tools\n" in proc.stdout, proc.stdout
+    # CLAUDE_PLUGIN_DATA, when a hook or MCP server passes it, is the same directory by Claude Code's rule.
+    explicit = _run({"HOME": str(tmp_path), "CLAUDE_PLUGIN_DATA": str(tmp_path / "x")}, "--where")
+    assert f"data: {tmp_path}/x\n" in explicit.stdout
+
+
+def test_missing_base_python_says_what_to_install(tmp_path: Path) -> None:
+    proc = _run({"CLAUDE_PLUGIN_DATA": str(tmp_path / "d"), "DEPLOY_MODEL_BASE_PYTHON": str(tmp_path / "no-python")},
+                "--version")
+    assert proc.returncode == 1
+    assert "was not found" in proc.stderr and "Python 3.10" in proc.stderr
+
+
+def test_dev_interpreter_override(tmp_path: Path) -> None:
     data = tmp_path / "plugin-data"
     proc = _run({"DEPLOY_MODEL_PYTHON": sys.executable, "CLAUDE_PLUGIN_DATA": str(data)}, "--version")
     assert proc.returncode == 0 and proc.stdout.strip() == "deploy-model 0.1.0"
     assert not data.exists(), "the interpreter override must not build a venv"
+
+
+def test_uv_gets_pips_index_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf = tmp_path / "pip.conf"
+    conf.write_text("[global]\nindex-url = http://mirror.invalid/simple\nextra-index-url = file:///srv/a file:///srv/b\n"
+                    "find-links = /srv/wheels\ntrusted-host = mirror.invalid\ntimeout = 30\n")
+    for name in [k for k in os.environ if k.startswith(("PIP_", "UV_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
+    installer = _installer()
+    env: dict[str, str] = {}
+    options = installer.index_options(installer.pip_config(installer.start_pip_config(sys.executable)), env)
+    assert options == ["--index-url", "http://mirror.invalid/simple", "--extra-index-url", "file:///srv/a",
+                       "--extra-index-url", "file:///srv/b", "--find-links", "/srv/wheels",
+                       "--allow-insecure-host", "mirror.invalid", "--index-strategy", "unsafe-best-match"]
+    assert env["UV_HTTP_TIMEOUT"] == "30"
+    # PIP_* variables win over the file, as in pip; uv's own settings win over both.
+    monkeypatch.setenv("PIP_INDEX_URL", "http://other.invalid/simple")
+    options = installer.index_options(installer.pip_config(installer.start_pip_config(sys.executable)), {})
+    assert options[:2] == ["--index-url", "http://other.invalid/simple"]
+    assert installer.index_options({"index-url": "http://x.invalid"}, {"UV_DEFAULT_INDEX": "http://mine.invalid"}) == []
+
+
+def test_locks_match_pyproject() -> None:
+    proc = subprocess.run([sys.executable, str(REPO / "requirements" / "lock.py"), "--check"], capture_output=True,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    for lock in (REPO / "requirements").glob("*.txt"):
+        text = lock.read_text()
+        pins = [line for line in text.splitlines() if line and not line.startswith((" ", "#"))]
+        assert pins and all("==" in line and line.endswith("\\") for line in pins), f"{lock.name}: unhashed pin"
+        assert "/tmp/" not in text and "/work/" not in text
