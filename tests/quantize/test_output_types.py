@@ -1,0 +1,179 @@
+"""quantize on real model shapes: ZipMap + string/int labels (skl2onnx), a 0-d input, integer
+outputs, a 6,625-class softmax, an output type with no comparison; the user's sample vs
+synthetic inputs; and a comparison failure told apart from an INT8 failure."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy_model import quantize_compare
+from deploy_model.errors import StageError
+from deploy_model.inspection import run_inspect
+from deploy_model.quantize import QUANT_FILE, quantized_path, run_quantize
+from deploy_model.quantize_compare import CompareError, Mismatch, OutputComparison
+from deploy_model.samples import store_sample
+
+
+def _record(out: Path) -> dict:
+    return json.loads((out / QUANT_FILE).read_text())
+
+
+def _vad_sample(path: Path) -> Path:
+    audio = np.random.default_rng(0).standard_normal((1, 512)).astype(np.float32)
+    np.savez(path, audio=audio, sr=np.array(16000, np.int64), state=np.zeros((2, 1, 64), np.float32))
+    return path
+
+
+def test_zipmap_classifier_with_string_labels_judged_on_the_sample(skl_models, tmp_path):
+    out = tmp_path / "d"
+    result = run_quantize(skl_models["mlp"], out, sample=skl_models["sample"], runs=50, time_budget=8)["result"]
+    assert result["verdict"] == "accepted", result["reason"]
+    label, probability = result["outputs"]
+    assert label["output"] == "output_label" and label["type"] == "tensor(string)"
+    assert label["compared_as"] == "labels: exact agreement" and label["exact_agreement"] == 1.0 and label["values"] == 300
+    assert probability["type"] == "seq(map(string,tensor(float)))"
+    assert probability["compared_as"].startswith("ZipMap class scores as a dense [rows, classes] matrix: top-1")
+    assert probability["classes"] == 3 and probability["class_labels"] == ["cat", "dog", "eel"]
+    assert probability["top1_agreement"] == 1.0 and probability["max_abs_diff"] < 0.1
+    assert result["input_source"] == "sample" and result["rows_compared"] == 300 and result["warnings"] == []
+    assert result["size_ratio"] < 0.3 and result["speedup"] > 0 and result["speedup_batch32"] > 0
+    assert (out / "quantized" / "mlp.int8.onnx").is_file()
+
+
+def test_zipmap_classifier_on_synthetic_inputs_says_so(skl_models, tmp_path):
+    out = tmp_path / "d"
+    try:
+        run_quantize(skl_models["mlp"], out, runs=20, time_budget=5)
+    except StageError as exc:  # N(0,1) rows sit between the blobs: INT8 may flip some of them
+        assert "fails to run" not in str(exc) and "could not compare" not in str(exc)
+    record = _record(out)
+    assert record["input_source"] == "synthetic" and record["rows_compared"] == 1000
+    assert any("judged on synthetic inputs only" in w and "--sample" in w for w in record["warnings"])
+    assert {o["output"] for o in record["outputs"]} == {"output_label", "output_probability"}
+
+
+def test_int_label_linear_classifier_has_nothing_to_quantize(skl_models, tmp_path):
+    with pytest.raises(StageError) as info:
+        run_quantize(skl_models["logreg"], tmp_path / "d", sample=skl_models["sample"], runs=10, time_budget=3)
+    message = str(info.value)
+    assert "onnxruntime quantized nothing in this model" in message and "LinearClassifier" in message
+    assert "ZipMap" in message and "quantize: false" in message
+
+
+def test_zero_d_input_without_sample_is_one_line_naming_the_inputs(stateful_model, tmp_path):
+    with pytest.raises(StageError) as info:
+        run_quantize(stateful_model, tmp_path / "d", runs=10, time_budget=3)
+    message = info.value.message
+    assert message.startswith("cannot judge the INT8 model: the model rejected synthetic inputs (audio [1, 8] float32, "
+                              "sr [] int64, state [2, 1, 64] float32)")
+    assert "cannot be reshaped" in message and "--sample FILE" in message
+    assert "onnxruntime_src" not in message and "fails to run" not in message and "\n" not in message
+    assert not (tmp_path / "d" / QUANT_FILE).exists()
+
+
+def test_zero_d_input_and_output_with_the_users_sample(stateful_model, tmp_path):
+    sample = _vad_sample(tmp_path / "vad.npz")
+    out = tmp_path / "d"
+    result = run_quantize(stateful_model, out, sample=sample, runs=20, time_budget=4, allow_slower=True)["result"]
+    assert result["verdict"] == "accepted", result["reason"]
+    figures = {o["output"]: o for o in result["outputs"]}
+    assert set(figures) == {"speech", "state_next", "energy"}
+    assert figures["energy"]["type"] == "tensor(float)" and figures["energy"]["compared_as"].startswith("values: mean |diff|")
+    assert figures["state_next"]["scale_kind"] == "std" and figures["state_next"]["relative_error"] < 0.05
+    assert "top1_agreement" not in figures["speech"]  # one value per row is no class axis
+    assert result["rows_compared"] == 1 and "large_batch" not in result  # no dynamic batch dim: batch 1 only
+    assert any("1 row(s) only" in w for w in result["warnings"])
+
+
+def test_quantize_out_dir_uses_the_profiled_model_and_its_recorded_sample(stateful_model, tmp_path):
+    out = tmp_path / "d"
+    run_inspect(stateful_model, out, runs=2, large_batch=2)
+    profile = json.loads((out / "model-profile.json").read_text())
+    profile["sample"] = {"path": store_sample(_vad_sample(tmp_path / "vad.npz"), out)}  # what inspect --sample records
+    (out / "model-profile.json").write_text(json.dumps(profile))
+    result = run_quantize(None, out, runs=10, time_budget=3, allow_slower=True)["result"]
+    assert result["input_source"] == "sample" and result["inputs"].endswith("samples/sample.npz")
+    assert result["model"] == str(stateful_model.resolve()) and quantized_path(stateful_model, out).is_file()
+
+
+def test_integer_output_is_compared_exactly_and_scores_on_their_spread(integer_output_model, tmp_path):
+    out = tmp_path / "d"
+    with pytest.raises(StageError) as info:
+        run_quantize(integer_output_model, out, runs=10, time_budget=4, allow_slower=True)
+    assert re.search(r"output 'class_id' \(tensor\(int64\)\): [\d.]+% of values differ \(\d+ of 1000\)", str(info.value))
+    figures = {o["output"]: o for o in _record(out)["outputs"]}
+    assert figures["class_id"]["compared_as"] == "labels: exact agreement" and 0.9 < figures["class_id"]["exact_agreement"] < 0.99
+    scores = figures["scores"]  # not probabilities, not named logits: a value output
+    assert scores["compared_as"] == "values: mean |diff| / std of the original output"
+    assert scores["relative_error"] == pytest.approx(scores["mean_abs_diff"] / scores["scale"], rel=1e-3)
+    loose = run_quantize(integer_output_model, out, max_disagreement=0.1, runs=10, time_budget=4, allow_slower=True)
+    assert loose["result"]["verdict"] == "accepted"
+
+
+def test_6625_class_softmax_is_judged_on_its_class_axis_within_the_time_budget(big_softmax_model, tmp_path):
+    out = tmp_path / "d"
+    with pytest.raises(StageError) as info:  # random weights: INT8 flips a few percent of 6,625-way decisions
+        run_quantize(big_softmax_model, out, runs=20, time_budget=2, allow_slower=True)
+    assert "output 'probs': top-1 class differs on" in str(info.value)
+    record = _record(out)
+    probs = record["outputs"][0]
+    assert probs["compared_as"] == "probabilities: top-1 along the last axis" and probs["classes"] == 6625
+    # [batch, seq, classes]: one decision per position (synthetic seq length 8).
+    assert probs["decisions"] == record["rows_compared"] * 8
+    assert 0 < record["rows_compared"] < 1000  # the 2 s budget cut the 1,000 rows asked for
+    assert probs["relative_error"] < 0.05  # against the output's std, not its ~1/6625 mean
+    accepted = run_quantize(big_softmax_model, out, max_disagreement=0.2, samples=64, runs=10, time_budget=3,
+                            allow_slower=True)["result"]
+    assert accepted["verdict"] == "accepted" and accepted["rows_compared"] == 64
+
+
+def test_output_without_a_comparison_is_refused_by_name_before_quantizing(sequence_output_model, tmp_path):
+    with pytest.raises(StageError) as info:
+        run_quantize(sequence_output_model, tmp_path / "d", runs=5, time_budget=2)
+    assert "quantize cannot judge seqout.onnx" in str(info.value)
+    assert "output 'parts' has type seq(tensor(float))" in str(info.value)
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_failing_comparison_is_not_blamed_on_the_int8_model(skl_models, tmp_path, monkeypatch):
+    def broken(self, ref, got):
+        raise ValueError("operands could not be broadcast")
+
+    monkeypatch.setattr(quantize_compare.OutputComparison, "update", broken)
+    with pytest.raises(StageError) as info:
+        run_quantize(skl_models["mlp"], tmp_path / "d", sample=skl_models["sample"], runs=5, time_budget=3)
+    message = str(info.value)
+    assert message.startswith("quantize could not compare output 'output_label' (tensor(string)): operands could not")
+    assert "not a failure of the INT8 model" in message and "fails to run" not in message
+
+
+def test_comparison_units():
+    zipmap = OutputComparison("p", "seq(map(string,tensor(float)))")
+    with pytest.raises(CompareError, match="not a list of per-row dicts"):
+        zipmap.update(np.zeros(3), np.zeros(3))
+    with pytest.raises(Mismatch, match="classes"):
+        zipmap.update([{"a": 0.4, "b": 0.6}], [{"a": 0.4, "c": 0.6}])
+    scores = OutputComparison("y", "tensor(float)")
+    with pytest.raises(Mismatch, match=r"INT8 shape \[2, 4\] but the original gives \[2, 3\]"):
+        scores.update(np.zeros((2, 3)), np.zeros((2, 4)))
+    # Log-probabilities over [batch, seq, classes] are class scores; top-1 on the last axis.
+    logp = np.log(np.full((2, 5, 4), 0.25) + np.eye(4)[[0, 1, 2, 3, 0]] * 0.5) - np.log(1.5)
+    lsm = OutputComparison("out", "tensor(float)")
+    lsm.update(logp, logp + 1e-4)
+    assert lsm.figures()["top1_agreement"] == 1.0 and lsm.figures()["decisions"] == 10
+    # A centred value output: the error is measured against its spread, not its ~0 mean.
+    centred = OutputComparison("embedding", "tensor(float)")
+    ref = np.random.default_rng(0).standard_normal((64, 16))
+    centred.update(ref, ref + 0.01)
+    figures = centred.figures()
+    assert "top1_agreement" not in figures and figures["scale_kind"] == "std"
+    assert figures["relative_error"] == pytest.approx(0.01, rel=0.1)
+    labels = OutputComparison("label", "tensor(string)")
+    labels.update(np.array(["a", "b", "c", "d"], dtype=object), np.array(["a", "b", "x", "d"], dtype=object))
+    assert labels.figures()["exact_agreement"] == 0.75
+    assert quantize_compare.output_kind("map(int64,tensor(float))") is None
