@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from deploy_model import yaml_strict
 from deploy_model.errors import StageError
 
 
@@ -49,7 +50,7 @@ def read_json(path: Path, what: str) -> Any:
 
 def read_yaml(path: Path, what: str) -> Any:
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml_strict.load(path.read_text(encoding="utf-8"))  # duplicate keys refused
     except FileNotFoundError:
         raise StageError(f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:

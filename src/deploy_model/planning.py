@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from deploy_model import bounds
 from deploy_model.errors import StageError
 from deploy_model.files import read_json, read_yaml, write_yaml
 from deploy_model.inspection import PROFILE_FILE
@@ -199,6 +200,7 @@ class Planner:
                            estimated_rps_per_replica=per_replica)
         if per_replica:
             needed = math.ceil(a.requests_per_second / (per_replica * CAPACITY_HEADROOM)) if a.requests_per_second else 1
+            needed = bounds.replicas_needed(needed, a.requests_per_second, per_replica)  # refused past the cap
             rule = (
                 f"capacity ~{per_replica:.0f} req/s per replica (measured inference + {HTTP_OVERHEAD_MS} ms HTTP overhead), "
                 f"planned at {int(CAPACITY_HEADROOM * 100)}% -> {needed} replica(s) for {a.requests_per_second:g} req/s"
@@ -210,7 +212,7 @@ class Planner:
         if a.min_replicas is None:
             rule += "; at least 2 for availability during node drains"
         high = a.max_replicas if a.max_replicas is not None else max(low * 3, low + 2)
-        high = max(high, low)
+        high = min(max(high, low), bounds.MAX_REPLICAS)
         self.decide("scaling", {"min": low, "max": high}, rule + f"; HPA between {low} and {high} at 70% CPU")
         return Scaling(replicas=low, min_replicas=low, max_replicas=high, target_cpu_utilization=70,
                        estimated_rps_per_replica=round(per_replica, 1) if per_replica else None)

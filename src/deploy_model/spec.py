@@ -11,8 +11,17 @@ import re
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from deploy_model import bounds, cron
 from deploy_model.errors import StageError
 
 SPEC_API_VERSION = "deploy-model/v1"
@@ -80,7 +89,7 @@ def _label(value: str | None, field: str) -> str | None:
         return value
     if len(value) > 63 or not DNS1123_LABEL.match(value):
         raise ValueError(
-            f"{field} {value!r} is not a DNS-1123 label: expected at most 63 characters of "
+            f"{field} {bounds.short(value)} is not a DNS-1123 label: expected at most 63 characters of "
             "lowercase letters, digits and '-', starting and ending with a letter or digit"
         )
     return value
@@ -89,7 +98,8 @@ def _label(value: str | None, field: str) -> str | None:
 class Answers(BaseModel):
     """What the user answered. Unknown keys are refused so a typo never passes silently."""
 
-    model_config = ConfigDict(extra="forbid", use_enum_values=False)
+    # allow_inf_nan=False: `.inf` and `.nan` are refused like any other impossible number.
+    model_config = ConfigDict(extra="forbid", use_enum_values=False, allow_inf_nan=False)
 
     name: str | None = Field(None, description="deployment name (DNS-1123 label); default: from the model file name")
     namespace: str = Field("ml-serving", description="Kubernetes namespace")
@@ -133,7 +143,7 @@ class Answers(BaseModel):
     @classmethod
     def _host(cls, value: str) -> str:
         if not HOSTNAME.match(value):
-            raise ValueError(f"host {value!r} is not a lowercase DNS host name such as model.example.com")
+            raise ValueError(f"host {bounds.short(value)} is not a lowercase DNS host name such as model.example.com")
         return value
 
     @field_validator("image")
@@ -141,7 +151,7 @@ class Answers(BaseModel):
     def _image(cls, value: str | None) -> str | None:
         if value is not None and not IMAGE_REPO.match(value):
             raise ValueError(
-                f"image {value!r} is not an image repository such as registry.example.com/team/model "
+                f"image {bounds.short(value)} is not an image repository such as registry.example.com/team/model "
                 "(lowercase, no tag: the tag is the model version)"
             )
         return value
@@ -149,9 +159,12 @@ class Answers(BaseModel):
     @field_validator("batch_schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        if not CRON.match(value.strip()):
-            raise ValueError(f"batch_schedule {value!r} is not a cron expression of 5 fields such as '0 2 * * *'")
-        return value.strip()
+        return cron.validate(value)  # fields, ranges and characters (no newline, `$(`, quotes)
+
+    @field_validator(*bounds.ANSWER_BOUNDS)
+    @classmethod
+    def _bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        return bounds.check(str(info.field_name), value)  # the bound and why it is there
 
     @field_validator("kubernetes_version")
     @classmethod
@@ -159,7 +172,7 @@ class Answers(BaseModel):
         text = str(value)
         match = K8S_VERSION.match(text)
         if not match or not 25 <= int(match.group(1)) <= 37:
-            raise ValueError(f"kubernetes_version {text!r} is not a version from 1.25 to 1.37 such as 1.34")
+            raise ValueError(f"kubernetes_version {bounds.short(text)} is not a version from 1.25 to 1.37 such as 1.34")
         return text
 
     @model_validator(mode="after")
@@ -173,7 +186,7 @@ class Answers(BaseModel):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TensorSpec(Strict):
@@ -327,6 +340,23 @@ class DeploymentSpec(Strict):
     def _name(cls, value: str) -> str:
         return _label(value, "name") or value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _bounded(cls, data: Any) -> Any:
+        # deployment.yaml may be edited by hand: its numbers and schedule get the answers' checks,
+        # all reported at once (before field validation, which would stop at the first field).
+        problems = bounds.spec_problems(data)
+        batch = data.get("batch") if isinstance(data, dict) else None
+        schedule = batch.get("schedule") if isinstance(batch, dict) else getattr(batch, "schedule", None)
+        if schedule is not None:
+            try:
+                cron.validate(schedule)
+            except ValueError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ValueError("; ".join(problems))
+        return data
+
     def to_yaml_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
@@ -339,13 +369,13 @@ def describe_errors(exc: ValidationError, source: str) -> list[str]:
         received = err.get("input")
         if err["type"] == "extra_forbidden":
             fields = ", ".join(Answers.model_fields) if source.startswith("answers") else "see the spec"
-            problems.append(f"{source}: unknown key {loc!r}; expected one of: {fields}")
+            problems.append(f"{source}: unknown key {bounds.short(loc)}; expected one of: {fields}")
             continue
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "enum":
-            msg = f"got {received!r}; expected one of {err['ctx']['expected']}"
+            msg = f"got {bounds.short(received)}; expected one of {err['ctx']['expected']}"
         elif err["type"] != "value_error":
-            msg = f"{msg} (got {received!r})"
+            msg = f"{msg} (got {bounds.short(received)})"
         problems.append(f"{source}: {loc}: {msg}")
     return problems
 

@@ -1,0 +1,187 @@
+"""The CLI under hostile input: schedules, numbers, YAML, echoed values, --out folders, locks.
+
+Plan and render run in-process through the real CLI entry point (cli.main) for speed; the two
+concurrent `deploy` runs are real subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy_model import cli
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def profiled(tabular_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from deploy_model.inspection import run_inspect
+
+    directory = tmp_path_factory.mktemp("hardening-profile")
+    run_inspect(tabular_model, directory, runs=3, large_batch=4)
+    return directory
+
+
+@pytest.fixture()
+def workdir(profiled: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "deploy"
+    out.mkdir()
+    shutil.copy(profiled / "model-profile.json", out / "model-profile.json")
+    return out
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str]:
+    code = cli.main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.err + captured.out
+
+
+def _plan(capsys: pytest.CaptureFixture[str], workdir: Path, answers: str) -> tuple[int, str]:
+    path = workdir / "answers.yaml"
+    path.write_text(answers)
+    return _run(capsys, "plan", "--out", workdir, "--answers", path)
+
+
+# --- cron -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        ('"0 2 * * *\\n# injected: true"', "holds characters cron does not use"),
+        ('"0 $(touch /tmp/x) * * *"', "holds characters cron does not use"),
+        ("\"0 2 * * 'x'\"", "holds characters cron does not use"),
+        ('"a b c d e"', "minute 'a' is not a number"),
+        ('"0 2 * * * *"', "has 6 fields; expected five"),
+        ('"61 2 * * *"', "minute 61 is out of range 0-59"),
+        ('"0 24 * * *"', "hour 24 is out of range 0-23"),
+        ('"0 2 32 * *"', "day of month 32 is out of range 1-31"),
+        ('"0 2 * 13 *"', "month 13 is out of range 1-12"),
+        ('"0 2 * * 8"', "day of week 8 is out of range 0-7"),
+        ('"*/0 * * * *"', "step '0' must be a whole number of at least 1"),
+        ('"@reboot"', "is not a schedule a CronJob runs"),
+    ],
+)
+def test_bad_cron_is_refused_naming_the_field(capsys, workdir, schedule, expected):
+    code, text = _plan(capsys, workdir, f"traffic: batch\nbatch_schedule: {schedule}\n")
+    assert code == 1, text
+    assert expected in text and "batch_schedule" in text
+    assert not (workdir / "deployment.yaml").exists()
+
+
+@pytest.mark.parametrize("schedule", ["0 2 * * *", "*/15 8-18 * * MON-FRI", "0 0 1 JAN,JUL ?", "@daily", "5,35 */2 1-15/2 * 0"])
+def test_good_cron_is_kept(capsys, workdir, schedule):
+    code, text = _plan(capsys, workdir, f"traffic: batch\nbatch_schedule: {json.dumps(schedule)}\n")
+    assert code == 0, text
+    spec = yaml.safe_load((workdir / "deployment.yaml").read_text())
+    assert spec["batch"]["schedule"] == schedule
+
+
+def test_hand_edited_spec_schedule_is_checked_by_render(capsys, workdir):
+    assert _plan(capsys, workdir, "traffic: batch\n")[0] == 0
+    path = workdir / "deployment.yaml"
+    path.write_text(path.read_text().replace("schedule: 0 2 * * *", 'schedule: "0 2 * * *\\n$(id)"'))
+    code, text = _run(capsys, "render", "--out", workdir)
+    assert code == 1 and "holds characters cron does not use" in text
+    assert not (workdir / "Dockerfile").exists()
+
+
+# --- numbers ----------------------------------------------------------------------------------
+
+
+def test_absurd_request_rate_is_refused_with_the_max_and_why(capsys, workdir):
+    code, text = _plan(capsys, workdir, "requests_per_second: 1e9\n")
+    assert code == 1
+    assert "requests_per_second 1e+09 is out of range: expected 0 to 100000" in text
+    assert "split the traffic" in text
+    assert not (workdir / "deployment.yaml").exists()
+
+
+def test_rate_that_needs_too_many_replicas_is_refused_with_the_arithmetic(capsys, workdir):
+    code, text = _plan(capsys, workdir, "requests_per_second: 100000\nlatency_sla_ms: 1000\n")
+    if code == 0:  # a machine fast enough to serve 100k req/s with 1000 replicas: the cap holds
+        spec = yaml.safe_load((workdir / "deployment.yaml").read_text())
+        assert spec["scaling"]["max_replicas"] <= 1000
+    else:
+        assert "replicas at the ~" in text and "at most 1000" in text
+
+
+def test_replicas_stay_within_the_cap(capsys, workdir):
+    code, text = _plan(capsys, workdir, "min_replicas: 900\n")
+    assert code == 0, text
+    spec = yaml.safe_load((workdir / "deployment.yaml").read_text())
+    assert spec["scaling"]["min_replicas"] == 900 and spec["scaling"]["max_replicas"] == 1000
+    code, text = _plan(capsys, workdir, "max_replicas: 5000\n")
+    assert code == 1 and "max_replicas" in text and "1000" in text
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan", ".NaN"])
+def test_infinite_and_nan_numbers_are_refused(capsys, workdir, value):
+    for key in ("requests_per_second", "latency_sla_ms", "max_batch_delay_ms", "shadow_sample_rate"):
+        code, text = _plan(capsys, workdir, f"{key}: {value}\n")
+        assert code == 1, (key, text)
+        assert "internal error" not in text and key in text
+        assert "finite" in text
+
+
+def test_latency_bounds(capsys, workdir):
+    code, text = _plan(capsys, workdir, "latency_sla_ms: 0.001\n")
+    assert code == 1 and "latency_sla_ms 0.001 is out of range: expected 0.1 to 3.6e+06" in text
+    code, text = _run(capsys, "plan", "--out", workdir, "--latency-sla-ms", "1e12")
+    assert code == 1 and "over an hour is not a request latency" in text
+
+
+def test_hand_edited_spec_numbers_are_checked(capsys, workdir):
+    assert _plan(capsys, workdir, "")[0] == 0
+    path = workdir / "deployment.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec["scaling"]["max_replicas"] = 50_000
+    spec["serving"]["port"] = 70_000
+    spec["slo"]["latency_p95_ms"] = float("inf")
+    path.write_text(yaml.safe_dump(spec))
+    code, text = _run(capsys, "render", "--out", workdir)
+    assert code == 1
+    assert "scaling.max_replicas 50000 is out of range" in text
+    assert "serving.port 70000 is out of range" in text
+    assert "latency_p95_ms" in text and "finite" in text
+
+
+# --- YAML and echoes --------------------------------------------------------------------------
+
+
+def test_duplicate_yaml_keys_are_refused_naming_key_and_lines(capsys, workdir):
+    code, text = _plan(capsys, workdir, "traffic: realtime\nmin_replicas: 2\nrollout: canary\nmin_replicas: 20\n")
+    assert code == 1
+    assert "duplicate key 'min_replicas' (line 4; first on line 2)" in text
+    assert not (workdir / "deployment.yaml").exists()
+
+
+def test_duplicate_keys_in_deployment_yaml_are_refused(capsys, workdir):
+    assert _plan(capsys, workdir, "")[0] == 0
+    path = workdir / "deployment.yaml"
+    path.write_text(path.read_text() + "name: other\n")
+    code, text = _run(capsys, "render", "--out", workdir)
+    assert code == 1 and "duplicate key 'name'" in text
+
+
+def test_long_values_are_not_echoed_whole(capsys, workdir):
+    long_name = "x" * 10_000
+    code, text = _run(capsys, "plan", "--out", workdir, "--name", long_name.upper())
+    assert code == 1 and "is not a DNS-1123 label" in text
+    assert long_name.upper() not in text and len(text) < 2000
+    code, text = _plan(capsys, workdir, f"{'k' * 1000}: 1\nhost: {'H' * 10_000}\n")
+    assert code == 1 and "unknown key" in text and "host" in text
+    assert "k" * 200 not in text and "H" * 200 not in text and len(text) < 3000
+
+
+def test_yaml_alias_bomb_is_refused_quickly(capsys, workdir):
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    ) + "name: *i\n"
+    code, text = _plan(capsys, workdir, bomb)
+    assert code == 1 and len(text) < 3000
