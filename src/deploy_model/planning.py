@@ -49,6 +49,11 @@ HIGH_THROUGHPUT_RPS = 50.0
 # Plan replicas to run at this fraction of measured capacity, leaving headroom for spikes.
 CAPACITY_HEADROOM = 0.6
 DEFAULT_MAX_BATCH = 32
+# Replicas for availability during node drains and rollouts, whatever the measured capacity.
+MIN_AVAILABLE_REPLICAS = 2
+# A previous plan's replica count is kept while the new need stays within this fraction of it:
+# inspect's timings move by tens of percent on a busy machine, and a plan should not follow them.
+REPLICA_HYSTERESIS = 0.25
 # CPU cost of one HTTP request in the reference server before any inference (JSON parse, routing,
 # response): FastAPI + uvicorn answer about 2-4k small requests/s per core. Capacity estimates add it
 # so a tiny model does not plan for millions of requests/s per replica.
@@ -56,6 +61,10 @@ HTTP_OVERHEAD_MS = 0.5
 
 
 class Planner:
+    # The replicas the capacity rule gave in the plan this one replaces (the deployment.yaml already in
+    # the directory, same model): `scaling` keeps it while the new need is within REPLICA_HYSTERESIS.
+    prior_replicas: int | None = None
+
     def __init__(self, profile: dict[str, Any], answers: Answers) -> None:
         self.profile = profile
         self.answers = answers
@@ -129,11 +138,34 @@ class Planner:
                 return float(row["p50_ms"])
         return None
 
+    def measured_batches(self) -> list[tuple[int, float]]:
+        """(batch size, p95 ms, else p50) of every batch size above 1 that inspect timed."""
+        rows = []
+        for row in (self.profile.get("latency") or {}).get("batches", []):
+            ms = row.get("p95_ms", row.get("p50_ms"))
+            if isinstance(row.get("batch_size"), int) and row["batch_size"] > 1 and ms is not None:
+                rows.append((int(row["batch_size"]), float(ms)))
+        return sorted(rows)
+
+    def batch_that_fits(self, delay: float) -> tuple[int | None, str]:
+        """The largest measured batch size whose latency plus the batching delay stays within the SLA."""
+        sla = self.answers.latency_sla_ms
+        measured = [(b, ms) for b, ms in self.measured_batches() if b <= DEFAULT_MAX_BATCH]
+        if not measured:
+            return None, "no latency was measured above batch 1 (see inspect's latency)"
+        seen = ", ".join(f"batch {b}: {ms:g} ms" for b, ms in measured)
+        fits = [b for b, ms in measured if ms + delay <= sla]
+        if not fits:
+            return None, f"measured {seen}; none fits the {sla:g} ms SLA with a {delay:g} ms batching delay"
+        return max(fits), f"measured {seen}; batch {max(fits)} fits the {sla:g} ms SLA with a {delay:g} ms delay"
+
     def batching(self, pattern: ServingPattern) -> Batching:
         a = self.answers
         dynamic = bool(self.profile.get("dynamic_batch"))
         delay = a.max_batch_delay_ms if a.max_batch_delay_ms is not None else round(min(5.0, a.latency_sla_ms / 20), 2)
         size = a.max_batch_size or DEFAULT_MAX_BATCH
+        # Off or on, max_batch_size bounds only what the server *combines*: a client may still send
+        # any number of rows in one request (the model's batch dim is dynamic).
         if not dynamic:
             enabled = False
             rule = "the model has no dynamic batch dim -> server-side batching off"
@@ -145,14 +177,18 @@ class Planner:
             enabled = a.max_batch_size > 1
             rule = f"max_batch_size answered explicitly: {a.max_batch_size}"
         elif a.requests_per_second >= HIGH_THROUGHPUT_RPS:
-            enabled = True
+            fits, seen = self.batch_that_fits(delay)
+            enabled = fits is not None
+            size = fits or 1
             rule = (
-                f"high throughput ({a.requests_per_second:g} req/s >= {HIGH_THROUGHPUT_RPS:g}) and a dynamic batch dim "
-                f"-> dynamic batching, up to {size} per batch, waiting at most {delay} ms (SLA/20, capped at 5 ms)"
+                f"high throughput ({a.requests_per_second:g} req/s >= {HIGH_THROUGHPUT_RPS:g}) and a dynamic batch dim; "
+                + (f"{seen} -> dynamic batching, up to {size} per batch, waiting at most {delay} ms (SLA/20, capped at 5 ms)"
+                   if enabled else f"{seen} -> batching off (answer max_batch_size to force it)")
             )
         else:
             enabled = False
-            rule = f"low throughput ({a.requests_per_second:g} req/s < {HIGH_THROUGHPUT_RPS:g}) -> no batching delay"
+            rule = (f"low throughput ({a.requests_per_second:g} req/s < {HIGH_THROUGHPUT_RPS:g}) -> no batching delay "
+                    "(requests of many rows are still accepted)")
         self.decide("batching", {"enabled": enabled, "max_batch_size": size if enabled else 1}, rule)
         return Batching(
             enabled=enabled,
@@ -180,12 +216,15 @@ class Planner:
     def scaling(self, pattern: ServingPattern, batching: Batching) -> Scaling:
         a = self.answers
         p50_1 = self.batch_latency(1)
-        p50_n = self.batch_latency(DEFAULT_MAX_BATCH)
+        size = batching.max_batch_size
+        p50_n = self.batch_latency(size) if batching.enabled and size > 1 else None
         per_replica: float | None = None
-        if batching.enabled and p50_n:
-            per_replica = 1000 / (p50_n / DEFAULT_MAX_BATCH + HTTP_OVERHEAD_MS)
+        if p50_n:
+            per_replica = 1000 / (p50_n / size + HTTP_OVERHEAD_MS)
         elif p50_1:
             per_replica = 1000 / (p50_1 + HTTP_OVERHEAD_MS)
+        if per_replica:
+            per_replica = float(f"{per_replica:.2g}")  # two significant digits: timing noise is not a planning input
         if a.target == Target.serverless:
             low = a.min_replicas if a.min_replicas is not None else 0
             high = a.max_replicas or 10
@@ -199,21 +238,29 @@ class Planner:
             return Scaling(replicas=1, min_replicas=1, max_replicas=1, target_cpu_utilization=70,
                            estimated_rps_per_replica=per_replica)
         if per_replica:
-            needed = math.ceil(a.requests_per_second / (per_replica * CAPACITY_HEADROOM)) if a.requests_per_second else 1
+            raw = a.requests_per_second / (per_replica * CAPACITY_HEADROOM)
+            needed = max(1, math.ceil(raw))
             needed = bounds.replicas_needed(needed, a.requests_per_second, per_replica)  # refused past the cap
             rule = (
-                f"capacity ~{per_replica:.0f} req/s per replica (measured inference + {HTTP_OVERHEAD_MS} ms HTTP overhead), "
-                f"planned at {int(CAPACITY_HEADROOM * 100)}% -> {needed} replica(s) for {a.requests_per_second:g} req/s"
+                f"capacity ~{per_replica:g} req/s per replica (measured inference + {HTTP_OVERHEAD_MS} ms HTTP overhead, "
+                f"2 significant digits), planned at {int(CAPACITY_HEADROOM * 100)}% -> ceil({a.requests_per_second:g} / "
+                f"{per_replica * CAPACITY_HEADROOM:g}) = {needed} replica(s)"
             )
+            prior = self.prior_replicas
+            if prior and prior != needed and raw <= prior * (1 + REPLICA_HYSTERESIS) and raw > (prior - 1) * (1 - REPLICA_HYSTERESIS):
+                rule += (f"; kept at the previous plan's {prior} (the need {raw:.2f} is within "
+                         f"{int(REPLICA_HYSTERESIS * 100)}% of it: timing noise does not move replicas)")
+                needed = prior
         else:
             needed = 1
             rule = "no latency measurement -> one replica's worth of capacity assumed"
-        low = a.min_replicas if a.min_replicas is not None else max(2, needed)
+        low = a.min_replicas if a.min_replicas is not None else max(MIN_AVAILABLE_REPLICAS, needed)
         if a.min_replicas is None:
-            rule += "; at least 2 for availability during node drains"
+            rule += f"; at least {MIN_AVAILABLE_REPLICAS} for availability during node drains"
         high = a.max_replicas if a.max_replicas is not None else max(low * 3, low + 2)
         high = min(max(high, low), bounds.MAX_REPLICAS)
-        self.decide("scaling", {"min": low, "max": high}, rule + f"; HPA between {low} and {high} at 70% CPU")
+        self.decide("scaling", {"min": low, "max": high, "capacity_replicas": needed},
+                    rule + f"; HPA between {low} and {high} at 70% CPU")
         return Scaling(replicas=low, min_replicas=low, max_replicas=high, target_cpu_utilization=70,
                        estimated_rps_per_replica=round(per_replica, 1) if per_replica else None)
 
@@ -295,6 +342,23 @@ class Planner:
         )
 
 
+def prior_replicas(path: Path, profile: dict[str, Any]) -> int | None:
+    """The capacity replicas of an earlier plan of the same model in this directory, or None."""
+    if not path.is_file():
+        return None
+    try:
+        earlier = read_yaml(path, "previous deployment spec")
+    except StageError:
+        return None  # an unreadable earlier plan is replaced, not trusted
+    if not isinstance(earlier, dict) or (earlier.get("model") or {}).get("sha256") != profile["model"]["sha256"]:
+        return None
+    for decision in earlier.get("decisions") or []:
+        value = decision.get("value") if isinstance(decision, dict) else None
+        if decision.get("decision") == "scaling" and isinstance(value, dict) and isinstance(value.get("capacity_replicas"), int):
+            return int(value["capacity_replicas"])
+    return None
+
+
 def load_answers(answers_file: Path | None, overrides: dict[str, Any]) -> Answers:
     """Answers from the file (if any) with flag overrides on top; every problem reported at once."""
     data: dict[str, Any] = {}
@@ -316,7 +380,9 @@ def run_plan(
     if not isinstance(profile, dict) or "model" not in profile or "inputs" not in profile:
         raise StageError(f"{out_dir / PROFILE_FILE} is not a model profile (run inspect first)")
     answers = load_answers(answers_file, overrides)
-    spec = Planner(profile, answers).plan()
+    planner = Planner(profile, answers)
+    planner.prior_replicas = prior_replicas(out_dir / SPEC_FILE, profile)
+    spec = planner.plan()
     out = out_dir / SPEC_FILE
     if not dry_run:
         header = (
