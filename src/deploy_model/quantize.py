@@ -340,17 +340,21 @@ def _original_rejects(feeds: Feeds, feed: dict[str, np.ndarray], exc: BaseExcept
                       f"({_shapes(feed)}): {_one_line(exc)}")
 
 
-def chunk_rows(original: Any, feeds: Feeds) -> int:
-    """Rows per compared chunk so one chunk's inputs and outputs stay within CHUNK_BYTES."""
+def chunk_rows(original: Any, feeds: Feeds, time_budget: float) -> int:
+    """Rows per compared chunk: its inputs and outputs within CHUNK_BYTES, and one chunk on both
+    models within a twentieth of the time budget (a slow model is compared in small steps)."""
     if not feeds.batched:
         return 1
     one = feeds.first(1)
+    started = time.perf_counter()
     try:
         outs = original.run(None, one)
     except Exception as exc:  # onnxruntime has its own exception types
         raise _original_rejects(feeds, one, exc) from None
+    per_row_s = time.perf_counter() - started
     per_row = sum(_nbytes(v) for v in one.values()) + sum(_nbytes(v) for v in outs)
-    return int(max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES // max(2 * per_row, 1))))
+    by_time = 0.05 * time_budget / max(2 * per_row_s, 1e-9)
+    return int(max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES // max(2 * per_row, 1), by_time)))
 
 
 def compare_models(original: Any, quantized: Any, feeds: Feeds, chunk: int, limit: int,
@@ -473,7 +477,7 @@ def quantize_model(
         if cannot:  # said before spending any time quantizing
             raise StageError(f"quantize cannot judge {model.name}: an output type has no comparison", cannot)
         judged, calibrated = choose_feeds(original, model, sample, calibration, directory, samples, warns)
-        chunk = chunk_rows(original, judged)  # also proves the original accepts the inputs
+        chunk = chunk_rows(original, judged, time_budget)  # also proves the original accepts the inputs
         with tempfile.TemporaryDirectory(prefix="deploy-model-quantize-") as tmp:
             target, rewritten = _quantize_file(model, Path(tmp), mode, calibrated or judged)
             data = target.read_bytes()
@@ -549,6 +553,9 @@ def _latency(model: Path, target: Path, feeds: Feeds, chunk: int, runs: int, bud
     (before, after), done = p50_pair(sessions, feeds.first(1), runs, share)
     figures: dict[str, Any] = {"p50_ms_batch1_before": before, "p50_ms_batch1_after": after,
                                "speedup": round(before / after, 3) if after else None}
+    # At least 5 runs of each model at the larger batch (2 warm-up, 3 timed) must fit the share.
+    affordable = share / max(5 * (before + after) / 1000, 1e-9)
+    large = min(large, int(affordable))
     if large > 1:
         from deploy_model.samples import resize_batch
 
