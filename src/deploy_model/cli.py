@@ -45,6 +45,10 @@ SampleOpt = typer.Option(
     ".json. Copied into the deployment directory and used instead of synthetic inputs.",
 )
 DimOpt = typer.Option([], "--dim", help="NAME=VALUE for a symbolic input dim of synthetic inputs (repeatable).")
+TimeBudgetOpt = typer.Option(
+    10.0, "--time-budget-s", min=0.1, max=3600,
+    help="Seconds inspect's latency measurement may take in all (fewer runs on slow models; a larger batch that would not fit is skipped).",
+)
 
 
 def _say(message: str) -> None:
@@ -117,7 +121,7 @@ def inspect_cmd(
     large_batch: int = typer.Option(32, "--batch", min=1, max=4096, help="Larger batch size timed when the batch dim is dynamic."),
     sample: Path | None = SampleOpt,
     dim: list[str] = DimOpt,
-    time_budget_s: float = typer.Option(10.0, "--time-budget-s", min=0.1, max=3600, help="Seconds the latency measurement may take in all (fewer runs on slow models; a larger batch that would not fit is skipped)."),
+    time_budget_s: float = TimeBudgetOpt,
     as_json: bool = JsonOpt,
     dry_run: bool = DryRunOpt,
 ) -> None:
@@ -412,6 +416,7 @@ def deploy_cmd(
     seconds: float = typer.Option(2.0, "--seconds", help="Load-test seconds per level."),
     sample: Path | None = SampleOpt,
     dim: list[str] = DimOpt,
+    time_budget_s: float = TimeBudgetOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Run every stage in order: plugins -> inspect -> plan -> render -> validate -> serve -> smoke
@@ -435,7 +440,7 @@ def deploy_cmd(
     directory = out or Path("deploy") / deployment_name(model)
     steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
         ("plugins", lambda: run_plugins(directory, PLUGIN_ROOT, [])),
-        ("inspect", lambda: run_inspect(model, directory, sample=sample, dims=dim)),
+        ("inspect", lambda: run_inspect(model, directory, sample=sample, dims=dim, time_budget_s=time_budget_s)),
         ("plan", lambda: run_plan(directory, answers, {})),
         # Edge plans with quantize: true get the INT8 model before the bundle is rendered.
         ("quantize", lambda: run_quantize_stage(directory)),
