@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from deploy_model import __version__, alerting, lockfile
+from deploy_model import __version__, alerting, lockfile, ownership
 from deploy_model.errors import StageError
 from deploy_model.files import read_json, read_yaml
 from deploy_model.spec import (
@@ -546,7 +546,7 @@ def move_into_place(staging: Path, directory: Path, files: list[str]) -> None:
         entry.replace(directory / entry.name)  # manifest.json last: it vouches for the rest
 
 
-def run_render(directory: Path, dry_run: bool = False) -> dict[str, Any]:
+def run_render(directory: Path, dry_run: bool = False, force: bool = False) -> dict[str, Any]:
     directory = Path(directory)
     spec = load_spec(directory)
     if dry_run:
@@ -556,6 +556,8 @@ def run_render(directory: Path, dry_run: bool = False) -> dict[str, Any]:
         staging = Path(tempfile.mkdtemp(prefix=".render-", dir=directory))
         try:
             files, warnings = render_into(spec, directory, staging)
+            # Files of the user's (not in manifest.json) are replaced only with --force.
+            ownership.refuse_foreign(directory, OWNED_DIRS, files, force)
             move_into_place(staging, directory, files)
         finally:
             shutil.rmtree(staging, ignore_errors=True)

@@ -185,3 +185,96 @@ def test_yaml_alias_bomb_is_refused_quickly(capsys, workdir):
     ) + "name: *i\n"
     code, text = _plan(capsys, workdir, bomb)
     assert code == 1 and len(text) < 3000
+
+
+# --- the deployment directory: foreign files, unwritable --out, one writer at a time ------------
+
+
+def test_render_never_replaces_files_it_did_not_write(capsys, workdir):
+    assert _plan(capsys, workdir, "")[0] == 0
+    (workdir / "Dockerfile").write_text("FROM scratch\n# my own\n")
+    (workdir / "k8s").mkdir()
+    (workdir / "k8s" / "my-app.yaml").write_text("kind: ConfigMap\n")
+    code, text = _run(capsys, "render", "--out", workdir)
+    assert code == 1, text
+    assert "did not write" in text and "Dockerfile" in text and "k8s/my-app.yaml" in text and "--force" in text
+    assert (workdir / "Dockerfile").read_text() == "FROM scratch\n# my own\n"
+    assert (workdir / "k8s" / "my-app.yaml").is_file() and not (workdir / "manifest.json").exists()
+    # --force replaces them; after that every file is the bundle's and re-rendering needs no force.
+    assert _run(capsys, "render", "--out", workdir, "--force")[0] == 0
+    assert "# my own" not in (workdir / "Dockerfile").read_text()
+    assert not (workdir / "k8s" / "my-app.yaml").exists()
+    code, text = _run(capsys, "render", "--out", workdir)
+    assert code == 0, text
+
+
+def test_a_foreign_manifest_does_not_vouch_for_anything(capsys, workdir):
+    assert _plan(capsys, workdir, "")[0] == 0
+    (workdir / "manifest.json").write_text(json.dumps({"files": [{"path": "Dockerfile"}]}))
+    (workdir / "Dockerfile").write_text("FROM scratch\n")
+    code, text = _run(capsys, "render", "--out", workdir)
+    assert code == 1 and "Dockerfile" in text and "manifest.json" in text
+
+
+def test_deploy_into_a_folder_of_the_users_refuses_before_writing(capsys, tabular_model, tmp_path):
+    out = tmp_path / "mine"
+    (out / "k8s").mkdir(parents=True)
+    (out / "k8s" / "deployment.yaml").write_text("kind: Deployment\n")
+    code, text = _run(capsys, "deploy", tabular_model, "--out", out)
+    assert code == 1 and "k8s/deployment.yaml" in text
+    assert sorted(p.name for p in out.iterdir()) == [".deploy-model.lock", "k8s"]
+
+
+def test_unwritable_out_is_a_clear_refusal(capsys, tabular_model, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    for args in (["inspect", tabular_model, "--out", blocker / "sub", "--runs", "1"],
+                 ["deploy", tabular_model, "--out", blocker / "sub"],
+                 ["deploy", tabular_model, "--out", blocker]):
+        code, text = _run(capsys, *args)
+        assert code == 1, (args, text)
+        assert "internal error" not in text and "Traceback" not in text
+        assert str(blocker) in text and ("Not a directory" in text or "is a file" in text), text
+
+
+def test_a_second_render_refuses_while_the_folder_is_held(capsys, workdir, monkeypatch):
+    import threading
+
+    from deploy_model.dirlock import DirectoryLock
+
+    assert _plan(capsys, workdir, "")[0] == 0
+    held = DirectoryLock(workdir, "test").acquire()
+    try:
+        code, text = _run(capsys, "render", "--out", workdir)
+        assert code == 1 and "is in use by `deploy-model test`" in text and "DEPLOY_MODEL_LOCK_WAIT_S" in text
+        assert not (workdir / "manifest.json").exists()
+        # Asked to wait, it waits for the holder and then renders.
+        monkeypatch.setenv("DEPLOY_MODEL_LOCK_WAIT_S", "30")
+        threading.Timer(1.0, held.release).start()
+        code, text = _run(capsys, "render", "--out", workdir)
+        assert code == 0 and "waiting up to 30 s" in text
+    finally:
+        held.release()
+    assert (workdir / "manifest.json").is_file()
+
+
+@pytest.mark.slow
+def test_two_concurrent_deploys_into_one_folder(tabular_model, tmp_path, cli_env):
+    """One deploy runs; the other, started at the same moment, refuses and names it."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "shared"
+    command = [sys.executable, "-m", "deploy_model", "deploy", str(tabular_model), "--out", str(out),
+               "--concurrency", "1", "--seconds", "0.5", "--json"]
+    procs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env)
+             for _ in range(2)]
+    results = [(p.wait(timeout=600), *p.communicate()) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1], results
+    (won,) = [r for r in results if r[0] == 0]
+    (lost,) = [r for r in results if r[0] == 1]
+    assert "is in use by `deploy-model deploy`" in lost[2]
+    assert json.loads(won[1])["ok"] is True
+    # The winner's figures are its own: one load test, written by the run that succeeded.
+    assert (out / "loadtest.json").is_file() and (out / "DEPLOYMENT.md").is_file()
