@@ -409,12 +409,34 @@ def p50_pair(sessions: list[Any], feed: dict[str, np.ndarray], runs: int, budget
     return [round(statistics.median(s), 4) for s in samples], len(samples[0])
 
 
+def _nodes(graph: onnx.GraphProto, depth: int = 0) -> Iterator[tuple[onnx.NodeProto, int]]:
+    """Every node with its subgraph depth (If/Loop/Scan bodies included)."""
+    for node in graph.node:
+        yield node, depth
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+                yield from _nodes(sub, depth + 1)
+
+
 def quantized_ops(path: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for node in onnx.load(str(path), load_external_data=False).graph.node:
+    for node, _ in _nodes(onnx.load(str(path), load_external_data=False).graph):
         if any(marker in node.op_type for marker in QUANTIZED_MARKERS):
             counts[node.op_type] = counts.get(node.op_type, 0) + 1
     return counts
+
+
+def nothing_quantized(model: Path) -> str:
+    """Why the INT8 model would be the original, naming the model's ops (and where they hide)."""
+    nodes = list(_nodes(onnx.load(str(model), load_external_data=False).graph))
+    top = sorted({n.op_type for n, depth in nodes if depth == 0})
+    inner = sorted({n.op_type for n, depth in nodes if depth > 0} & set(DYNAMIC_OPS))
+    why = (f"onnxruntime quantized nothing in this model: no {', '.join(DYNAMIC_OPS[:3])} or other quantizable op "
+           f"with constant weights in its main graph (its ops: {', '.join(top[:12])})")
+    if inner:  # e.g. a VAD whose layers sit in an If branch, weights held by Constant nodes
+        why += (f"; {', '.join(inner)} sit inside control-flow subgraphs (If/Loop/Scan), where onnxruntime's "
+                "quantizer found nothing it could quantize")
+    return why + ", so the INT8 model would be the original; ship the original (answer quantize: false)"
 
 
 # --- the stage ------------------------------------------------------------------------------
@@ -486,10 +508,7 @@ def quantize_model(
             figures: list[dict[str, Any]] = []
             rows, latency, runs_done = 0, {}, 0
             if not ops:
-                kinds = sorted({n.op_type for n in onnx.load(str(model), load_external_data=False).graph.node})
-                reasons.append(f"onnxruntime quantized nothing in this model: no {', '.join(DYNAMIC_OPS[:3])} or other "
-                               f"quantizable op with constant weights (its ops: {', '.join(kinds[:12])}), so the "
-                               "INT8 model would be the original; ship the original (answer quantize: false)")
+                reasons.append(nothing_quantized(model))
             else:
                 try:
                     quantized = _session(target)

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from deploy_model import quantize_compare
@@ -177,3 +178,26 @@ def test_comparison_units():
     labels.update(np.array(["a", "b", "c", "d"], dtype=object), np.array(["a", "b", "x", "d"], dtype=object))
     assert labels.figures()["exact_agreement"] == 0.75
     assert quantize_compare.output_kind("map(int64,tensor(float))") is None
+
+
+def test_nothing_quantized_names_the_ops_hidden_in_control_flow(tmp_path):
+    from onnx import TensorProto, helper, numpy_helper
+
+    from deploy_model.quantize import nothing_quantized
+
+    def branch(name: str, scale: float) -> onnx.GraphProto:
+        weight = numpy_helper.from_array(np.eye(4, dtype=np.float32) * scale, f"w_{name}")
+        return helper.make_graph(
+            [helper.make_node("Constant", [], [f"w_{name}_c"], value=weight),
+             helper.make_node("MatMul", ["x", f"w_{name}_c"], [f"y_{name}"])],
+            name, [], [helper.make_tensor_value_info(f"y_{name}", TensorProto.FLOAT, ["batch", 4])])
+
+    graph = helper.make_graph(
+        [helper.make_node("If", ["flag"], ["y"], then_branch=branch("then", 1.0), else_branch=branch("else", 2.0))],
+        "vad_like", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4]),
+                     helper.make_tensor_value_info("flag", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "if.onnx")
+    message = nothing_quantized(tmp_path / "if.onnx")
+    assert "(its ops: If)" in message and "MatMul sit inside control-flow subgraphs (If/Loop/Scan)" in message
