@@ -138,8 +138,10 @@ def inspect_cmd(
     A missing, corrupt or non-ONNX file, external data outside the model's folder, or a sample
     that does not fit the inputs exits 1 with a message naming what was wrong.
     """
+    from deploy_model.cli_agent import model_argument
     from deploy_model.inspection import run_inspect
 
+    model = model_argument(model, "inspect", as_json)  # @FILE: the user's request as typed; ~ expanded
     run_stage("inspect", as_json, lambda: run_inspect(
         model, out, runs=runs, large_batch=large_batch, dry_run=dry_run, sample=sample, dims=dim,
         time_budget_s=time_budget_s))
@@ -281,6 +283,7 @@ def loadtest_cmd(
 @app.command("report", epilog=EXIT_CODES)
 def report_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Deployment directory; writes DEPLOYMENT.md."),
+    summary: bool = typer.Option(False, "--summary", help="Then print the short JSON summary (see `summary`) instead of the file list."),
     as_json: bool = JsonOpt,
     dry_run: bool = DryRunOpt,
 ) -> None:
@@ -292,6 +295,12 @@ def report_cmd(
     """
     from deploy_model.report import run_report
 
+    if summary and not dry_run:  # the agent reads this, not the whole report
+        from deploy_model.cli_agent import print_summary
+
+        run_stage("report", False, lambda: {**run_report(out), "wrote": [], "summary": None})
+        print_summary(out)
+        return
     run_stage("report", as_json, lambda: run_report(out, dry_run=dry_run))
 
 
@@ -531,3 +540,7 @@ def main(argv: list[str] | None = None, prog_name: str = "deploy-model", verb: s
 def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+# Verbs for the agent (answers, models, trial, summary) live in their own module; importing it registers them.
+from deploy_model import cli_agent  # noqa: E402, F401

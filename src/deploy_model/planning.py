@@ -49,6 +49,12 @@ HIGH_THROUGHPUT_RPS = 50.0
 # Plan replicas to run at this fraction of measured capacity, leaving headroom for spikes.
 CAPACITY_HEADROOM = 0.6
 DEFAULT_MAX_BATCH = 32
+# Patterns with no live traffic to split, mirror or switch: only a direct rollout makes sense there.
+NO_TRAFFIC_SPLIT = {
+    ServingPattern.batch: "a scheduled job scores files; there is no live traffic to split, mirror or switch "
+                          "(a new version takes effect with the next run)",
+    ServingPattern.edge: "the model ships inside the device build; there is no served traffic to split, mirror or switch",
+}
 # Replicas for availability during node drains and rollouts, whatever the measured capacity.
 MIN_AVAILABLE_REPLICAS = 2
 # A previous plan's replica count is kept while the new need stays within this fraction of it:
@@ -264,10 +270,17 @@ class Planner:
         return Scaling(replicas=low, min_replicas=low, max_replicas=high, target_cpu_utilization=70,
                        estimated_rps_per_replica=round(per_replica, 1) if per_replica else None)
 
-    def rollout(self) -> RolloutSpec:
+    def rollout(self, pattern: ServingPattern | None = None) -> RolloutSpec:
         a = self.answers
         strategy = a.rollout
         canary = shadow = None
+        if pattern in NO_TRAFFIC_SPLIT and strategy != Rollout.direct:
+            why = NO_TRAFFIC_SPLIT[pattern]
+            if "rollout" in a.model_fields_set:  # answered: refuse; defaulted: the only rollout that fits
+                raise StageError(f"rollout {strategy.value!r} makes no sense for the {pattern.value} pattern: {why}",
+                                 [f"answers: rollout: got {strategy.value!r}; expected 'direct' for {pattern.value} plans"])
+            self.decide("rollout", Rollout.direct, f"{pattern.value} pattern -> direct: {why}")
+            return RolloutSpec(strategy=Rollout.direct)
         if strategy == Rollout.canary:
             steps = sorted({a.canary_weight, 50, 100}) if a.canary_weight < 100 else [100]
             canary = CanarySpec(mechanism=a.canary_mechanism, steps=steps, pause_minutes=60)
@@ -301,7 +314,7 @@ class Planner:
         batching = self.batching(pattern)
         resources = self.resources(device, batching)
         scaling = self.scaling(pattern, batching)
-        rollout = self.rollout()
+        rollout = self.rollout(pattern)
         edge = None
         if pattern == ServingPattern.edge:
             quantize = True if a.quantize is None else a.quantize
