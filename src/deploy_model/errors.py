@@ -12,10 +12,20 @@ class StageError(Exception):
 
     exit_code = EXIT_REFUSED
 
+    # A last bound on what a refusal prints: whatever a message echoes (a hostile 10,000-character
+    # name, a tool's whole output), the user reads a screenful, not the input back.
+    MAX_MESSAGE = 4000
+    MAX_PROBLEM = 2000
+    MAX_PROBLEMS = 200
+
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        message = _clip(str(message), self.MAX_MESSAGE)
         super().__init__(message)
         self.message = message
-        self.problems = list(problems or [])
+        listed = [_clip(str(p), self.MAX_PROBLEM) for p in (problems or [])]
+        if len(listed) > self.MAX_PROBLEMS:
+            listed = [*listed[: self.MAX_PROBLEMS], f"... and {len(listed) - self.MAX_PROBLEMS} more"]
+        self.problems = listed
 
     def __str__(self) -> str:
         if not self.problems:
@@ -27,3 +37,7 @@ class NotAvailableYet(StageError):
     """A stage of DESIGN.md that this version does not implement."""
 
     exit_code = EXIT_USAGE
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"

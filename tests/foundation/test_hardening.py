@@ -278,3 +278,12 @@ def test_two_concurrent_deploys_into_one_folder(tabular_model, tmp_path, cli_env
     assert json.loads(won[1])["ok"] is True
     # The winner's figures are its own: one load test, written by the run that succeeded.
     assert (out / "loadtest.json").is_file() and (out / "DEPLOYMENT.md").is_file()
+
+
+def test_every_refusal_is_bounded():
+    from deploy_model.errors import StageError
+
+    exc = StageError("x" * 100_000, ["y" * 100_000] * 1000)
+    assert len(exc.message) < 4100 and len(exc.problems) == 201
+    assert all(len(p) < 2100 for p in exc.problems) and exc.problems[-1] == "... and 800 more"
+    assert len(str(exc)) < 500_000
