@@ -7,8 +7,9 @@ Every ONNX output type a real model has gets a comparison that means something f
   an output named like logits, or a ZipMap `seq(map(K, float))` turned into a dense [rows, classes]
   matrix): top-1 agreement along the class axis (the last one, so [batch, seq, classes] works);
 - other float outputs (0-d included): the mean absolute difference divided by the spread of the
-  original output (its standard deviation, else its largest magnitude), not by its mean, which is
-  about zero for centred or softmax-like outputs.
+  original output (its standard deviation, else its largest magnitude; at least a thousandth of
+  the range for outputs bounded to [0, 1]), not by its mean, which is about zero for centred or
+  softmax-like outputs.
 
 Statistics are accumulated chunk by chunk, so a large output is never held whole. A failure of
 this code is a `CompareError` (quantize's own limit, reported as such); an INT8 output that differs
@@ -24,6 +25,8 @@ import numpy as np
 
 # Python-side noise of float32 softmax sums; a row summing within this of 1 is a probability row.
 PROB_TOLERANCE = 1e-3
+# Least scale of an output bounded to [0, 1]: a thousandth of that range.
+BOUNDED_FLOOR = 1e-3
 _FLOAT = re.compile(r"^tensor\((float|double|float16|bfloat16)\)$")
 _EXACT = re.compile(r"^tensor\((string|bool|u?int(8|16|32|64))\)$")
 _ZIPMAP = re.compile(r"^seq\(map\((string|int64),\s*tensor\((float|double)\)\)\)$")
@@ -71,6 +74,8 @@ class _Stats:
         self.sum_ref = 0.0
         self.sum_ref2 = 0.0
         self.max_abs_ref = 0.0
+        self.min_ref = float("inf")
+        self.max_ref = float("-inf")
         self.nonfinite = 0  # positions where exactly one side is NaN/inf
 
     def update(self, ref: np.ndarray, got: np.ndarray) -> None:
@@ -88,27 +93,36 @@ class _Stats:
         self.sum_ref += float(ref64.sum())
         self.sum_ref2 += float(np.square(ref64).sum())
         self.max_abs_ref = max(self.max_abs_ref, float(np.abs(ref64).max()))
+        self.min_ref = min(self.min_ref, float(ref64.min()))
+        self.max_ref = max(self.max_ref, float(ref64.max()))
 
     def figures(self) -> dict[str, Any]:
         if not self.count:
             return {"max_abs_diff": 0.0, "mean_abs_diff": 0.0, "scale": 1.0, "scale_kind": "none", "relative_error": 0.0}
         mean = self.sum_ref / self.count
         std = max(self.sum_ref2 / self.count - mean * mean, 0.0) ** 0.5
-        # The spread of the original output is the yardstick; a constant output falls back to its size.
+        # A map bounded to [0, 1] (sigmoid, mask) that hardly varies on these inputs (an OCR
+        # detector on a blank page) is measured against a thousandth of its range, not a ~0 std.
+        floor = BOUNDED_FLOOR if self.min_ref >= 0 and self.max_ref <= 1 else 0.0
         if std > 1e-12:
-            scale, kind = std, "std"
-        elif self.max_abs_ref > 1e-12:
-            scale, kind = self.max_abs_ref, "max_abs"
+            scale, kind = (std, "std") if std >= floor else (floor, "floor of the [0, 1] range")
+        elif max(self.max_abs_ref, floor) > 1e-12:  # one value, or a constant output: its own size
+            scale, kind = (self.max_abs_ref, "max_abs") if self.max_abs_ref >= floor else (floor, "floor of the [0, 1] range")
         else:
             scale, kind = 1.0, "absolute"
         mean_diff = self.sum_diff / self.count
         return {
-            "max_abs_diff": round(self.max_diff, 8),
-            "mean_abs_diff": round(mean_diff, 8),
-            "scale": round(scale, 8),
+            "max_abs_diff": _sig(self.max_diff),
+            "mean_abs_diff": _sig(mean_diff),
+            "scale": _sig(scale),
             "scale_kind": kind,
-            "relative_error": round(mean_diff / scale, 8),
+            "relative_error": _sig(mean_diff / scale),
         }
+
+
+def _sig(value: float) -> float:
+    """Six significant digits: tiny differences stay readable (1.2e-09, not 0.0)."""
+    return float(f"{value:.6g}")
 
 
 class OutputComparison:

@@ -174,6 +174,17 @@ def test_comparison_units():
     figures = centred.figures()
     assert "top1_agreement" not in figures and figures["scale_kind"] == "std"
     assert figures["relative_error"] == pytest.approx(0.01, rel=0.1)
+    # A [0, 1] map that hardly varies (an OCR detector on a blank page): a floor of its range, not a ~0 std.
+    blank = OutputComparison("sigmoid_0", "tensor(float)")
+    page = np.abs(np.random.default_rng(1).standard_normal((1, 1, 64, 96))) * 1e-9
+    blank.update(page, page + 4e-7 * (np.arange(page.size).reshape(page.shape) % 2))
+    figures = blank.figures()
+    assert figures["scale_kind"] == "floor of the [0, 1] range" and figures["scale"] == 1e-3
+    assert figures["relative_error"] == pytest.approx(2e-4, rel=0.01) and figures["mean_abs_diff"] > 0
+    # One value per feed (a VAD's speech probability): its own size, not the floor.
+    single = OutputComparison("speech", "tensor(float)")
+    single.update(np.array([[0.6]]), np.array([[0.606]]))
+    assert single.figures()["scale_kind"] == "max_abs" and single.figures()["relative_error"] == pytest.approx(0.01)
     labels = OutputComparison("label", "tensor(string)")
     labels.update(np.array(["a", "b", "c", "d"], dtype=object), np.array(["a", "b", "x", "d"], dtype=object))
     assert labels.figures()["exact_agreement"] == 0.75
