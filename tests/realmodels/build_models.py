@@ -36,7 +36,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 # Bump when a recipe changes, so cached models are rebuilt.
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 
 
 def cache_root() -> Path:
@@ -328,6 +328,17 @@ def _dddd_det_sample() -> dict[str, np.ndarray]:
     return {"images": image[None]}
 
 
+def _save_converted(onx: Any, folder: Path) -> None:
+    """Write a converted model byte-stable: converters list opset imports in set order, which
+    changes with Python's hash seed."""
+    imports = sorted((o.domain, o.version) for o in onx.opset_import)
+    del onx.opset_import[:]
+    for domain, version in imports:
+        entry = onx.opset_import.add()
+        entry.domain, entry.version = domain, version
+    (folder / f"{folder.name}.onnx").write_bytes(onx.SerializeToString())
+
+
 def _iris() -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_iris
 
@@ -347,7 +358,7 @@ def _build_sklearn(cache: Path, folder: Path) -> dict[str, Any]:
     x, y = _iris()
     model = make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=20, max_depth=5, random_state=0)).fit(x, y)
     onx = skl2onnx.convert_sklearn(model, "iris_rf", [("features", FloatTensorType([None, 4]))], target_opset={"": 17, "ai.onnx.ml": 3})
-    (folder / f"{folder.name}.onnx").write_bytes(onx.SerializeToString())
+    _save_converted(onx, folder)
     np.savez(folder / "sample.npz", features=x[[0, 60, 120]])
     return {"kind": "converted", "package": "scikit-learn + skl2onnx", "version": f"{sklearn.__version__} / {skl2onnx.__version__}",
             "estimator": "StandardScaler + RandomForestClassifier(20 trees) on iris, string labels, ZipMap probabilities"}
@@ -361,7 +372,7 @@ def _build_lightgbm(cache: Path, folder: Path) -> dict[str, Any]:
     x, y = _iris()
     model = lightgbm.LGBMClassifier(n_estimators=30, num_leaves=8, random_state=0, deterministic=True, force_row_wise=True, verbose=-1).fit(x, y)
     onx = onnxmltools.convert_lightgbm(model, name="iris_lgbm", initial_types=[("features", FloatTensorType([None, 4]))], target_opset=15, zipmap=True)
-    (folder / f"{folder.name}.onnx").write_bytes(onx.SerializeToString())
+    _save_converted(onx, folder)
     np.savez(folder / "sample.npz", features=x[[0, 60, 120]])
     return {"kind": "converted", "package": "lightgbm + onnxmltools", "version": f"{lightgbm.__version__} / {onnxmltools.__version__}",
             "estimator": "LGBMClassifier(30 trees) on iris, string labels, ZipMap probabilities"}
@@ -383,7 +394,7 @@ def _build_text(cache: Path, folder: Path) -> dict[str, Any]:
     # locale at session start, absent from slim images; the texts are lower case already.
     model = make_pipeline(TfidfVectorizer(lowercase=False), LogisticRegression(random_state=0)).fit(texts, labels)
     onx = skl2onnx.convert_sklearn(model, "review_sentiment", [("text", StringTensorType([None, 1]))], target_opset={"": 17, "ai.onnx.ml": 3})
-    (folder / f"{folder.name}.onnx").write_bytes(onx.SerializeToString())
+    _save_converted(onx, folder)
     np.savez(folder / "sample.npz", text=np.array([["great food and fast service"], ["slow and rude"]]))
     return {"kind": "converted", "package": "scikit-learn + skl2onnx", "version": f"{sklearn.__version__} / {skl2onnx.__version__}",
             "estimator": "TfidfVectorizer + LogisticRegression, string input, string labels, ZipMap probabilities"}

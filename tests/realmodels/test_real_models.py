@@ -79,6 +79,14 @@ def test_wheel_models_are_the_pinned_files(real_models: dict[str, Any]) -> None:
             assert model.source["version"] and "==" not in model.source["version"]
 
 
+def test_converted_models_rebuild_byte_identical(real_models: dict[str, Any], tmp_path: Path) -> None:
+    """Deterministic: the locally converted estimators come out byte for byte the same again."""
+    for name in ("sklearn-iris", "lightgbm-iris", "text-sentiment"):
+        again = builder.build_one(builder.RECIPES[name], tmp_path)
+        assert builder.sha256_of(again.path) == real_models[name].source["sha256"], name
+        assert again.sample.read_bytes() == real_models[name].sample.read_bytes(), name
+
+
 def test_every_sample_runs_in_onnxruntime(real_models: dict[str, Any]) -> None:
     from deploy_model.inspection import profile_model
     from deploy_model.samples import load_sample
