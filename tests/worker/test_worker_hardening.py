@@ -191,3 +191,20 @@ def test_metrics_port_in_use_is_refused(tabular_model, redis_url):
         worker = start_worker(tabular_model, redis_url, "--metrics-port", str(port))
         assert worker.wait(timeout=30) == 1
         assert f"cannot serve metrics on 127.0.0.1:{port}" in worker.stderr.read()
+
+
+def test_a_message_that_killed_its_workers_is_dead_lettered_unscored(tabular_model, redis_url):
+    """Delivered past --max-attempts without being settled (holders crashed): not scored again."""
+    client = redis.Redis.from_url(redis_url)
+    client.xgroup_create(REQUESTS, GROUP, id="0", mkstream=True)
+    (entry,) = _good(client, 1)
+    client.xreadgroup(GROUP, "crashed-1", {REQUESTS: ">"})
+    for holder in ("crashed-2", "crashed-3"):  # each claim is one more delivery, as XAUTOCLAIM does
+        client.xclaim(REQUESTS, GROUP, holder, 0, [entry])
+    worker = start_worker(tabular_model, redis_url, "--max-attempts", "2", "--claim-idle-ms", "100",
+                          "--max-messages", "1")
+    assert worker.wait(timeout=60) == 0, worker.stderr.read()
+    ((_, dead),) = client.xrange(DEAD)
+    assert dead[b"request_id"].decode() == entry and dead[b"attempts"] == b"4"
+    assert b"never settled" in dead[b"reason"]
+    assert client.xlen(RESULTS) == 0

@@ -99,6 +99,8 @@ class Worker:
             time.sleep(self.settings.pause_after_read_ms / 1000)
         started = time.perf_counter()
         attempts = self.streams.deliveries([e for e, _ in entries]) if claimed else {}
+        if claimed:
+            entries = self._settle_crash_loops(entries, attempts)
         good: list[Request] = []
         for entry_id, fields in entries:
             try:
@@ -129,6 +131,28 @@ class Worker:
         if self.metrics:
             self.metrics.answered(entry_id for entry_id, _, _ in payload)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
+
+    def _settle_crash_loops(
+        self, entries: list[tuple[str, dict[str, str]]], attempts: dict[str, int]
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Dead-letter, unscored, what earlier holders never settled in max_attempts deliveries.
+
+        A failure this process can catch is settled at its max_attempts-th delivery; a count past
+        it means the workers that held the message died with it (a native crash, the OOM killer):
+        scoring it again would kill this one too, and then the next.
+        """
+        keep = []
+        for entry_id, fields in entries:
+            count = attempts.get(entry_id, 1)
+            if count > self.settings.max_attempts:
+                reason = (
+                    f"delivered {count} times and never settled: the workers that held it "
+                    "stopped (crashed or were killed) before answering"
+                )
+                self.fail(entry_id, fields, reason, count, "internal")
+            else:
+                keep.append((entry_id, fields))
+        return keep
 
     def _score(self, good: list[Request], attempts: dict[str, int]) -> dict[str, dict[str, Any]]:
         try:
