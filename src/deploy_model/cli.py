@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -428,76 +427,30 @@ def deploy_cmd(
     time_budget_s: float = TimeBudgetOpt,
     as_json: bool = JsonOpt,
 ) -> None:
-    """Run every stage in order: plugins -> inspect -> plan -> render -> validate -> serve -> smoke
-    -> loadtest -> report, and print the path of DEPLOYMENT.md.
+    """Run every stage in order: plugins -> inspect -> plan -> quantize -> render -> validate -> serve
+    -> smoke -> loadtest -> report, and print the path of DEPLOYMENT.md.
 
     Serve starts the reference server on a free loopback port; it is always stopped at the end,
     also when a stage fails. Batch, event-driven and edge patterns have no request path: serve,
     smoke and loadtest are skipped and the report says why. Prints one progress line per stage on
-    stderr. A failing stage stops the run with its message and leaves the files of the stages
-    before it.
+    stderr. --sample is checked and copied into the deployment directory by inspect, then feeds
+    every later stage. A failing stage stops the run and leaves the files of the stages before
+    it; the report is written in every case and says where the run stopped and why (deploy.json
+    holds the same as JSON). Exits 1 when a stage failed or the outcome is NO-GO.
     """
-    from deploy_model.inspection import deployment_name, run_inspect
+    from deploy_model.inspection import deployment_name
     from deploy_model.loadtest import parse_levels
-    from deploy_model.pipeline import Measure
-    from deploy_model.planning import run_plan
-    from deploy_model.plugins import run_plugins
-    from deploy_model.quantize import run_quantize_stage
-    from deploy_model.render import run_render
-    from deploy_model.validate import run_validate
+    from deploy_model.pipeline import run_deploy
 
-    directory = out or Path("deploy") / deployment_name(model)
-    steps: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("plugins", lambda: run_plugins(directory, PLUGIN_ROOT, [])),
-        ("inspect", lambda: run_inspect(model, directory, sample=sample, dims=dim, time_budget_s=time_budget_s)),
-        ("plan", lambda: run_plan(directory, answers, {})),
-        # Edge plans with quantize: true get the INT8 model before the bundle is rendered.
-        ("quantize", lambda: run_quantize_stage(directory)),
-        ("render", lambda: run_render(directory)),
-        ("validate", lambda: run_validate(directory)),
-    ]
     try:
-        measure = Measure(directory, levels=parse_levels(concurrency), seconds=seconds)
+        levels = parse_levels(concurrency)
     except StageError as exc:
         raise typer.BadParameter(exc.message, param_hint="--concurrency") from None
-    # serve, smoke, loadtest and report come last, whatever other stages are added above.
-    steps += measure.steps()
-    results = []
-    try:
-        for index, (stage, work) in enumerate(steps, start=1):
-            started = time.perf_counter()
-            _say(f"[{index}/{len(steps)}] {stage} ...")
-            try:
-                result = work()
-            except StageError as exc:
-                _say(f"[{index}/{len(steps)}] {stage} failed: {exc}")
-                if as_json:
-                    print(json.dumps({"stage": "deploy", "ok": False, "failed_stage": stage, "error": exc.message,
-                                      "problems": exc.problems, "completed": results}, indent=2, default=str))
-                raise typer.Exit(EXIT_REFUSED) from None
-            result["seconds"] = round(time.perf_counter() - started, 3)
-            results.append({k: result.get(k) for k in ("stage", "wrote", "seconds", "skipped") if result.get(k) is not None})
-            note = f" (skipped: {result['skipped']})" if result.get("skipped") else ""
-            _say(f"[{index}/{len(steps)}] {stage} done in {result['seconds']:.1f}s{note}")
-    finally:
-        stopped = measure.close()
-        if stopped:
-            _say(f"deploy: reference server {stopped}")
-    summary = {
-        "stage": "deploy",
-        "ok": True,
-        "directory": str(directory),
-        "stages": results,
-        "wrote": [p for r in results for p in r["wrote"]],
-        "report": str(directory / "DEPLOYMENT.md"),
-    }
-    if as_json:
-        print(json.dumps(summary, indent=2))
-    else:
-        for path in summary["wrote"]:
-            print(f"deploy: wrote {path}")
-        print(f"deploy: deployment directory {directory}")
-        print(f"deploy: report {summary['report']}")
+    directory = out or Path("deploy") / deployment_name(model)
+    code = run_deploy(model, directory, answers, levels, seconds, plugin_root=PLUGIN_ROOT, as_json=as_json,
+                      sample=sample, dims=dim, time_budget_s=time_budget_s)
+    if code:
+        raise typer.Exit(code)
 
 
 @app.callback(invoke_without_command=True)

@@ -23,17 +23,18 @@ from deploy_model.files import atomic_write_text, read_json
 from deploy_model.inspection import PROFILE_FILE
 from deploy_model.loadtest import CHART_FILE, LOADTEST_FILE
 from deploy_model.plugins import SIBLINGS_FILE
+from deploy_model.report_examples import REQUEST_FILE, build_examples, example_arrays
 from deploy_model.rollout_commands import rollback_steps, rollout_steps
 from deploy_model.serving import SERVER_FILE, load_spec, not_served_reason
-from deploy_model.smoke import EXPECTED_METRICS, SMOKE_FILE, v2_datatype, v2_infer_body
-from deploy_model.synthetic import make_inputs
+from deploy_model.smoke import EXPECTED_METRICS, SMOKE_FILE
+
+__all__ = ["REPORT_FILE", "REQUEST_FILE", "failure_report", "find_placeholders", "run_report"]
 
 REPORT_FILE = "DEPLOYMENT.md"
-REQUEST_FILE = "request-v2.json"
 TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "report"
-# Inline example data only when it stays readable; bigger inputs go to request-v2.json.
-INLINE_VALUES = 64
 MANIFEST_LINES = 90
+# Lines of a failed stage's problems (server log tail, failing checks) the report quotes.
+FAILURE_LINES = 25
 # Stage files the report reads, the stage that writes each, and whether it may be absent by design.
 STAGE_FILES = [
     ("siblings.json", "plugins"),
@@ -91,7 +92,7 @@ def configuration_rows(spec: Any, profile: dict[str, Any], server: dict[str, Any
         ("Serving pattern", pattern),
         ("Target", f"{s.target.value}" + (f" {s.kubernetes.version}, namespace `{s.kubernetes.namespace}`" if s.target.value == "kubernetes" else "")),
         ("Rollout strategy", rollout),
-        ("Model format", f"{s.model.format.upper()} (opset {s.model.opset}, IR {profile.get('ir_version', 'n/a')})"),
+        ("Model format", f"{s.model.format.upper()} ({_opsets(profile, s.model.opset)}, IR {profile.get('ir_version', 'n/a')})"),
         ("Model", f"`{Path(s.model.path).name}` v{s.model.version}, {_num(s.model.parameters)} parameters, "
                   f"{_num(s.model.bytes)} bytes, sha256 `{s.model.sha256[:12]}`"),
         ("Signature", "; ".join(f"in `{t.name}` {t.dtype} {_shape(t.shape)}" for t in s.model.inputs) + "; "
@@ -122,6 +123,16 @@ def configuration_rows(spec: Any, profile: dict[str, Any], server: dict[str, Any
     if quant:
         rows.append(("Quantization", _quant_line(quant)))
     return [(k, _md(v)) for k, v in rows]
+
+
+def _opsets(profile: dict[str, Any], opset: Any) -> str:
+    """'opset 17' or, per domain, 'opsets ai.onnx 17, ai.onnx.ml 3' (an ai.onnx.ml-only model has no default opset)."""
+    imports = profile.get("opset_imports")
+    if isinstance(imports, dict) and imports:
+        if list(imports) == ["ai.onnx"]:
+            return f"opset {imports['ai.onnx']}"
+        return "opsets " + ", ".join(f"{domain} {version}" for domain, version in imports.items())
+    return f"opset {opset}" if opset is not None else "opset not declared"
 
 
 def _shape(shape: list[Any]) -> str:
@@ -262,53 +273,17 @@ def validation_rows(validation: dict[str, Any] | None) -> tuple[list[dict[str, s
 
 
 def endpoint_examples(spec: Any, profile: dict[str, Any], directory: Path) -> dict[str, Any]:
-    """curl and Python examples built from the model's real signature, plus the request file."""
-    arrays = make_inputs(profile["inputs"], batch=1, seed=42)
-    body = v2_infer_body(arrays)
-    for tensor in body["inputs"]:
-        if tensor["datatype"].startswith("FP"):  # short decimals: readable, and exact enough for an example
-            tensor["data"] = [round(float(x), 4) for x in tensor["data"]]
-    total_values = sum(int(a.size) for a in arrays.values())
-    inline = total_values <= INLINE_VALUES
-    name = spec.model.name
-    path = f"/v2/models/{name}/infer"
-    if inline:
-        curl = f"curl -s -X POST http://127.0.0.1:8000{path} \\\n  -H 'Content-Type: application/json' \\\n  -d '{json.dumps(body)}'"
-    else:
-        curl = (f"# the request body ({total_values:,} values) is in {REQUEST_FILE}\n"
-                f"curl -s -X POST http://127.0.0.1:8000{path} \\\n  -H 'Content-Type: application/json' \\\n  -d @{REQUEST_FILE}")
-    one = profile["inputs"][0]
-    predict_curl = None
-    if len(profile["inputs"]) == 1 and inline:
-        sample = np.round(arrays[one["name"]][0].astype(np.float64), 4).tolist()
-        predict_curl = (f"curl -s -X POST http://127.0.0.1:8000/predict -H 'Content-Type: application/json' \\\n"
-                        f"  -d '{json.dumps({one['name']: sample})}'")
-    lines = ["import httpx", "import numpy as np", "", f'URL = "http://127.0.0.1:8000{path}"', ""]
-    for spec_in in profile["inputs"]:
-        shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec_in["shape"]]
-        var = re.sub(r"\W", "_", spec_in["name"])
-        ctor = "np.random.rand" if np.dtype(spec_in["dtype"]).kind == "f" else "np.ones"
-        args = ", ".join(map(str, shape)) if ctor == "np.random.rand" else f"({', '.join(map(str, shape))},)"
-        lines.append(f"{var} = {ctor}({args}).astype(np.{spec_in['dtype']})  # shape {spec_in['shape']}")
-    lines += ["", "request = {\"inputs\": ["]
-    for spec_in in profile["inputs"]:
-        var = re.sub(r"\W", "_", spec_in["name"])
-        lines.append(f'    {{"name": "{spec_in["name"]}", "shape": list({var}.shape), "datatype": "{v2_datatype(spec_in["dtype"])}",'
-                     f' "data": {var}.ravel().tolist()}},')
-    lines += ["]}", "answer = httpx.post(URL, json=request, timeout=10).raise_for_status().json()",
-              "for output in answer[\"outputs\"]:",
-              "    values = np.asarray(output[\"data\"]).reshape(output[\"shape\"])",
-              "    print(output[\"name\"], values.shape, values[0][:5] if values.ndim > 1 else values[:5])"]
-    return {"curl": curl, "predict_curl": predict_curl, "python": "\n".join(lines), "body": body, "inline": inline,
-            "infer_path": path, "python_grpc": grpc_example(spec, profile)}
+    """curl, requests and tritonclient examples built from the sample (or the model's signature)."""
+    return build_examples(spec, profile, directory, display_path(directory))
 
 
-def worker_example(spec: Any, profile: dict[str, Any]) -> dict[str, Any]:
+def worker_example(spec: Any, profile: dict[str, Any], directory: Path | None = None) -> dict[str, Any]:
     """How a producer talks to the event-driven workers: one request in, one answer out."""
     from deploy_model.render import WORKER_GROUP, WORKER_STREAM
 
-    arrays = make_inputs(profile["inputs"], batch=1, seed=42)
-    inputs = {name: np.round(a.astype(np.float64), 4).tolist() if a.dtype.kind == "f" else a.tolist()
+    arrays, _ = example_arrays(profile, directory)
+    inputs = {name: np.round(a.astype(np.float64), 4).tolist() if a.dtype.kind == "f" else
+              (np.asarray(a).astype(str).tolist() if a.dtype.kind in ("U", "S", "O") else a.tolist())
               for name, a in arrays.items()}
     body = json.dumps({"id": "req-1", "inputs": inputs})
     lines = ["import json", "", "import redis", "",
@@ -329,29 +304,14 @@ def worker_example(spec: Any, profile: dict[str, Any]) -> dict[str, Any]:
             "dead_letter": "inference:dead", "body": body, "python": "\n".join(lines)}
 
 
-def grpc_example(spec: Any, profile: dict[str, Any]) -> str:
-    """The same call over gRPC with tritonclient, which speaks the V2 gRPC protocol unmodified."""
-    lines = ["import numpy as np", 'import tritonclient.grpc as grpcclient  # pip install "tritonclient[grpc]"', "",
-             f'client = grpcclient.InferenceServerClient("127.0.0.1:{spec.serving.grpc_port}")', "inputs = []"]
-    for spec_in in profile["inputs"]:
-        shape = [d if isinstance(d, int) and d > 0 else 1 for d in spec_in["shape"]]
-        var = re.sub(r"\W", "_", spec_in["name"])
-        ctor = "np.random.rand" if np.dtype(spec_in["dtype"]).kind == "f" else "np.ones"
-        args = ", ".join(map(str, shape)) if ctor == "np.random.rand" else f"({', '.join(map(str, shape))},)"
-        lines += [f"{var} = {ctor}({args}).astype(np.{spec_in['dtype']})  # shape {spec_in['shape']}",
-                  f'tensor = grpcclient.InferInput("{spec_in["name"]}", list({var}.shape), "{v2_datatype(spec_in["dtype"])}")',
-                  f"tensor.set_data_from_numpy({var})", "inputs.append(tensor)"]
-    lines.append(f'result = client.infer("{spec.model.name}", inputs)')
-    for out in profile["outputs"]:
-        lines.append(f'print("{out["name"]}", result.as_numpy("{out["name"]}").shape)')
-    return "\n".join(lines)
-
-
 def measured(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None, skip_reason: str | None,
-             validation: dict[str, Any] | None) -> dict[str, Any]:
-    """The go / no-go and why, from validation, smoke and load test."""
+             validation: dict[str, Any] | None, failure: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The go / no-go and why, from a stage that stopped `deploy`, validation, smoke and load test."""
     reasons = []
     go: bool | None = True
+    if failure:
+        go = False
+        reasons.append(f"deploy stopped at `{failure['stage']}`: {_one_line(failure['error'])}")
     if validation is not None:
         checks = [c for c in validation.get("checks") or [] if isinstance(c, dict)]
         failed = [c for c in checks if str(c.get("verdict", "")).lower() == "fail"]
@@ -382,7 +342,12 @@ def measured(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None, skip
     return {"go": go, "label": label, "reasons": reasons}
 
 
-def gather(directory: Path) -> dict[str, Any]:
+def _one_line(text: Any, limit: int = 400) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def gather(directory: Path, failure: dict[str, Any] | None = None) -> dict[str, Any]:
     spec = load_spec(directory)
     profile = read_json(directory / PROFILE_FILE, "model profile (run `inspect` first)")
     siblings = _optional_json(directory / SIBLINGS_FILE)
@@ -419,7 +384,7 @@ def gather(directory: Path) -> dict[str, Any]:
         "has_compose": (directory / "compose.yaml").is_file(),
         "service": service,
         "examples": endpoint_examples(spec, profile, directory),
-        "worker": worker_example(spec, profile) if spec.serving.pattern.value == "event-driven" else None,
+        "worker": worker_example(spec, profile, directory) if spec.serving.pattern.value == "event-driven" else None,
         "metrics": [(name, what, _metric_seen(smoke, name)) for name, what in EXPECTED_METRICS.items()],
         "alerts": alert_rules(directory),
         "dashboard": next((str(p.relative_to(directory)) for p in sorted((directory / "monitoring").glob("*dashboard*.json"))), None)
@@ -430,7 +395,8 @@ def gather(directory: Path) -> dict[str, Any]:
         "chart": (directory / CHART_FILE).is_file(),
         "server": server,
         "skip_reason": skip,
-        "outcome": measured(smoke, loadtest, skip, validation),
+        "outcome": measured(smoke, loadtest, skip, validation, failure),
+        "failure": _failure_facts(failure),
         "rollout": _steps(rollout_steps(spec, display_path(directory), service)),
         "rollback": _steps(rollback_steps(spec, service)),
         "validation_rows": v_rows,
@@ -444,16 +410,28 @@ def gather(directory: Path) -> dict[str, Any]:
     }
 
 
+def _failure_facts(failure: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Where and why deploy stopped: the stage, its message, and its problems (quoted in a code block)."""
+    if not failure:
+        return None
+    problems = [str(p).rstrip() for p in failure.get("problems") or []]
+    shown = problems[:FAILURE_LINES]
+    if len(problems) > len(shown):
+        shown.append(f"... {len(problems) - len(shown)} more line(s) in the stage's JSON output")
+    return {"stage": failure["stage"], "error": _one_line(failure.get("error", ""), 2000), "problems": shown}
+
+
 def _steps(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"commands": [], "gates": [], **item} for item in items]
 
 
 def display_path(directory: Path) -> str:
-    """The directory as the reader would type it: relative to here when below here."""
+    """The directory as the reader would type it: relative to here when below here, else absolute."""
+    resolved = directory.resolve()
     try:
-        return str(directory.resolve().relative_to(Path.cwd().resolve()))
+        return str(resolved.relative_to(Path.cwd().resolve()))
     except ValueError:
-        return f"deploy/{directory.name}"
+        return str(resolved)
 
 
 def _metric_seen(smoke: dict[str, Any] | None, name: str) -> str:
@@ -487,8 +465,8 @@ def _health_value(key: str, value: Any) -> str:
     return str(value)
 
 
-def render_report(directory: Path) -> tuple[str, dict[str, Any]]:
-    facts = gather(directory)
+def render_report(directory: Path, failure: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    facts = gather(directory, failure)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
@@ -513,8 +491,9 @@ def find_placeholders(text: str) -> list[str]:
     return found
 
 
-def run_report(directory: Path, dry_run: bool = False) -> dict[str, Any]:
-    text, facts = render_report(directory)
+def run_report(directory: Path, dry_run: bool = False, failure: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write DEPLOYMENT.md; `failure` (from `deploy`) says at which stage and why the run stopped."""
+    text, facts = render_report(directory, failure)
     problems = find_placeholders(text)
     if problems:
         raise StageError("the report still has unfilled markers; this is a bug in deploy-model", problems[:20])
@@ -525,7 +504,38 @@ def run_report(directory: Path, dry_run: bool = False) -> dict[str, Any]:
         wrote.insert(0, str(atomic_write_text(directory / REPORT_FILE, text)))
     return {
         "stage": "report", "ok": True, "wrote": wrote, "dry_run": dry_run or None,
-        "summary": {"outcome": facts["outcome"]["label"], "absent_stage_files": [f for f, _ in facts["absent"]],
-                    "lines": text.count("\n")},
+        "summary": {"outcome": facts["outcome"]["label"], "reasons": facts["outcome"]["reasons"],
+                    "absent_stage_files": [f for f, _ in facts["absent"]], "lines": text.count("\n")},
     }
 
+
+def failure_report(directory: Path, failure: dict[str, Any], completed: list[dict[str, Any]],
+                   note: str | None = None) -> dict[str, Any]:
+    """The short DEPLOYMENT.md of a `deploy` that stopped before it had a spec to report from."""
+    facts = _failure_facts(failure) or {"stage": "?", "error": "unknown", "problems": []}
+    name = directory.resolve().name
+    shown = display_path(directory)
+    lines = [
+        f"# Model deployment: {name}",
+        "",
+        f"Generated by `deploy-model deploy` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} in `{shown}/`.",
+        "",
+        f"**Outcome: NO-GO.** deploy stopped at `{facts['stage']}`: {_md(facts['error'])}",
+        "",
+    ]
+    if note:
+        lines += [f"({note})", ""]
+    if facts["problems"]:
+        lines += ["What the stage reported:", "", "```text", *facts["problems"], "```", ""]
+    lines += ["## Stages", "", "| stage | result | seconds |", "| --- | --- | ---: |"]
+    for step in completed:
+        result = f"skipped: {_md(step['skipped'])}" if step.get("skipped") else "done"
+        lines.append(f"| {step['stage']} | {result} | {_num(step.get('seconds'), 2)} |")
+    lines.append(f"| {facts['stage']} | **failed** | {_num(failure.get('seconds'), 2)} |")
+    lines += ["", "Every later stage did not run. Fix the cause above and run `deploy` again; each stage can also be "
+              f"re-run alone (`deploy-model {facts['stage']} --help`).", ""]
+    text = "\n".join(lines)
+    atomic_write_text(directory / REPORT_FILE, text)
+    return {"stage": "report", "ok": True, "wrote": [str(directory / REPORT_FILE)],
+            "summary": {"outcome": "NO-GO", "reasons": [f"deploy stopped at {facts['stage']}: {facts['error']}"],
+                        "lines": text.count("\n")}}

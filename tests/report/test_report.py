@@ -33,7 +33,8 @@ def test_report_from_plan_only_is_complete_and_names_absent_stages(planned: Call
     assert "`quantization.json`" not in text  # only edge deployments quantize
     # The examples use the model's real signature.
     assert '"name": "features", "shape": [1, 16], "datatype": "FP32"' in text
-    assert "features = np.random.rand(1, 16).astype(np.float32)" in text
+    assert '    "features": np.array([[' in text and "dtype=np.float32),  # shape [1, 16]" in text
+    assert 'DATATYPES = {"features": "FP32"}' in text
     assert "| Serving pattern | Real-time REST" in text
 
 
@@ -52,7 +53,8 @@ def test_large_inputs_go_to_a_request_file(cnn_model: Path, tmp_path: Path) -> N
     run_inspect(cnn_model, tmp_path, runs=1, large_batch=2)
     run_plan(tmp_path, None, {})
     text = report(tmp_path)
-    assert f"-d @{REQUEST_FILE}" in text
+    # The path works from any directory: the report names the file in the deployment directory.
+    assert f"-d @{tmp_path.resolve()}/{REQUEST_FILE}" in text
     body = json.loads((tmp_path / REQUEST_FILE).read_text())
     assert body["inputs"][0]["shape"] == [1, 3, 64, 64] and len(body["inputs"][0]["data"]) == 3 * 64 * 64
 
