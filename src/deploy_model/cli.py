@@ -388,6 +388,7 @@ def quantize_cmd(
     max_disagreement: float = typer.Option(0.01, "--max-disagreement", help="Most disagreement allowed (fraction): top-1 class on class-score outputs, exact value on label/integer outputs."),
     max_relative_error: float = typer.Option(0.05, "--max-relative-error", help="Most mean absolute difference allowed on other float outputs, as a fraction of the output's standard deviation."),
     allow_slower: bool = typer.Option(False, "--allow-slower", help="Accept an INT8 model slower than the original (p50 at batch 1 or at a larger batch) for its size alone."),
+    class_outputs: list[str] = typer.Option([], "--class-output", help="Output whose last axis holds class scores (e.g. CTC logits), compared by top-1 (repeatable); probabilities and ZipMap are found on their own."),
     samples: int = typer.Option(1000, "--samples", min=1, max=100_000, help="Most rows compared (feeds, for a model without a batch dim)."),
     runs: int = typer.Option(200, "--runs", min=1, max=100_000, help="Most timed runs per model and batch size for the p50s."),
     time_budget: float = typer.Option(60.0, "--time-budget", min=1.0, max=3600.0, help="Seconds for comparing and timing (rows and runs stop there; quantizing itself is not counted)."),
@@ -412,7 +413,7 @@ def quantize_cmd(
         raise typer.BadParameter(f"MODEL (the .onnx file) is required ({where})", param_hint="MODEL")
     run_stage("quantize", as_json, lambda: run_quantize(
         model, out, calibration, mode, max_disagreement, max_relative_error, samples, runs, dry_run=dry_run,
-        sample=sample, allow_slower=allow_slower, time_budget=time_budget))
+        sample=sample, allow_slower=allow_slower, time_budget=time_budget, class_outputs=tuple(class_outputs)))
 
 
 @app.command("deploy", epilog=EXIT_CODES)

@@ -357,10 +357,10 @@ def chunk_rows(original: Any, feeds: Feeds, time_budget: float) -> int:
     return int(max(1, min(MAX_CHUNK_ROWS, CHUNK_BYTES // max(2 * per_row, 1), by_time)))
 
 
-def compare_models(original: Any, quantized: Any, feeds: Feeds, chunk: int, limit: int,
-                   deadline: float) -> tuple[list[dict[str, Any]], int, str | None]:
+def compare_models(original: Any, quantized: Any, feeds: Feeds, chunk: int, limit: int, deadline: float,
+                   class_outputs: frozenset[str] = frozenset()) -> tuple[list[dict[str, Any]], int, str | None]:
     """(figures per output, rows compared, why the INT8 model failed or None)."""
-    comparisons = [OutputComparison(o.name, o.type) for o in original.get_outputs()]
+    comparisons = [OutputComparison(o.name, o.type, o.name in class_outputs) for o in original.get_outputs()]
     rows, failure = 0, None
     for feed in feeds.chunks(chunk, limit):
         try:
@@ -483,14 +483,13 @@ def quantize_model(
     directory: Path | None = None,
     allow_slower: bool = False,
     time_budget: float = 60.0,
+    class_outputs: tuple[str, ...] = (),
 ) -> tuple[dict[str, Any], bytes | None]:
     """Quantize and judge; returns (figures, INT8 model bytes when accepted, else None)."""
     if not model.is_file():
         raise StageError(f"model {model} not found; expected an .onnx file")
     if mode not in ("auto", "dynamic", "static"):
         raise StageError(f"--mode {mode!r} is unknown; expected auto, dynamic or static")
-    if mode == "static" and calibration is None and sample is None:
-        raise StageError("--mode static needs representative inputs: --calibration FILE|DIR (or --sample FILE)")
     mode = ("static" if calibration is not None else "dynamic") if mode == "auto" else mode
     warns: list[str] = []
     with quiet_onnxruntime():
@@ -498,7 +497,15 @@ def quantize_model(
         cannot = uncomparable(original.get_outputs())
         if cannot:  # said before spending any time quantizing
             raise StageError(f"quantize cannot judge {model.name}: an output type has no comparison", cannot)
+        names = [o.name for o in original.get_outputs()]
+        unknown = [n for n in class_outputs if n not in names]
+        if unknown:
+            raise StageError(f"--class-output names no output of {model.name}: {', '.join(map(repr, unknown))}; "
+                             f"its outputs are {', '.join(map(repr, names))}")
         judged, calibrated = choose_feeds(original, model, sample, calibration, directory, samples, warns)
+        if mode == "static" and calibrated is None and judged.synthetic:
+            raise StageError("--mode static needs representative inputs: --calibration FILE|DIR, or a sample "
+                             "(--sample FILE, or the one inspect recorded in the deployment directory)")
         chunk = chunk_rows(original, judged, time_budget)  # also proves the original accepts the inputs
         with tempfile.TemporaryDirectory(prefix="deploy-model-quantize-") as tmp:
             target, rewritten = _quantize_file(model, Path(tmp), mode, calibrated or judged)
@@ -518,7 +525,7 @@ def quantize_model(
                 if quantized is not None:
                     started = time.perf_counter()
                     figures, rows, failure = compare_models(original, quantized, judged, chunk, samples,
-                                                            started + 0.6 * time_budget)
+                                                            started + 0.6 * time_budget, frozenset(class_outputs))
                     reasons += [failure] if failure else judge(figures, max_disagreement, max_relative_error)
                     if not failure:
                         latency, runs_done = _latency(model, target, judged, chunk, runs, 0.4 * time_budget)
@@ -653,6 +660,7 @@ def run_quantize(
     sample: Path | None = None,
     allow_slower: bool = False,
     time_budget: float = 60.0,
+    class_outputs: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     from deploy_model.inspection import deployment_name
 
@@ -666,7 +674,7 @@ def run_quantize(
     directory = out_dir if out_dir is not None else Path("deploy") / deployment_name(model)
     figures, data = quantize_model(model, calibration, mode, max_disagreement, max_relative_error, samples, runs,
                                    sample=sample, directory=directory, allow_slower=allow_slower,
-                                   time_budget=time_budget)
+                                   time_budget=time_budget, class_outputs=tuple(class_outputs))
     target = quantized_path(model, directory)
     if data is not None:
         figures["quantized_model"] = f"{QUANT_DIR}/{target.name}"  # relative to the deployment directory

@@ -4,7 +4,7 @@ Every ONNX output type a real model has gets a comparison that means something f
 
 - labels (`tensor(string)`, integer and bool tensors): the exact agreement rate;
 - class scores (a float output whose rows are probabilities along the last axis, log-probabilities,
-  an output named like logits, or a ZipMap `seq(map(K, float))` turned into a dense [rows, classes]
+  an output named like logits or named by the user with --class-output, or a ZipMap `seq(map(K, float))` turned into a dense [rows, classes]
   matrix): top-1 agreement along the class axis (the last one, so [batch, seq, classes] works);
 - other float outputs (0-d included): the mean absolute difference divided by the spread of the
   original output (its standard deviation, else its largest magnitude; at least a thousandth of
@@ -128,11 +128,12 @@ def _sig(value: float) -> float:
 class OutputComparison:
     """The running comparison of one output over every chunk fed to both models."""
 
-    def __init__(self, name: str, ort_type: str) -> None:
+    def __init__(self, name: str, ort_type: str, class_scores: bool = False) -> None:
         kind = output_kind(ort_type)
         if kind is None:
             raise CompareError(f"output {name!r} has type {ort_type}, which quantize cannot compare")
         self.name, self.type, self.kind = name, ort_type, kind
+        self.declared_classes = class_scores  # the user said so (--class-output): CTC logits, say
         self.stats = _Stats()
         self.equal = 0
         self.total = 0
@@ -188,7 +189,8 @@ class OutputComparison:
     def is_class_scores(self) -> bool:
         if self.kind == "zipmap":
             return True
-        return self.kind == "float" and self.top1_total > 0 and (self.probability_like or _is_logits_name(self.name))
+        return self.kind == "float" and self.top1_total > 0 and (
+            self.probability_like or self.declared_classes or _is_logits_name(self.name))
 
     def figures(self) -> dict[str, Any]:
         entry: dict[str, Any] = {"output": self.name, "type": self.type}
@@ -203,7 +205,8 @@ class OutputComparison:
         if self.is_class_scores:
             agreement = self.top1_equal / self.top1_total
             how = ("ZipMap class scores as a dense [rows, classes] matrix" if self.kind == "zipmap"
-                   else "probabilities" if self.probability_like else "logits")
+                   else "probabilities" if self.probability_like
+                   else "class scores (--class-output)" if self.declared_classes else "logits")
             entry.update(compared_as=f"{how}: top-1 along the last axis", classes=self.class_count,
                          top1_agreement=round(agreement, 6), top1_disagreements=self.top1_total - self.top1_equal,
                          decisions=self.top1_total)

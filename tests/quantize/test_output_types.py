@@ -212,3 +212,15 @@ def test_nothing_quantized_names_the_ops_hidden_in_control_flow(tmp_path):
     onnx.save(model, tmp_path / "if.onnx")
     message = nothing_quantized(tmp_path / "if.onnx")
     assert "(its ops: If)" in message and "MatMul sit inside control-flow subgraphs (If/Loop/Scan)" in message
+
+
+def test_class_output_declares_a_logits_like_output(integer_output_model, tmp_path):
+    out = tmp_path / "d"
+    with pytest.raises(StageError, match=r"--class-output names no output of intout.onnx: 'nope'; its outputs are 'scores', 'class_id'"):
+        run_quantize(integer_output_model, out, class_outputs=("nope",), runs=5, time_budget=2)
+    result = run_quantize(integer_output_model, out, class_outputs=("scores",), max_disagreement=0.1,
+                          allow_slower=True, runs=5, time_budget=3)["result"]
+    scores = {o["output"]: o for o in result["outputs"]}["scores"]
+    assert scores["compared_as"] == "class scores (--class-output): top-1 along the last axis" and scores["classes"] == 10
+    # ArgMax over the same scores: the declared class axis agrees exactly with the integer label output.
+    assert scores["top1_agreement"] == {o["output"]: o for o in result["outputs"]}["class_id"]["exact_agreement"]
