@@ -498,3 +498,4 @@ def run() -> None:
 
 # Verbs for the agent (answers, models, trial, summary) live in their own module; importing it registers them.
 from deploy_model import cli_agent  # noqa: E402, F401
+from deploy_model import cli_cluster  # noqa: E402, F401  (cluster, apply, rollout: the Kubernetes verbs)

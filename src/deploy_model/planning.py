@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy_model import bounds
+from deploy_model.cluster_fit import enforce_cluster
 from deploy_model.errors import StageError
 from deploy_model.files import read_json, read_yaml, write_yaml
 from deploy_model.inspection import PROFILE_FILE
@@ -396,6 +397,7 @@ def run_plan(
     planner = Planner(profile, answers)
     planner.prior_replicas = prior_replicas(out_dir / SPEC_FILE, profile)
     spec = planner.plan()
+    enforce_cluster(out_dir, spec)  # cluster.json (deploy-model cluster), when present: refuse what it lacks
     out = out_dir / SPEC_FILE
     if not dry_run:
         header = (
