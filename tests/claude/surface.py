@@ -20,6 +20,16 @@ FENCE = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
 # Stages that need a running server: the command documents them as optional, run in the background.
 SERVER_VERBS = ("serve", "smoke", "loadtest")
 NOT_AVAILABLE = "not available yet"  # what a stage this version lacks answers (exit 2)
+# The command calls the plugin's own launcher by its full path (whatever else is on PATH).
+LAUNCHER = "${CLAUDE_PLUGIN_ROOT}/bin/deploy-model"
+REQUEST = "deploy/model/request.txt"  # where the agent writes what the user typed (Write tool)
+# The local trial of each pattern, as the command's step 4 says: verbs a pattern's run leaves out.
+NOT_FOR = {
+    "realtime": {"quantize", "trial"},
+    "edge": {"serve", "smoke", "loadtest", "trial"},
+    "batch": {"quantize", "serve", "smoke", "loadtest"},
+    "event-driven": {"quantize", "serve", "smoke", "loadtest"},
+}
 
 
 def split_frontmatter(path: Path) -> tuple[dict, str]:
@@ -42,7 +52,7 @@ class CommandLine:
     @property
     def verb(self) -> str:
         argv = self.argv
-        return argv[1] if argv[:1] == ["deploy-model"] and len(argv) > 1 else argv[0]
+        return argv[1] if argv[:1] in (["deploy-model"], [LAUNCHER]) and len(argv) > 1 else argv[0]
 
     def expanded(self, model: str, plugin_root: Path) -> str:
         return substitute(self.line, model, plugin_root)
@@ -58,6 +68,11 @@ def command_lines(path: Path) -> list[CommandLine]:
             if line and not line.startswith("#"):
                 lines.append(CommandLine(str(path.relative_to(REPO)), line))
     return lines
+
+
+def flow(pattern: str) -> list[CommandLine]:
+    """The command's lines that a run of this serving pattern goes through, in order."""
+    return [c for c in command_lines(COMMAND_FILE) if c.verb not in NOT_FOR[pattern]]
 
 
 def skill_files() -> list[Path]:
@@ -100,9 +115,13 @@ def option(argv: list[str], name: str) -> str | None:
     return None
 
 
-def claude_env(home: Path, base_url: str, stage_python: str) -> dict[str, str]:
-    """A closed environment: loopback API, scratch HOME, no non-essential traffic, no real credentials."""
-    return {
+def claude_env(home: Path, base_url: str, stage_python: str | None) -> dict[str, str]:
+    """A closed environment: loopback API, scratch HOME, no non-essential traffic, no real credentials.
+
+    stage_python None: no interpreter override, so the launcher makes its own environment in the
+    plugin's data directory under this HOME, as on a user's machine.
+    """
+    env = {
         "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
         "HOME": str(home),
         "LANG": "C.UTF-8",
@@ -110,8 +129,14 @@ def claude_env(home: Path, base_url: str, stage_python: str) -> dict[str, str]:
         "ANTHROPIC_API_KEY": "sk-ant-scripted-test",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_AUTOUPDATER": "1",
-        "DEPLOY_MODEL_PYTHON": stage_python,
     }
+    if stage_python is not None:
+        env["DEPLOY_MODEL_PYTHON"] = stage_python
+    for name in ("PIP_CONFIG_FILE", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS", "UV_INDEX_URL",
+                 "UV_DEFAULT_INDEX", "UV_INDEX", "SSL_CERT_FILE"):
+        if name in os.environ:  # the package index this machine is configured for, as a user's shell has it
+            env[name] = os.environ[name]
+    return env
 
 
 DEPLOY_DIR = "deploy/model"  # the deployment directory the command body uses

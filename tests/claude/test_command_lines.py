@@ -1,9 +1,11 @@
 """Every command line that the command and skill files document runs as written on the example model.
 
 The lines are parsed from the ```bash blocks of commands/deploy-model.md and of the skill's files.
-They run in the order written, through bash, with the plugin's bin/ on PATH (as Claude Code puts
-it) and $ARGUMENTS / ${CLAUDE_PLUGIN_ROOT} substituted as Claude Code does. A server the lines
-leave running (a failure before `serve --stop`) is stopped by the PID it recorded.
+The command's lines of a realtime run, then the skill's, run in the order written, through bash,
+with the plugin's bin/ on PATH (as Claude Code puts it) and ${CLAUDE_PLUGIN_ROOT} substituted as
+Claude Code does; the files the agent writes with Write (the request, answers.yaml) are written
+before the line that reads them. A server the lines leave running (a failure before
+`serve --stop`) is stopped by the PID it recorded.
 """
 
 from __future__ import annotations
@@ -18,11 +20,14 @@ import pytest
 from surface import (
     COMMAND_FILE,
     DEPLOY_DIR,
+    LAUNCHER,
     NOT_AVAILABLE,
     REPO,
+    REQUEST,
     SERVER_VERBS,
     CommandLine,
     command_lines,
+    flow,
     serve_pending,
     skill_files,
     stop_left_running_server,
@@ -31,7 +36,7 @@ from surface import (
 MODEL_ARG = "models/tabular_classifier.onnx"
 COMMAND_LINES = command_lines(COMMAND_FILE)
 SKILL_LINES = [line for path in skill_files() for line in command_lines(path)]
-ALL_LINES = COMMAND_LINES + SKILL_LINES
+ALL_LINES = flow("realtime") + SKILL_LINES
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +52,10 @@ def runs(tmp_path_factory: pytest.TempPathFactory, example_models: dict[str, Pat
     try:
         for command in ALL_LINES:
             line = command.expanded(MODEL_ARG, REPO)
+            if REQUEST in line and not (project / REQUEST).exists():
+                # The step before inspect: the agent writes what the user typed (Write tool).
+                (project / REQUEST).parent.mkdir(parents=True, exist_ok=True)
+                (project / REQUEST).write_text(MODEL_ARG)
             if command.verb == "plan" and not (project / DEPLOY_DIR / "answers.yaml").exists():
                 # The step before `plan`: the agent writes the answers (Write tool).
                 shutil.copy(REPO / "examples" / "answers.yaml", project / DEPLOY_DIR / "answers.yaml")
@@ -60,9 +69,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory, example_models: dict[str, Pat
 
 def test_files_document_command_lines() -> None:
     verbs = [c.verb for c in COMMAND_LINES]
-    assert verbs == ["plugins", "inspect", "plan", "render", "validate", "serve", "smoke", "loadtest", "serve", "report"]
+    assert verbs == ["plugins", "inspect", "answers", "plan", "quantize", "render", "validate", "serve", "smoke",
+                     "loadtest", "serve", "trial", "report"]
     assert SKILL_LINES, "the skill documents no runnable command"
-    for command in ALL_LINES:
+    for command in COMMAND_LINES:
+        assert command.argv[0] == LAUNCHER, f"{command.source}: {command.line!r} does not use the plugin's launcher"
+    for command in SKILL_LINES:  # a person's lines: bin/ is on PATH
         assert command.argv[0] == "deploy-model", f"{command.source}: {command.line!r} does not use the launcher"
 
 
