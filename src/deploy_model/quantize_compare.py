@@ -142,7 +142,7 @@ class OutputComparison:
         self.class_count: int | None = None
         self.probability_like = True  # until a chunk proves otherwise
         self.classes: list[Any] | None = None  # ZipMap keys, in the original's order
-        self.nonfinite_seen = False
+        self.cos_sum, self.cos_count, self.cos_min = 0.0, 0, 1.0
 
     # -- per chunk ---------------------------------------------------------------------------
 
@@ -164,8 +164,21 @@ class OutputComparison:
             top_ref, top_got = ref.argmax(axis=-1), got.argmax(axis=-1)
             self.top1_equal += int((top_ref == top_got).sum())
             self.top1_total += int(top_ref.size)
+            self._cosine(ref, got)
         else:
             self.probability_like = False
+
+    def _cosine(self, ref: np.ndarray, got: np.ndarray) -> None:
+        """Cosine similarity of each vector along the last axis: how embeddings are usually judged."""
+        r, g = ref.astype(np.float64), got.astype(np.float64)
+        norms = np.linalg.norm(r, axis=-1) * np.linalg.norm(g, axis=-1)
+        valid = np.isfinite(norms) & (norms > 0)
+        if not valid.any():
+            return
+        cos = ((r * g).sum(axis=-1)[valid] / norms[valid])
+        self.cos_sum += float(cos.sum())
+        self.cos_count += int(cos.size)
+        self.cos_min = min(self.cos_min, float(cos.min()))
 
     def _dense(self, value: Any, which: str) -> np.ndarray:
         """A ZipMap value (a list of {class: score} dicts, one per row) as a [rows, classes] matrix."""
@@ -214,6 +227,9 @@ class OutputComparison:
                 entry["class_labels"] = [str(c) for c in self.classes[:20]]
         else:
             entry["compared_as"] = f"values: mean |diff| / {entry['scale_kind']} of the original output"
+            if self.cos_count:  # reported, not gated: the threshold is on the relative error
+                entry["cosine_similarity_mean"] = _sig(self.cos_sum / self.cos_count)
+                entry["cosine_similarity_min"] = _sig(self.cos_min)
         return entry
 
 

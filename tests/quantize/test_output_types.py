@@ -174,6 +174,7 @@ def test_comparison_units():
     figures = centred.figures()
     assert "top1_agreement" not in figures and figures["scale_kind"] == "std"
     assert figures["relative_error"] == pytest.approx(0.01, rel=0.1)
+    assert figures["cosine_similarity_mean"] > 0.999 and figures["cosine_similarity_min"] <= figures["cosine_similarity_mean"]
     # A [0, 1] map that hardly varies (an OCR detector on a blank page): a floor of its range, not a ~0 std.
     blank = OutputComparison("sigmoid_0", "tensor(float)")
     page = np.abs(np.random.default_rng(1).standard_normal((1, 1, 64, 96))) * 1e-9
