@@ -172,6 +172,12 @@ def plan_cmd(
     canary_weight: int | None = typer.Option(None, "--canary-weight", help="First canary step in percent, 1-100 [default: 10]."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | tensorrt [default: auto]."),
     sets: list[str] = typer.Option([], "--set", help="Any other answer as KEY=VALUE (repeatable), e.g. --set namespace=ml."),
+    previous: Path | None = typer.Option(
+        None, "--previous", help="Deployment directory of the version serving now: it becomes the stable version, the "
+        "profiled model the candidate (the same model as its candidate: a promotion). Absent: a first release."),
+    stable_version: str | None = typer.Option(None, "--stable-version", help="Model version serving now (instead of --previous)."),
+    stable_image: str | None = typer.Option(None, "--stable-image", help="Image reference serving now, with its tag."),
+    stable_sha256: str | None = typer.Option(None, "--stable-sha256", help="sha256 of the model serving now."),
     as_json: bool = JsonOpt,
     dry_run: bool = DryRunOpt,
 ) -> None:
@@ -188,9 +194,10 @@ def plan_cmd(
         {
             "name": name, "target": target, "traffic": traffic, "requests_per_second": rps,
             "latency_sla_ms": latency_sla_ms, "rollout": rollout, "canary_weight": canary_weight, "device": device,
+            "stable_version": stable_version, "stable_image": stable_image, "stable_sha256": stable_sha256,
         }
     )
-    run_stage("plan", as_json, lambda: run_plan(out, answers, overrides, dry_run=dry_run))
+    run_stage("plan", as_json, lambda: run_plan(out, answers, overrides, dry_run=dry_run, previous=previous))
 
 
 # --- serve, smoke, loadtest, report (measure and report) --------------------------------------
@@ -315,11 +322,14 @@ def render_cmd(
     compose.yaml, k8s/*.yaml, monitoring/* (scrape config, alert rules and their promtool unit
     tests, PrometheusRule, ServiceMonitor, Grafana dashboard), batch/* for the batch pattern,
     ci/validate.yml, server/ (the reference server), model/ and manifest.json (every file with
-    its sha256). Everything is rendered first and moved into place only on success.
+    its sha256). Everything is rendered first and moved into place only on success. Files in
+    --out that no previous render wrote (not in manifest.json) are never replaced without
+    --force; a second render or deploy into the same --out at once is refused.
     """
     from deploy_model.render import run_render
 
-    run_stage("render", as_json, lambda: run_render(out, dry_run=dry_run))
+    run_stage("render", as_json, lambda: run_render(out, dry_run=True) if dry_run else locked(
+        out, "render", lambda: run_render(out, force=force)))
 
 
 @app.command("validate", epilog=EXIT_CODES)

@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from deploy_model import bounds
+from deploy_model import bounds, releases
 from deploy_model.cluster_fit import enforce_cluster
 from deploy_model.errors import StageError
 from deploy_model.files import read_json, read_yaml, write_yaml
@@ -19,6 +19,7 @@ from deploy_model.spec import (
     Answers,
     Batching,
     BatchJob,
+    CanaryMechanism,
     CanarySpec,
     Decision,
     DeploymentSpec,
@@ -72,10 +73,13 @@ class Planner:
     # the directory, same model): `scaling` keeps it while the new need is within REPLICA_HYSTERESIS.
     prior_replicas: int | None = None
 
-    def __init__(self, profile: dict[str, Any], answers: Answers) -> None:
+    def __init__(self, profile: dict[str, Any], answers: Answers, previous: Path | None = None) -> None:
         self.profile = profile
         self.answers = answers
         self.decisions: list[Decision] = []
+        # The version serving now, read from the previous deployment directory (plan --previous).
+        self.previous, self.previous_rule = (releases.from_directory(previous, profile["model"]["sha256"])
+                                             if previous is not None else (None, ""))
 
     def decide(self, decision: str, value: Any, rule: str) -> Any:
         self.decisions.append(Decision(decision=decision, value=value, rule=rule))
@@ -284,7 +288,8 @@ class Planner:
             return RolloutSpec(strategy=Rollout.direct)
         if strategy == Rollout.canary:
             steps = sorted({a.canary_weight, 50, 100}) if a.canary_weight < 100 else [100]
-            canary = CanarySpec(mechanism=a.canary_mechanism, steps=steps, pause_minutes=60)
+            router = a.argo_traffic_router if a.canary_mechanism == CanaryMechanism.argo_rollouts else None
+            canary = CanarySpec(mechanism=a.canary_mechanism, steps=steps, pause_minutes=60, traffic_router=router)
             rule = (
                 f"canary via {a.canary_mechanism.value}: steps {steps}% with 60 min watches; roll back when the "
                 "error rate passes 2x or p95 latency 1.5x the stable version"
@@ -323,6 +328,9 @@ class Planner:
             edge = EdgeSpec(quantize=quantize)
         batch = BatchJob(schedule=a.batch_schedule) if pattern == ServingPattern.batch else None
         image = a.image or f"registry.example.com/{name}"
+        self.refuse_unscalable(pattern, scaling)
+        stable = self.previous or releases.from_answers(a, image, device in (Device.cuda, Device.tensorrt))
+        self.release(stable, model, rollout)
         return DeploymentSpec(
             name=name,
             target=a.target,
@@ -352,8 +360,34 @@ class Planner:
             ),
             batch=batch,
             edge=edge,
+            stable=stable,
             decisions=self.decisions,
         )
+
+    def refuse_unscalable(self, pattern: ServingPattern, scaling: Scaling) -> None:
+        """An HPA cannot hold zero replicas (minReplicas >= 1 on CPU); only Knative and KEDA scale to zero."""
+        a = self.answers
+        if a.min_replicas == 0 and a.target == Target.kubernetes and pattern == ServingPattern.realtime:
+            raise StageError(
+                "min_replicas 0 on target kubernetes: a HorizontalPodAutoscaler needs minReplicas >= 1 (the API "
+                "server rejects 0 without an Object/External metric); scale to zero needs target: serverless "
+                "(Knative) or traffic: streaming (KEDA workers); expected min_replicas >= 1"
+            )
+
+    def release(self, stable: Any, model: dict[str, Any], rollout: RolloutSpec) -> None:
+        """Record which version serves now and what this bundle does with the candidate."""
+        strategy = rollout.strategy.value
+        if stable is None:
+            self.decide("release", "first", f"first release (no previous version): the candidate {model['version']} is "
+                        f"deployed directly; the {strategy} rollout applies from the next release (plan --previous DIR)"
+                        if strategy != "direct" else "first release (no previous version): deployed directly")
+        elif stable.sha256 == model["sha256"]:
+            self.decide("release", "promotion", f"{self.previous_rule or 'stable'}: the candidate {model['version']} is "
+                        "the stable version now; stable objects run it and the candidate objects go")
+        else:
+            self.decide("release", {"stable": stable.version, "candidate": model["version"]},
+                        f"{self.previous_rule or 'stable version answered'}; {stable.version} keeps serving from the stable "
+                        f"objects while {model['version']} rolls out by {strategy}")
 
 
 def prior_replicas(path: Path, profile: dict[str, Any]) -> int | None:
@@ -388,13 +422,14 @@ def load_answers(answers_file: Path | None, overrides: dict[str, Any]) -> Answer
 
 
 def run_plan(
-    out_dir: Path, answers_file: Path | None, overrides: dict[str, Any], dry_run: bool = False
+    out_dir: Path, answers_file: Path | None, overrides: dict[str, Any], dry_run: bool = False,
+    previous: Path | None = None,
 ) -> dict[str, Any]:
     profile = read_json(out_dir / PROFILE_FILE, "model profile")
     if not isinstance(profile, dict) or "model" not in profile or "inputs" not in profile:
         raise StageError(f"{out_dir / PROFILE_FILE} is not a model profile (run inspect first)")
     answers = load_answers(answers_file, overrides)
-    planner = Planner(profile, answers)
+    planner = Planner(profile, answers, previous)
     planner.prior_replicas = prior_replicas(out_dir / SPEC_FILE, profile)
     spec = planner.plan()
     enforce_cluster(out_dir, spec)  # cluster.json (deploy-model cluster), when present: refuse what it lacks

@@ -19,7 +19,7 @@ from typing import Any
 
 import jinja2
 
-from deploy_model import __version__, alerting, lockfile, ownership
+from deploy_model import __version__, alerting, lockfile, ownership, releases
 from deploy_model.errors import StageError
 from deploy_model.files import read_json, read_yaml
 from deploy_model.spec import (
@@ -58,8 +58,13 @@ class Workload:
     track: str
     replicas: int
     env: dict[str, str]
+    image: str = ""
+    version: str = ""
+    startup: int = 60
     component: str = "server"
     comment: str = ""
+    kind: str = "Deployment"
+    api_version: str = "apps/v1"
 
 
 def y(value: Any) -> str:
@@ -137,15 +142,22 @@ def edge_model(spec: DeploymentSpec, directory: Path, warnings: list[str]) -> Pa
     return path
 
 
-def resolve_shadow(spec: DeploymentSpec, directory: Path) -> Path | None:
-    shadow = spec.rollout.shadow
-    if spec.rollout.strategy != Rollout.shadow or shadow is None or not shadow.model_path:
-        return None
-    raw = Path(shadow.model_path)
+def resolve_stable_model(spec: DeploymentSpec, directory: Path) -> Path:
+    """The stable model file, which an in-process shadow ships beside the candidate (checked by sha256)."""
+    stable = spec.stable
+    assert stable is not None
+    if not stable.model_path:
+        raise StageError("in-process shadow ships the stable model beside the candidate, but deployment.yaml names no "
+                         "stable model file: plan with --previous DIR (or answer stable_model: PATH)")
+    raw = Path(stable.model_path)
     for path in ([raw] if raw.is_absolute() else [Path.cwd() / raw, directory / raw]):
         if path.is_file():
+            digest = sha256_file(path)
+            if len(stable.sha256) == 64 and digest != stable.sha256:
+                raise StageError(f"stable model {path} has sha256 {digest[:12]}, but the stable release is {stable.sha256[:12]}: "
+                                 "expected the model serving now")
             return path
-    raise StageError(f"shadow model {shadow.model_path!r} of deployment.yaml not found")
+    raise StageError(f"stable model {stable.model_path!r} not found: in-process shadow ships it beside the candidate")
 
 
 def sha256_file(path: Path) -> str:
@@ -257,125 +269,195 @@ class Plan:
     warnings: list[str]
 
 
-def build_context(spec: DeploymentSpec, directory: Path, model_path: Path, shadow_path: Path | None) -> tuple[dict[str, Any], Plan]:
+def build_context(spec: DeploymentSpec, directory: Path, model_path: Path) -> tuple[dict[str, Any], Plan]:
     s = spec
     name, ns = s.name, s.kubernetes.namespace
     pattern, strategy = s.serving.pattern, s.rollout.strategy
-    gpu = s.serving.device in (Device.cuda, Device.tensorrt)
+    gpu = releases.gpu(s)
     warnings: list[str] = []
     grpc = s.serving.protocol.value == "grpc" and server_supports("grpc_port")
     if s.serving.protocol.value == "grpc" and not grpc:
         warnings.append("protocol grpc: the reference server has no gRPC option yet; the bundle serves REST (V2) only")
     model_file = f"{name}.onnx"
-    shadow_file = f"{name}-shadow.onnx" if shadow_path else None
-    if strategy == Rollout.shadow and shadow_path is None:
-        warnings.append("shadow rollout without shadow_model: no candidate is scored; answer shadow_model (a .onnx path) and re-plan")
     version = image_tag(s.model.version)
-    image_ref = f"{s.kubernetes.image}:{version}" + ("-gpu" if gpu else "")
+    image_ref = releases.candidate_image(s)
     kube = s.target in (Target.kubernetes, Target.serverless)
     shadow_mech = s.rollout.shadow.mechanism if s.rollout.shadow else None
     canary_mech = s.rollout.canary.mechanism if s.rollout.canary else None
-    in_process_shadow = shadow_file if shadow_mech == ShadowMechanism.in_process else None
-    base_env = server_env(s, model_file, in_process_shadow, grpc)
+    base_env = server_env(s, model_file, None, grpc)
     replicas = s.scaling.replicas
-    model_mib = s.model.bytes / (1 << 20)
-    startup = 600 if s.serving.device == Device.tensorrt else int(60 + model_mib / 10) + (60 if gpu else 0)
-    startup = int(math.ceil(startup / 5) * 5)
+    mode = releases.mode(s)
+    # The stable release: what the stable objects run. On a first release or after a promotion
+    # it is the candidate itself; otherwise the previous image, version and model size.
+    if mode == releases.CANDIDATE and s.stable is not None:
+        stable_image, stable_version = s.stable.image, s.stable.version
+        stable_bytes = s.stable.bytes or s.model.bytes
+    else:
+        stable_image, stable_version, stable_bytes = image_ref, version, s.model.bytes
+    stable_env = {**base_env, "ONNXSERVE_MODEL_VERSION": stable_version}
+    live, ctrack = releases.live_track(s), releases.candidate_track(s)
+    if mode == releases.FIRST and strategy != Rollout.direct and kube and pattern == ServingPattern.realtime:
+        warnings.append(f"first release (no previous version): the candidate {s.model.version} is deployed directly; the "
+                        f"{strategy.value} rollout starts with the next release (plan --previous {directory.name})")
 
-    def wl(suffix: str, track: str, count: int, env: dict[str, str] | None = None, comment: str = "") -> Workload:
-        return Workload(name=name + suffix, track=track, replicas=count, env=env or base_env, comment=comment)
+    def startup_for(nbytes: int) -> int:
+        mib = nbytes / (1 << 20)
+        seconds = 600 if s.serving.device == Device.tensorrt else int(60 + mib / 10) + (60 if gpu else 0)
+        return int(math.ceil(seconds / 5) * 5)
+
+    def stable_wl(track: str, count: int, comment: str = "") -> Workload:
+        return Workload(name=releases.workload_name(name, track), track=track, replicas=count, env=stable_env,
+                        image=stable_image, version=stable_version, startup=startup_for(stable_bytes), comment=comment)
+
+    def candidate_wl(track: str, count: int, env: dict[str, str] | None = None, comment: str = "") -> Workload:
+        return Workload(name=releases.workload_name(name, track), track=track, replicas=count, env=env or base_env,
+                        image=image_ref, version=version, startup=startup_for(s.model.bytes), comment=comment)
+
+    def share(percent: float) -> int:
+        """Replicas for a share of the traffic: the candidate is sized with its weight, at least one."""
+        return max(1, math.ceil(replicas * percent / 100))
 
     workloads: list[Workload] = []
     services: list[dict[str, Any]] = []
     autoscaled: list[dict[str, Any]] = []
     budgets: list[dict[str, Any]] = []
     files: list[tuple[str, str, dict[str, Any]]] = []
-    rollout_note = strategy.value
-    main = wl("", "stable", replicas)
-    extra: dict[str, Any] = {"route": {"kind": "plain"}, "mirror_percent": 0, "canary_steps": [], "analysis_metrics": []}
+    rollout_note = releases.effective_strategy(s)
+    main = stable_wl(live, replicas)
+    extra: dict[str, Any] = {"route": None, "mirror_percent": 0, "canary_steps": [], "analysis_metrics": [],
+                             "ingress_canary": False, "argo_router": None, "traffic": [], "stable_model_file": None}
 
+    def serve(w: Workload, selector: dict[str, str] | None = None, scaled: tuple[int, int] | None = None,
+              service: str | None = None) -> None:
+        """A workload with its Service, autoscaler and disruption budget, all on constant selectors."""
+        sel = selector or {"app": name, "track": w.track}
+        services.append({"name": service or w.name, "selector": sel, "workload": w})
+        low, high = scaled or (s.scaling.min_replicas, s.scaling.max_replicas)
+        autoscaled.append({"name": w.name, "kind": w.kind, "api_version": w.api_version, "min": max(1, low), "max": max(1, low, high)})
+        if w.replicas >= 2:
+            budgets.append({"name": w.name, "selector": sel})
+
+    def route(backends: list[tuple[str, int | None]], mirror: str | None = None, percent: float = 0,
+              header: str | None = None, kind: str = "plain") -> None:
+        extra["route"] = {"kind": kind, "backends": [{"name": b, "weight": wgt} for b, wgt in backends],
+                          "mirror": mirror, "percent": percent, "header": header}
+        files.append(("k8s/httproute.yaml.j2", "k8s/httproute.yaml", {}))
+        if grpc:
+            # gRPC callers split (or mirrored) with the same weights as REST.
+            files.append(("k8s/grpcroute.yaml.j2", "k8s/grpcroute.yaml", {}))
+
+    candidate = mode == releases.CANDIDATE
+    lay = releases.layout(s)
     if pattern == ServingPattern.realtime and s.target == Target.kubernetes:
-        workloads.append(main)
-        if strategy == Rollout.canary and canary_mech == CanaryMechanism.argo_rollouts:
-            rollout_note = "canary with Argo Rollouts"
-            services += [{"name": name, "selector": {"app": name}, "workload": main},
-                         {"name": f"{name}-canary", "selector": {"app": name}, "workload": wl("-canary", "canary", 1)}]
-            workloads = []
+        if lay == "argo-rollout":
+            # Argo Rollouts owns both versions: its template is the candidate, its stable ReplicaSet
+            # keeps serving until the analysis promotes; applying the template starts the canary.
+            main = candidate_wl("stable", replicas)
+            main.kind, main.api_version = "Rollout", "argoproj.io/v1alpha1"
+            router = s.rollout.canary.traffic_router if s.rollout.canary else None
             extra.update(workload=main, canary_steps=s.rollout.canary.steps if s.rollout.canary else [100],
-                         analysis_metrics=analysis_metrics(s))
+                         analysis_metrics=analysis_metrics(s), argo_router=(router.value if router else "gateway-api"))
+            rollout_note = f"canary with Argo Rollouts through {extra['argo_router']}"
             files += [("k8s/rollout.yaml.j2", "k8s/rollout.yaml", {}), ("k8s/analysistemplate.yaml.j2", "k8s/analysistemplate.yaml", {})]
-            autoscaled.append({"name": name, "kind": "Rollout", "api_version": "argoproj.io/v1alpha1",
-                               "min": s.scaling.min_replicas, "max": s.scaling.max_replicas})
-            if replicas >= 2:
-                budgets.append({"name": name, "selector": {"app": name}})
+            # Argo adds its pod-template hash to both selectors; each stays {app} in every release.
+            serve(main, {"app": name})
+            services.append({"name": f"{name}-canary", "selector": {"app": name}, "workload": main})
+            if extra["argo_router"] == "ingress-nginx":
+                files.append(("k8s/ingress.yaml.j2", "k8s/ingress.yaml", {}))  # Argo creates the canary Ingress
+            else:
+                route([(name, 100), (f"{name}-canary", 0)], kind="argo")
         else:
-            services.append({"name": name, "selector": {"app": name, "track": "stable"}, "workload": main})
-            autoscaled.append({"name": name, "kind": "Deployment", "api_version": "apps/v1",
-                               "min": s.scaling.min_replicas, "max": s.scaling.max_replicas})
-            if replicas >= 2:
-                budgets.append({"name": name, "selector": {"app": name, "track": "stable"}})
-            if strategy == Rollout.canary:
-                canary = wl("-canary", "canary", 1, comment="The canary track: the new version, receiving only the weight the route gives it.")
+            workloads.append(main)
+            serve(main, None, None, name)
+            if lay == "blue-green" and candidate:
+                rollout_note = f"blue-green: {live} serves, {ctrack} waits for the switch of the Service selector"
+                colour = candidate_wl(ctrack, replicas, comment=f"The {ctrack} track: the candidate, reachable through its "
+                                      f"own Service until the Service {name} switches to it.")
+                workloads.append(colour)
+                serve(colour)
+                route([(name, None)])
+            elif strategy == Rollout.canary and candidate:
+                first = s.rollout.canary.steps[0] if s.rollout.canary else 10
+                canary = candidate_wl("canary", share(first), comment="The canary track: the candidate, receiving only "
+                                      "the weight the route gives it; its own autoscaler sizes it with that weight.")
                 workloads.append(canary)
-                services.append({"name": f"{name}-canary", "selector": {"app": name, "track": "canary"}, "workload": canary})
+                serve(canary, scaled=(share(first), s.scaling.max_replicas))
+                header = s.rollout.canary.header if s.rollout.canary else "X-Canary"
                 if canary_mech == CanaryMechanism.ingress_nginx:
                     rollout_note = "canary with ingress-nginx (retired March 2026)"
-                    warnings.append("ingress-nginx was retired by the Kubernetes project in March 2026 (no more releases or "
-                                    "security fixes): prefer canary_mechanism gateway-api or argo-rollouts on new clusters")
+                    extra["ingress_canary"] = True
                     files.append(("k8s/ingress.yaml.j2", "k8s/ingress.yaml", {}))
                 else:
                     rollout_note = "canary with Gateway API weights"
-                    extra["route"] = {"kind": "canary"}
-                    files.append(("k8s/httproute.yaml.j2", "k8s/httproute.yaml", {}))
-            elif strategy == Rollout.shadow and shadow_mech in (ShadowMechanism.istio, ShadowMechanism.gateway_api):
-                shadow_env = dict(base_env)
-                if shadow_file:
-                    shadow_env["ONNXSERVE_MODEL"] = f"/models/{shadow_file}"
-                    shadow_env["ONNXSERVE_MODEL_VERSION"] = f"{s.model.version}-shadow"
-                shadow = wl("-shadow", "shadow", 1, shadow_env, comment="The shadow track: receives mirrored copies of requests; its answers are discarded.")
-                workloads.append(shadow)
-                services.append({"name": f"{name}-shadow", "selector": {"app": name, "track": "shadow"}, "workload": shadow})
-                percent = round((s.rollout.shadow.sample_rate if s.rollout.shadow else 0.1) * 100, 2)
-                extra["mirror_percent"] = int(percent) if float(percent).is_integer() else percent
-                if shadow_mech == ShadowMechanism.istio:
-                    rollout_note = "shadow by Istio mirroring"
-                    files.append(("k8s/virtualservice.yaml.j2", "k8s/virtualservice.yaml", {}))
+                    route([(name, 100), (f"{name}-canary", 0)], header=header, kind="split")
+            elif strategy == Rollout.shadow and candidate:
+                rate = s.rollout.shadow.sample_rate if s.rollout.shadow else 0.1
+                percent = round(rate * 100, 2)
+                percent = int(percent) if float(percent).is_integer() else percent
+                extra["mirror_percent"] = percent
+                if shadow_mech == ShadowMechanism.in_process:
+                    # The shadow pods answer with the stable model (callers see stable answers) and score
+                    # the candidate in-process on every request they get: the route's weight is the sample.
+                    extra["stable_model_file"] = f"{name}-stable.onnx"
+                    env = {**base_env, "ONNXSERVE_MODEL": f"/models/{name}-stable.onnx", "ONNXSERVE_MODEL_VERSION": stable_version,
+                           "ONNXSERVE_SHADOW_MODEL": f"/models/{model_file}", "ONNXSERVE_SHADOW_SAMPLE_RATE": "1"}
+                    shadow = candidate_wl("shadow", share(percent), env, comment="The shadow track: the candidate image; answers "
+                                          "come from the stable model it ships, the candidate is scored in-process.")
+                    rollout_note = "shadow scored in-process on a weighted share of traffic"
+                    route([(name, 100 - max(1, int(percent))), (f"{name}-shadow", max(1, int(percent)))], kind="split")
                 else:
-                    rollout_note = "shadow by Gateway API RequestMirror"
-                    extra["route"] = {"kind": "mirror", "percent": max(1, int(percent))}
-                    files.append(("k8s/httproute.yaml.j2", "k8s/httproute.yaml", {}))
-            elif strategy == Rollout.blue_green:
-                rollout_note = "blue-green: blue serves, green waits; the Service selector switches"
-                main.track = "blue"
-                services[0]["selector"] = {"app": name, "track": "blue"}
-                budgets[:] = [{"name": name, "selector": {"app": name, "track": "blue"}}] if replicas >= 2 else []
-                green = wl("-green", "green", replicas, comment="The green track: the new version, reachable through its own Service until the switch.")
-                workloads.append(green)
-                services.append({"name": f"{name}-green", "selector": {"app": name, "track": "green"}, "workload": green})
-                autoscaled.append({"name": f"{name}-green", "kind": "Deployment", "api_version": "apps/v1",
-                                   "min": s.scaling.min_replicas, "max": s.scaling.max_replicas})
-                if replicas >= 2:
-                    budgets.append({"name": f"{name}-green", "selector": {"app": name, "track": "green"}})
-                files.append(("k8s/httproute.yaml.j2", "k8s/httproute.yaml", {}))
+                    shadow = candidate_wl("shadow", share(percent), comment="The shadow track: the candidate, receiving "
+                                          "mirrored copies of requests; its answers are discarded.")
+                    if shadow_mech == ShadowMechanism.istio:
+                        rollout_note = "shadow by Istio mirroring"
+                        files.append(("k8s/virtualservice.yaml.j2", "k8s/virtualservice.yaml", {}))
+                    else:
+                        rollout_note = "shadow by Gateway API RequestMirror"
+                        route([(name, None)], mirror=f"{name}-shadow", percent=max(1, int(percent)), kind="mirror")
+                workloads.append(shadow)
+                serve(shadow, scaled=(share(percent), s.scaling.max_replicas))
+            elif strategy == Rollout.canary and canary_mech == CanaryMechanism.ingress_nginx:
+                files.append(("k8s/ingress.yaml.j2", "k8s/ingress.yaml", {}))
+            elif strategy == Rollout.shadow and shadow_mech == ShadowMechanism.istio:
+                files.append(("k8s/virtualservice.yaml.j2", "k8s/virtualservice.yaml", {}))
             else:
-                if strategy == Rollout.shadow:
-                    rollout_note = "shadow scored in-process by the reference server"
-                files.append(("k8s/httproute.yaml.j2", "k8s/httproute.yaml", {}))
-        if workloads:
+                route([(name, None)])
             files.append(("k8s/deployment.yaml.j2", "k8s/deployment.yaml", {}))
         files.append(("k8s/service.yaml.j2", "k8s/service.yaml", {}))
+        if canary_mech == CanaryMechanism.ingress_nginx or extra["argo_router"] == "ingress-nginx":
+            warnings.append("ingress-nginx was retired by the Kubernetes project in March 2026 (no more releases or "
+                            "security fixes): prefer the Gateway API on new clusters")
+            if grpc:
+                warnings.append("protocol grpc through ingress-nginx: the Ingress carries REST only; gRPC callers reach "
+                                f"the Service {name} directly and are not split (use canary_mechanism gateway-api)")
     elif pattern == ServingPattern.realtime and s.target == Target.serverless:
+        # Knative: one Service, one revision per model version, traffic split between named
+        # revisions. The template is the candidate revision; traffic keeps 100% on the stable one.
+        main = candidate_wl("stable", replicas)
         extra["workload"] = main
+        cand_rev = releases.revision_name(name, s.model.version)
+        if candidate and s.stable is not None:
+            extra["traffic"] = [{"revisionName": releases.revision_name(name, s.stable.version), "percent": 100, "tag": "stable"},
+                                {"revisionName": cand_rev, "percent": 0, "tag": "candidate"}]
+            if strategy in (Rollout.shadow, Rollout.blue_green):
+                warnings.append(f"serverless target: {strategy.value} runs as a Knative revision at 0% reachable on its "
+                                "`candidate` tag URL; the switch moves the traffic percent")
+        else:
+            extra["traffic"] = [{"revisionName": cand_rev, "percent": 100, "tag": "stable"}]
+        extra["revision"] = cand_rev
         files.append(("k8s/knative-service.yaml.j2", "k8s/knative-service.yaml", {}))
-        if strategy != Rollout.direct:
-            warnings.append(f"serverless target: Knative revisions roll out by traffic percent; the {strategy.value} "
-                            "plan of the report applies to revisions, no extra manifests were rendered")
     elif pattern == ServingPattern.event_driven and kube:
-        worker = Workload(name=f"{name}-worker", track="stable", replicas=replicas, env=base_env, component="worker")
+        worker = stable_wl("stable", replicas)
+        worker.name, worker.component = f"{name}-worker", "worker"
         extra["workload"] = worker
-        files.append(("k8s/worker.yaml.j2", "k8s/worker.yaml", {}))
+        files.append(("k8s/worker.yaml.j2", "k8s/worker.yaml", {"workload": worker}))
+        if candidate:
+            # A canary worker in the same consumer group takes its share of messages (one of N consumers).
+            canary = candidate_wl("canary", 1)
+            canary.name, canary.component = f"{name}-worker-canary", "worker"
+            files.append(("k8s/worker.yaml.j2", "k8s/worker-canary.yaml", {"workload": canary}))
         # KEDA, not an HPA: queue lag, not CPU, says when workers are short.
-        extra["keda"] = {"min": max(1, s.scaling.min_replicas), "max": max(1, s.scaling.max_replicas),
+        extra["keda"] = {"min": max(0, s.scaling.min_replicas), "max": max(1, s.scaling.max_replicas),
                          "stream": WORKER_STREAM, "group": WORKER_GROUP, "lag": 4 * s.batching.max_batch_size}
         files.append(("k8s/scaledobject.yaml.j2", "k8s/scaledobject.yaml", {}))
         # Workers have no Service for a ServiceMonitor: their pods are scraped directly.
@@ -388,10 +470,21 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path, shado
                      "--input", s.batch.input_uri if s.batch else "/data/input",
                      "--output", s.batch.output_uri if s.batch else "/data/output", *batch_args]
     if pattern == ServingPattern.batch:
-        job_wl = Workload(name=f"{name}-batch", track="stable", replicas=1, env={}, component="batch")
+        # The schedule keeps running the stable version; the manual Job runs the candidate, once,
+        # writing beside the stable output so the two can be compared before promotion.
+        job_wl = stable_wl("stable", 1)
+        job_wl.name, job_wl.component, job_wl.env = f"{name}-batch", "batch", {}
+        manual = candidate_wl("canary" if candidate else "stable", 1)
+        manual.name, manual.component, manual.env = f"{name}-batch-manual", "batch", {}
+        manual_command = list(batch_command)
+        if candidate:
+            out_at = manual_command.index("--output") + 1
+            manual_command[out_at] = manual_command[out_at].rstrip("/") + f"/candidate-{version}"
         if kube:
-            files.append(("k8s/cronjob.yaml.j2", "k8s/cronjob.yaml", {"job": {"kind": "CronJob", "name": f"{name}-batch", "workload": job_wl}}))
-        files.append(("k8s/cronjob.yaml.j2", "batch/job.yaml", {"job": {"kind": "Job", "name": f"{name}-batch-manual", "workload": job_wl}}))
+            files.append(("k8s/cronjob.yaml.j2", "k8s/cronjob.yaml", {"job": {"kind": "CronJob", "name": f"{name}-batch", "workload": job_wl,
+                                                                               "command": batch_command}}))
+        files.append(("k8s/cronjob.yaml.j2", "batch/job.yaml", {"job": {"kind": "Job", "name": f"{name}-batch-manual", "workload": manual,
+                                                                         "command": manual_command}}))
         files.append(("batch/prefect_flow.py.j2", "batch/prefect_flow.py", {}))
     if kube:
         files.append(("k8s/serviceaccount.yaml.j2", "k8s/serviceaccount.yaml", {}))
@@ -403,8 +496,9 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path, shado
             files.append(("k8s/networkpolicy.yaml.j2", "k8s/networkpolicy.yaml", {}))
         files.append(("monitoring/prometheus.yml.j2", "monitoring/prometheus.yml", {"compose": False}))
         files.append(("monitoring/prometheusrule.yaml.j2", "monitoring/prometheusrule.yaml", {}))
-        if services:
-            files.append(("monitoring/servicemonitor.yaml.j2", "monitoring/servicemonitor.yaml", {}))
+        if pattern in (ServingPattern.realtime, ServingPattern.event_driven):
+            # A PodMonitor scrapes each pod once, whatever number of Services select it.
+            files.append(("monitoring/podmonitor.yaml.j2", "monitoring/podmonitor.yaml", {}))
 
     files += [
         ("monitoring/prometheus.yml.j2", "monitoring/prometheus-compose.yml", {"compose": True}),
@@ -441,15 +535,16 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path, shado
         "python_image": PYTHON_IMAGE, "prometheus_image": PROMETHEUS_IMAGE, "redis_image": REDIS_IMAGE,
         "cuda": CUDA_FOR_ORT, "ort_version": "",
         "workloads": workloads, "services": services, "autoscaled": autoscaled, "disruption_budgets": budgets,
-        "rollout_note": rollout_note, "startup_seconds": startup, "prestop_seconds": PRESTOP_SECONDS,
+        "rollout_note": rollout_note, "startup_seconds": startup_for(s.model.bytes), "prestop_seconds": PRESTOP_SECONDS,
         "grace_seconds": PRESTOP_SECONDS + s.serving.drain_seconds + 10,
         "open_port": pattern == ServingPattern.realtime, "gates": s.rollout.gates,
         "rules": alerting.rules(s), "rule_tests": alerting.tests(s), "compose": False,
         "batch_command": batch_command, "batch_args": batch_args,
         "worker_command": ["python", "-m", "onnxserve.worker", "--model", f"/models/{model_file}"],
         "main_service": main_service, "compose_command": compose_command, "compose_env": compose_env,
-        "dockerfile": "Dockerfile.gpu" if gpu else "Dockerfile", "bundle_dir": bundle_dir,
-        "pack_requirement": f"deploy-model=={__version__}", "job": None,
+        "dockerfile": releases.dockerfile(s), "bundle_dir": bundle_dir, "job": None,
+        "release_mode": mode, "stable_image": stable_image, "stable_version": stable_version,
+        "scrape_ports": ["http1", "user-port"] if lay == "knative" else ["http"], "revision": None,
         **extra,
     }
     return context, Plan(files=files, warnings=warnings)
@@ -475,8 +570,7 @@ def describe(path: str) -> str:
 def render_into(spec: DeploymentSpec, directory: Path, target: Path) -> tuple[list[str], list[str]]:
     """Render the whole bundle into `target` (an empty folder); returns (files, warnings)."""
     model_path = resolve_model(spec, directory)
-    shadow_path = resolve_shadow(spec, directory)
-    context, plan = build_context(spec, directory, model_path, shadow_path)
+    context, plan = build_context(spec, directory, model_path)
     gpu = context["gpu"]
     # The image carries what its entry point needs: Redis for workers, pyarrow for parquet batches.
     extras = {ServingPattern.event_driven: ("worker",), ServingPattern.batch: ("batch",)}.get(
@@ -501,8 +595,8 @@ def render_into(spec: DeploymentSpec, directory: Path, target: Path) -> tuple[li
     shutil.copytree(SERVER_SOURCE, target / "server", ignore=SERVER_IGNORE)
     (target / "model").mkdir()
     shutil.copyfile(model_path, target / "model" / context["model_file"])
-    if shadow_path is not None:
-        shutil.copyfile(shadow_path, target / "model" / f"{spec.name}-shadow.onnx")
+    if context["stable_model_file"]:
+        shutil.copyfile(resolve_stable_model(spec, directory), target / "model" / context["stable_model_file"])
     int8 = edge_model(spec, directory, plan.warnings)
     if int8 is not None:
         # Edge quantizes first: the device gets the INT8 model that passed the agreement check.

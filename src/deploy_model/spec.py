@@ -77,6 +77,11 @@ class ShadowMechanism(str, Enum):
     gateway_api = "gateway-api"
 
 
+class ArgoTrafficRouter(str, Enum):
+    gateway_api = "gateway-api"
+    ingress_nginx = "ingress-nginx"
+
+
 class ServingPattern(str, Enum):
     realtime = "realtime"  # REST/gRPC server, the request waits for the answer
     batch = "batch"  # scheduled Job/CronJob over files
@@ -112,6 +117,8 @@ class Answers(BaseModel):
     # Details of the chosen answers.
     canary_weight: int = Field(10, ge=1, le=100, description="first canary step, percent of traffic")
     canary_mechanism: CanaryMechanism = Field(CanaryMechanism.gateway_api, description="how canary traffic is split")
+    argo_traffic_router: ArgoTrafficRouter = Field(
+        ArgoTrafficRouter.gateway_api, description="argo-rollouts only: the router whose weights Argo sets (gateway-api, ingress-nginx)")
     shadow_mechanism: ShadowMechanism = Field(ShadowMechanism.in_process, description="how shadow traffic is mirrored")
     shadow_model: str | None = Field(None, description="path of the candidate model scored in shadow")
     shadow_sample_rate: float = Field(0.1, gt=0, le=1, description="fraction of requests scored by the shadow")
@@ -128,6 +135,13 @@ class Answers(BaseModel):
     batch_schedule: str = Field("0 2 * * *", description="cron schedule for batch jobs")
     network_policy: bool = Field(True, description="render a NetworkPolicy")
     quantize: bool | None = Field(None, description="quantize to INT8 first; default: yes for edge")
+    # The version serving now (what the candidate replaces); `plan --previous DIR` fills these
+    # from the previous deployment directory. None of them: a first release.
+    stable_version: str | None = Field(None, description="model version serving now; absent: first release")
+    stable_image: str | None = Field(None, description="image reference serving now, with its tag; default: image:stable_version")
+    stable_sha256: str | None = Field(None, description="sha256 of the model serving now")
+    stable_model: str | None = Field(None, description="path of the model serving now (in-process shadow ships it beside the candidate)")
+    stable_track: str | None = Field(None, description="track the Service selects now: stable, blue or green (blue-green alternates)")
 
     @field_validator("name")
     @classmethod
@@ -246,6 +260,7 @@ class Scaling(Strict):
 
 class CanarySpec(Strict):
     mechanism: CanaryMechanism
+    traffic_router: ArgoTrafficRouter | None = None  # argo-rollouts: the router Argo sets weights on
     steps: list[int]
     pause_minutes: int
     header: str = "X-Canary"
@@ -307,6 +322,18 @@ class BatchJob(Strict):
     output_uri: str = "/data/output"
 
 
+class StableRelease(Strict):
+    """The version serving now, which the candidate (`model`) replaces; absent on a first release."""
+
+    version: str
+    image: str  # full image reference with its tag, as the stable objects pull it
+    sha256: str
+    model_path: str | None = None
+    bytes: int | None = None
+    track: str = "stable"  # the track its pods carry and the main Service selects
+    layout: str | None = None  # how the previous bundle ran it (deployment, rollout, blue-green, knative...)
+
+
 class EdgeSpec(Strict):
     quantize: bool
 
@@ -333,6 +360,7 @@ class DeploymentSpec(Strict):
     kubernetes: KubernetesSpec
     batch: BatchJob | None = None
     edge: EdgeSpec | None = None
+    stable: StableRelease | None = None
     decisions: list[Decision]
 
     @field_validator("name")

@@ -43,3 +43,26 @@ def bundle(planned_dir: Callable[..., Path]) -> Callable[..., Path]:
         return out
 
     return make
+
+
+def versioned_copy(model: Path, version: str, out: Path) -> Path:
+    """The same network under another model version: a distinct file (sha256) as a real release is."""
+    import onnx
+
+    proto = onnx.load(str(model))
+    props = {p.key: p for p in proto.metadata_props}
+    if "model_version" in props:
+        props["model_version"].value = version
+    else:
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = "model_version", version
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def stable_answers(tmp_path_factory: pytest.TempPathFactory, tabular_model: Path) -> dict[str, Any]:
+    """Answers naming a stable release 0.9.0 (its own model file) that the profiled model replaces."""
+    stable = versioned_copy(tabular_model, "0.9.0", tmp_path_factory.mktemp("stable") / "tabular_classifier.onnx")
+    return {"stable_version": "0.9.0", "stable_model": str(stable)}

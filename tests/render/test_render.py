@@ -42,19 +42,19 @@ def test_container_is_slim_pinned_non_root_with_stdlib_healthcheck(bundle: Calla
     assert not any("__pycache__" in p or "egg-info" in p for p in paths)
 
 
-def test_server_settings_named_in_the_bundle_exist(bundle: Callable[..., Path], tabular_model: Path, tmp_path: Path) -> None:
+def test_server_settings_named_in_the_bundle_exist(bundle: Callable[..., Path], stable_answers: dict) -> None:
     """Every ONNXSERVE_* the bundle sets is an option of the reference server (no silently ignored env)."""
     from onnxserve.settings import Settings
 
-    shadow = tmp_path / "cand.onnx"
-    shadow.write_bytes(tabular_model.read_bytes())
-    out = bundle(rollout="shadow", shadow_mechanism="in-process", shadow_model=str(shadow), protocol="grpc")
+    out = bundle(rollout="shadow", shadow_mechanism="in-process", protocol="grpc", **stable_answers)
     known = {"ONNXSERVE_" + f.name.upper() for f in dataclasses.fields(Settings)}
-    (deployment,) = docs(out / "k8s" / "deployment.yaml")
-    env = {e["name"] for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+    stable, shadow = docs(out / "k8s" / "deployment.yaml")
+    env = {e["name"] for e in shadow["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert {"ONNXSERVE_SHADOW_MODEL", "ONNXSERVE_GRPC_PORT", "ONNXSERVE_DRAIN_TIMEOUT_S"} <= env
     assert env <= known, f"unknown to the server: {env - known}"
-    assert (out / "model" / "tabular-classifier-shadow.onnx").is_file()
+    # The shadow pods answer with the stable model they ship and score the candidate in-process.
+    assert (out / "model" / "tabular-classifier-stable.onnx").is_file()
+    assert "ONNXSERVE_SHADOW_MODEL" not in {e["name"] for e in stable["spec"]["template"]["spec"]["containers"][0]["env"]}
 
 
 def test_gpu_variant(bundle: Callable[..., Path]) -> None:
@@ -71,7 +71,7 @@ def test_gpu_variant(bundle: Callable[..., Path]) -> None:
 
 
 def test_ingress_nginx_canary_is_complete_and_warns(bundle: Callable[..., Path]) -> None:
-    out = bundle(rollout="canary", canary_mechanism="ingress-nginx")
+    out = bundle(rollout="canary", canary_mechanism="ingress-nginx", stable_version="0.9.0")
     primary, canary = docs(out / "k8s" / "ingress.yaml")
     assert primary["spec"]["rules"] == [{**canary["spec"]["rules"][0], "http": primary["spec"]["rules"][0]["http"]}]
     assert primary["spec"]["rules"][0]["host"] == canary["spec"]["rules"][0]["host"]
@@ -100,18 +100,20 @@ def test_argo_gates_never_pass_on_no_traffic(bundle: Callable[..., Path]) -> Non
 
 
 def test_mesh_shadow_mirrors_a_percentage(bundle: Callable[..., Path]) -> None:
-    out = bundle(rollout="shadow", shadow_mechanism="istio", shadow_sample_rate=0.25)
+    out = bundle(rollout="shadow", shadow_mechanism="istio", shadow_sample_rate=0.25, stable_version="0.9.0")
     (vs,) = docs(out / "k8s" / "virtualservice.yaml")
     route = vs["spec"]["http"][0]
     assert route["mirror"]["host"].startswith("tabular-classifier-shadow.") and route["mirrorPercentage"] == {"value": 25}
 
 
 def test_answers_cannot_change_yaml_structure(bundle: Callable[..., Path]) -> None:
-    """A cron answer holding ': ' and '{{' reaches YAML as one string, unchanged."""
-    nasty = "0: 2 {{ x }}"
-    out = bundle(traffic="batch", latency_sla_ms=500, batch_schedule=nasty)
+    """A cron answer holding ': ' and '{{' is refused by plan; an odd valid one reaches YAML as one string."""
+    with pytest.raises(StageError, match="batch_schedule"):
+        bundle(traffic="batch", latency_sla_ms=500, batch_schedule="0: 2 {{ x }}")
+    odd = "*/5 1-3 ? * MON,FRI"
+    out = bundle(traffic="batch", latency_sla_ms=500, batch_schedule=odd)
     (cron,) = docs(out / "k8s" / "cronjob.yaml")
-    assert cron["spec"]["schedule"] == nasty
+    assert cron["spec"]["schedule"] == odd
     assert set(cron["spec"]) == {"schedule", "concurrencyPolicy", "startingDeadlineSeconds", "successfulJobsHistoryLimit",
                                  "failedJobsHistoryLimit", "jobTemplate"}
     flow = (out / "batch" / "prefect_flow.py").read_text()

@@ -52,6 +52,13 @@ HTTPROUTE = obj({"parentRefs": arr(obj({"name": STR}, {"namespace": STR, "sectio
                                                                "fraction": obj({"numerator": INT}, {"denominator": INT})})})),
                  }))},
                 {"hostnames": arr(STR)})
+MIRROR = obj({"type": {"const": "RequestMirror"}}, {"requestMirror": obj({"backendRef": BACKEND}, {
+    "percent": {"type": "integer", "minimum": 0, "maximum": 100}, "fraction": obj({"numerator": INT}, {"denominator": INT})})})
+GRPC_MATCH = obj({}, {"method": obj({}, {"service": STR, "method": STR, "type": {"enum": ["Exact", "RegularExpression"]}}),
+                      "headers": arr(obj({"name": STR, "value": STR}, {"type": {"enum": ["Exact", "RegularExpression"]}}))})
+GRPCROUTE = obj({"parentRefs": arr(obj({"name": STR}, {"namespace": STR, "sectionName": STR, "kind": STR, "group": STR})),
+                 "rules": arr(obj({}, {"matches": arr(GRPC_MATCH), "backendRefs": arr(BACKEND), "filters": arr(MIRROR)}))},
+                {"hostnames": arr(STR)})
 DESTINATION = obj({"host": STR}, {"subset": STR, "port": obj({"number": INT})})
 VIRTUALSERVICE = obj({"hosts": arr(STR), "http": arr(obj({"route": arr(obj({"destination": DESTINATION}, {"weight": INT}))}, {
     "mirror": DESTINATION,
@@ -82,7 +89,8 @@ SERVICEMONITOR = obj({"selector": obj({"matchLabels": STRMAP}), "endpoints": arr
      "targetLabels": arr(STR), "jobLabel": STR})
 PODMONITOR = obj({"selector": obj({"matchLabels": STRMAP}), "podMetricsEndpoints": arr(obj({}, {
     "port": STR, "targetPort": {"type": ["integer", "string"]}, "path": STR, "interval": STR, "scrapeTimeout": STR,
-    "scheme": STR, "relabelings": ANY, "metricRelabelings": ANY}))},
+    "scheme": STR, "relabelings": arr(obj({}, {"sourceLabels": arr(STR), "targetLabel": STR, "regex": STR, "action": STR,
+                                                "replacement": STR, "separator": STR})), "metricRelabelings": ANY}))},
     {"namespaceSelector": obj({}, {"matchNames": arr(STR), "any": {"type": "boolean"}}), "podTargetLabels": arr(STR),
      "jobLabel": STR})
 PROMRULE = obj({"groups": arr(obj({"name": STR, "rules": arr(obj({"expr": STR}, {
@@ -101,11 +109,12 @@ CUSTOM: dict[tuple[str, str], dict[str, Any]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): SCALEDOBJECT,
     ("keda.sh/v1alpha1", "TriggerAuthentication"): TRIGGERAUTH,
     ("gateway.networking.k8s.io/v1", "HTTPRoute"): HTTPROUTE,
+    ("gateway.networking.k8s.io/v1", "GRPCRoute"): GRPCROUTE,
+    ("monitoring.coreos.com/v1", "PodMonitor"): PODMONITOR,
     ("networking.istio.io/v1", "VirtualService"): VIRTUALSERVICE,
     ("argoproj.io/v1alpha1", "Rollout"): ROLLOUT,
     ("argoproj.io/v1alpha1", "AnalysisTemplate"): ANALYSIS,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICEMONITOR,
-    ("monitoring.coreos.com/v1", "PodMonitor"): PODMONITOR,
     ("monitoring.coreos.com/v1", "PrometheusRule"): PROMRULE,
     ("serving.knative.dev/v1", "Service"): KNATIVE,
 }
