@@ -19,6 +19,7 @@ import yaml
 
 from deploy_model import __version__
 from deploy_model.errors import EXIT_REFUSED, EXIT_USAGE, NotAvailableYet, StageError
+from deploy_model.guards import hold, io_refusal, locked
 
 PLUGIN_ROOT = Path(__file__).resolve().parents[2]
 EXIT_CODES = (
@@ -38,6 +39,7 @@ app = typer.Typer(
 
 JsonOpt = typer.Option(False, "--json", help="Print the result as one JSON document on stdout.")
 DryRunOpt = typer.Option(False, "--dry-run", help="Do the work but write no file.")
+ForceOpt = typer.Option(False, "--force", help="Replace files in --out that deploy-model did not write (not in its manifest.json).")
 SampleOpt = typer.Option(
     None, "--sample",
     help="Real input values: .npz keyed by input name, .npy for a single-input model, or a V2 request "
@@ -76,7 +78,8 @@ def run_stage(stage: str, as_json: bool, work: Callable[[], dict[str, Any]]) -> 
     """Run one stage: turn refusals into exit codes and one-line messages, never a traceback."""
     try:
         result = work()
-    except StageError as exc:
+    except (StageError, OSError) as caught:  # an unwritable --out is a refusal, not an internal error
+        exc = caught if isinstance(caught, StageError) else io_refusal(stage, caught)
         _say(f"{stage}: error: {exc}")
         if as_json:
             print(json.dumps({"stage": stage, "ok": False, "error": exc.message, "problems": exc.problems}, indent=2))
@@ -313,6 +316,7 @@ def report_cmd(
 @app.command("render", epilog=EXIT_CODES)
 def render_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Deployment directory holding deployment.yaml; the bundle is written there."),
+    force: bool = ForceOpt,
     as_json: bool = JsonOpt,
     dry_run: bool = DryRunOpt,
 ) -> None:
@@ -436,6 +440,7 @@ def deploy_cmd(
     sample: Path | None = SampleOpt,
     dim: list[str] = DimOpt,
     time_budget_s: float = TimeBudgetOpt,
+    force: bool = ForceOpt,
     as_json: bool = JsonOpt,
 ) -> None:
     """Run every stage in order: plugins -> inspect -> plan -> quantize -> render -> validate -> serve
@@ -458,8 +463,19 @@ def deploy_cmd(
     except StageError as exc:
         raise typer.BadParameter(exc.message, param_hint="--concurrency") from None
     directory = out or Path("deploy") / deployment_name(model)
-    code = run_deploy(model, directory, answers, levels, seconds, plugin_root=PLUGIN_ROOT, as_json=as_json,
-                      sample=sample, dims=dim, time_budget_s=time_budget_s)
+    try:
+        lock = hold(directory, "deploy", force)  # one writer per --out; the user's files kept unless --force
+    except (StageError, OSError) as caught:  # an unwritable --out is a refusal, not an internal error
+        exc = caught if isinstance(caught, StageError) else io_refusal("deploy", caught)
+        _say(f"deploy: error: {exc}")
+        if as_json:
+            print(json.dumps({"stage": "deploy", "ok": False, "error": exc.message, "problems": exc.problems}, indent=2))
+        raise typer.Exit(exc.exit_code) from None
+    try:
+        code = run_deploy(model, directory, answers, levels, seconds, plugin_root=PLUGIN_ROOT, as_json=as_json,
+                          sample=sample, dims=dim, time_budget_s=time_budget_s, force=force)
+    finally:
+        lock.release()
     if code:
         raise typer.Exit(code)
 

@@ -460,8 +460,6 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path) -> tu
         extra["keda"] = {"min": max(0, s.scaling.min_replicas), "max": max(1, s.scaling.max_replicas),
                          "stream": WORKER_STREAM, "group": WORKER_GROUP, "lag": 4 * s.batching.max_batch_size}
         files.append(("k8s/scaledobject.yaml.j2", "k8s/scaledobject.yaml", {}))
-        # Workers have no Service for a ServiceMonitor: their pods are scraped directly.
-        files.append(("monitoring/podmonitor.yaml.j2", "monitoring/podmonitor.yaml", {}))
         if replicas >= 2:
             budgets.append({"name": worker.name, "selector": {"app": name, "track": "stable"}})
 

@@ -389,14 +389,15 @@ class DeploymentSpec(Strict):
         return self.model_dump(mode="json")
 
 
-def describe_errors(exc: ValidationError, source: str) -> list[str]:
+def describe_errors(exc: ValidationError, source: str, answers: bool | None = None) -> list[str]:
     """Turn pydantic's errors into one line each: where, what was received, what was expected."""
     problems = []
     for err in exc.errors():
         loc = ".".join(str(part) for part in err["loc"]) or "(top level)"
         received = err.get("input")
         if err["type"] == "extra_forbidden":
-            fields = ", ".join(Answers.model_fields) if source.startswith("answers") else "see the spec"
+            is_answers = source.startswith("answers") if answers is None else answers
+            fields = ", ".join(Answers.model_fields) if is_answers else "see the spec"
             problems.append(f"{source}: unknown key {bounds.short(loc)}; expected one of: {fields}")
             continue
         msg = err["msg"].removeprefix("Value error, ")
@@ -416,7 +417,7 @@ def parse_answers(data: Any, source: str = "answers") -> Answers:
     try:
         return Answers.model_validate(data)
     except ValidationError as exc:
-        problems = describe_errors(exc, source)
+        problems = describe_errors(exc, source, answers=True)  # whatever the file is called
         raise StageError(f"{len(problems)} problem(s) in the answers", problems) from None
 
 
