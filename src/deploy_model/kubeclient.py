@@ -111,7 +111,7 @@ class Kube:
             headers["Content-Type"] = content_type
         _, url, headers, _, _ = self.api.param_serialize(method, path, header_params=headers,
                                                          auth_settings=["BearerToken"])
-        data = None if body is None else json.dumps(body)
+        data = body  # the client serialises JSON and structured-YAML bodies itself
         try:
             resp = self.api.call_api(method, url, header_params=headers, body=data,
                                      _request_timeout=(min(5.0, self.timeout_s), self.timeout_s))

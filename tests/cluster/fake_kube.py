@@ -280,7 +280,7 @@ class FakeKube:
             return 422, _status(422, "Invalid", self.rejections[(kind, key[3])])
         applied = {k: v for k, v in applied.items() if k != "status" or kind not in STATUS_KINDS}
         stored = self.objects.get(key)
-        live = copy.deepcopy(stored.obj) if stored else {"metadata": {}}
+        live = copy.deepcopy(stored.obj) if stored else {"apiVersion": key[0], "kind": kind, "metadata": {}}
         owners = copy.deepcopy(stored.owners) if stored else {}
         leaves = dict(_leaves(applied))
         conflicts = []
