@@ -79,7 +79,8 @@ def trial_cmd(
 @app.command("summary", epilog=EXIT_CODES)
 def summary_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Deployment directory."),
-    as_json: bool = typer.Option(True, "--json", help="One JSON document on stdout (always; accepted for symmetry)."),
+    as_json: bool = typer.Option(True, "--json", help="One JSON document on stdout (the default)."),
+    as_text: bool = typer.Option(False, "--text", help="A few lines for a person instead: outcome, counts, every skipped check."),
 ) -> None:
     """The deployment in one short JSON document: outcome, verdict figures, what was skipped, paths.
 
@@ -88,15 +89,15 @@ def summary_cmd(
     (problems lists why) or incomplete (not_run lists the local checks the pattern expects).
     Exit 0 whatever the outcome; 1 when there is no deployment.yaml.
     """
-    print_summary(out)
+    print_summary(out, as_text)
 
 
-def print_summary(out: Path) -> None:
-    from deploy_model.summary import build_summary
+def print_summary(out: Path, as_text: bool = False) -> None:
+    from deploy_model.summary import build_summary, summary_lines
 
     try:
         summary: dict[str, Any] = build_summary(out)
     except StageError as exc:
         _say(f"summary: error: {exc}")
         raise typer.Exit(exc.exit_code) from None
-    print(json.dumps(summary, default=str))
+    print("\n".join(summary_lines(summary)) if as_text else json.dumps(summary, default=str))

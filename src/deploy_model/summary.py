@@ -169,3 +169,37 @@ def build_summary(directory: Path) -> dict[str, Any]:
     }
     summary["paths"] = {k: v for k, v in summary["paths"].items() if v}
     return {k: v for k, v in summary.items() if v is not None}
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The summary for a person: outcome, each check's count, and every skipped check by name."""
+    lines = [f"outcome: {summary['outcome'].upper()} ({summary.get('pattern')}, {summary.get('protocol')}, "
+             f"rollout {summary.get('rollout')})"]
+    for problem in summary.get("problems") or []:
+        lines.append(f"  problem: {problem}")
+    validation = summary.get("validation")
+    if validation:
+        lines.append(f"validation: {validation['passed']} passed, {validation['failed']} failed, "
+                     f"{validation['skipped']} skipped")
+        for skipped in validation.get("skipped_checks", []):
+            lines.append(f"  skipped: {skipped}")
+        for failure in validation.get("failures", []):
+            lines.append(f"  failed: {failure}")
+    if "smoke" in summary:
+        smoke = summary["smoke"]
+        lines.append(f"smoke: {'passed' if smoke.get('ok') else 'FAILED'} ({smoke.get('passed')} checks passed"
+                     + (f"; failed: {', '.join(map(str, smoke['failed']))}" if smoke.get("failed") else "") + ")")
+    if "loadtest" in summary:
+        load = summary["loadtest"]
+        lines.append(f"load test: {'go' if load.get('go') else 'NO-GO'}: {load.get('reason')}")
+    if "quantization" in summary:
+        lines.append(f"quantize: {summary['quantization'].get('verdict')}: {summary['quantization'].get('reason', '')}".rstrip(": "))
+    if "trial" in summary:
+        trial = summary["trial"]
+        state = "skipped: " + trial["skipped"] if trial.get("skipped") else ("passed" if trial.get("ok") else "FAILED")
+        lines.append(f"local trial: {state}")
+    for missing in summary.get("not_run") or []:
+        lines.append(f"not run: {missing}")
+    if summary["paths"].get("report"):
+        lines.append(f"report: {summary['paths']['report']}")
+    return lines

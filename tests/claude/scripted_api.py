@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -40,6 +41,7 @@ class ScriptedAPI:
         self.turns = list(turns)
         self.final_text = final_text
         self.requests: list[dict[str, Any]] = []  # main-conversation requests, in order
+        self.times: list[float] = []  # time.monotonic() at which each main request arrived
         self.side_requests: list[dict[str, Any]] = []
         self.other: list[tuple[str, str]] = []  # (method, path) of anything else asked
         self._ids = itertools.count(1)
@@ -75,6 +77,7 @@ class ScriptedAPI:
                 self.side_requests.append(body)
                 return [text("OK")], "end_turn"
             self.requests.append(body)
+            self.times.append(time.monotonic())
             if self.turns:
                 turn = self.turns.pop(0)
                 blocks = list(turn(list(self.requests)) if callable(turn) else turn)

@@ -1,31 +1,39 @@
 """/deploy-model end to end inside the real Claude Code CLI, against a scripted model on loopback.
 
-The scripted model does what the command body tells an agent to do: it loads the skill, runs exactly
-the command lines the body documents (parsed from the file), writes answers.yaml in between, and
-reads the report. The CLI runs headless in the default permission mode, so every call that the
-command's allowed-tools does not pre-approve would show up as a permission denial.
+One headless session per serving pattern (realtime canary over REST, gRPC, shadow, edge, batch,
+streaming). The scripted model does what the command body tells an agent to do: it loads the
+skill, writes what the user typed into the request file, runs the body's command lines for that
+pattern (parsed from the file; a few speed flags added, which the same rules approve), writes
+answers.yaml before `plan`, and ends with `report --summary`. The CLI runs in the default
+permission mode, so every call that allowed-tools does not pre-approve is a permission denial.
+
+The realtime canary session is also a user's first run: no interpreter override, an empty plugin
+data directory, so the launcher installs its environment inside the session's Bash calls, each
+of which must finish within the Bash tool's default 2-minute timeout.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from scripted_api import ScriptedAPI, text, tool
 from surface import (
     COMMAND_FILE,
     DEPLOY_DIR,
-    NOT_AVAILABLE,
     REPO,
-    SERVER_VERBS,
+    REQUEST,
     claude_env,
-    command_lines,
+    flow,
     split_frontmatter,
     stop_left_running_server,
     substitute,
@@ -34,62 +42,114 @@ from surface import (
 pytestmark = pytest.mark.slow
 PLUGIN = "yzmir-ml-production"
 SKILL = "using-ml-production"
-MODEL_ARG = "models/tabular_classifier.onnx"
-# Every command line of the body, in order, the optional local trial (serve/smoke/loadtest) included.
-FLOW = command_lines(COMMAND_FILE)
-# What each stage leaves in the deployment directory.
+BASH_TOOL_TIMEOUT_S = 120
+# Speed flags the scripted agent adds to the documented lines (the same allowed-tools rules approve them).
+FAST = {"inspect": "--runs 5", "loadtest": "--seconds 0.5 --concurrency 1,4"}
 PRODUCES = {
-    "plugins": "siblings.json",
-    "inspect": "model-profile.json",
-    "plan": "deployment.yaml",
-    "render": "manifest.json",
-    "validate": "validation.json",
-    "serve": "server.json",
-    "smoke": "smoke.json",
-    "loadtest": "loadtest.json",
-    "report": "DEPLOYMENT.md",
+    "plugins": "siblings.json", "inspect": "model-profile.json", "plan": "deployment.yaml", "render": "manifest.json",
+    "validate": "validation.json", "serve": "server.json", "smoke": "smoke.json", "loadtest": "loadtest.json",
+    "quantize": "quantization.json", "trial": "trial.json", "report": "DEPLOYMENT.md",
+}
+BASE_ANSWERS = {"target": "kubernetes", "traffic": "realtime", "requests_per_second": 200, "latency_sla_ms": 50,
+                "namespace": "ml-serving", "host": "tabular.example.com"}
+
+
+@dataclass
+class Scenario:
+    pattern: str  # serving pattern the plan must choose
+    answers: dict[str, Any]
+    model: str = "models/tabular_classifier.onnx"
+    typed_after: str = ""  # what the user typed after the path
+    trial_args: str = ""
+    first_run: bool = False  # no DEPLOY_MODEL_PYTHON, empty plugin data directory
+    expect: dict[str, Any] = field(default_factory=dict)  # deployment.yaml fields (dotted) -> value
+
+
+SCENARIOS = {
+    "realtime-canary-first-run": Scenario(
+        "realtime", {**BASE_ANSWERS, "rollout": "canary", "canary_weight": 10},
+        model="models/my models/clf$v2.onnx", typed_after="peak 200 req/s, p95 50 ms", first_run=True,
+        expect={"serving.protocol": "rest", "rollout.strategy": "canary"}),
+    "grpc": Scenario("realtime", {**BASE_ANSWERS, "protocol": "grpc", "rollout": "canary"},
+                     expect={"serving.protocol": "grpc", "rollout.strategy": "canary"}),
+    "shadow": Scenario("realtime", {**BASE_ANSWERS, "rollout": "shadow", "shadow_model": "models/candidate.onnx"},
+                       expect={"rollout.strategy": "shadow", "rollout.shadow.model_path": "models/candidate.onnx"}),
+    "edge": Scenario("edge", {"target": "edge"}, expect={"serving.pattern": "edge", "rollout.strategy": "direct"}),
+    "batch": Scenario("batch", {"traffic": "batch", "latency_sla_ms": 60000}, trial_args="--input data/sample.npz",
+                      expect={"serving.pattern": "batch", "rollout.strategy": "direct"}),
+    "streaming": Scenario("event-driven", {"traffic": "streaming", "latency_sla_ms": 2000},
+                          expect={"serving.pattern": "event-driven"}),
 }
 
 
-def _script(project: Path) -> list[Any]:
-    answers = (REPO / "examples" / "answers.yaml").read_text()
-    turns: list[Any] = [[text("Loading the deployment background first."), tool("Skill", skill=f"{PLUGIN}:{SKILL}")]]
-    for command in FLOW:
-        if command.verb == "plan":
+def _lines(scenario: Scenario) -> list[tuple[str, str]]:
+    """(verb, command as the agent types it) for the scenario's pattern, in the body's order."""
+    out = []
+    for command in flow(scenario.pattern):
+        line = command.expanded("", REPO)
+        extra = FAST.get(command.verb, "")
+        if command.verb == "trial" and scenario.trial_args:
+            extra = scenario.trial_args
+        out.append((command.verb, f"{line} {extra}".strip()))
+    return out
+
+
+def _script(project: Path, scenario: Scenario) -> list[Any]:
+    import yaml
+
+    typed = f"{scenario.model} {scenario.typed_after}".strip()
+    turns: list[Any] = [[text("Loading the deployment background first."), tool("Skill", skill=f"{PLUGIN}:{SKILL}")],
+                        [tool("Write", file_path=str(project / REQUEST), content=typed)]]
+    for verb, line in _lines(scenario):
+        if verb == "plan":
+            answers = yaml.safe_dump(scenario.answers, sort_keys=False)
             turns.append([tool("Write", file_path=str(project / DEPLOY_DIR / "answers.yaml"), content=answers)])
-        turns.append([tool("Bash", command=command.expanded(MODEL_ARG, REPO), description=f"Run the {command.verb} stage")])
-    turns.append([tool("Read", file_path=str(project / DEPLOY_DIR / "DEPLOYMENT.md"))])
+        turns.append([tool("Bash", command=line, description=f"Run the {verb} stage")])
     return turns
 
 
-@pytest.fixture(scope="module")
-def session(claude: Path, tmp_path_factory: pytest.TempPathFactory, example_models: dict[str, Path],
-            stage_python: str) -> dict[str, Any]:
+def _project(tmp_path_factory: pytest.TempPathFactory, example_models: dict[str, Path], scenario: Scenario) -> Path:
     project = tmp_path_factory.mktemp("project")
+    model = project / scenario.model
+    model.parent.mkdir(parents=True)
+    shutil.copy(example_models["tabular_classifier"], model)
+    shutil.copy(example_models["tabular_classifier"], project / "models" / "candidate.onnx")
+    (project / "data").mkdir()
+    rows = np.random.default_rng(0).normal(size=(500, 16)).astype(np.float32)
+    np.savez(project / "data" / "sample.npz", features=rows)
+    return project
+
+
+@pytest.fixture(scope="module", params=list(SCENARIOS))
+def session(request: pytest.FixtureRequest, claude: Path, tmp_path_factory: pytest.TempPathFactory,
+            example_models: dict[str, Path], stage_python: str) -> dict[str, Any]:
+    name = request.param
+    scenario = SCENARIOS[name]
+    if scenario.pattern == "event-driven" and shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed (make test installs it as root): the streaming trial would skip")
+    project = _project(tmp_path_factory, example_models, scenario)
     home = tmp_path_factory.mktemp("home")
-    (project / "models").mkdir()
-    shutil.copy(example_models["tabular_classifier"], project / MODEL_ARG)
-    with ScriptedAPI(_script(project), final_text="The deployment bundle is ready.") as api:
+    env_python = None if scenario.first_run else stage_python
+    with ScriptedAPI(_script(project, scenario), final_text="The deployment bundle is ready.") as api:
         started = time.perf_counter()
         try:
             proc = subprocess.run(
-                [str(claude), "-p", f"/deploy-model {MODEL_ARG}", "--plugin-dir", str(REPO),
-                 "--output-format", "stream-json", "--verbose"],
-                cwd=project, env=claude_env(home, api.base_url, stage_python),
-                capture_output=True, text=True, timeout=300, check=False,
+                [str(claude), "-p", f"/deploy-model {scenario.model} {scenario.typed_after}".strip(),
+                 "--plugin-dir", str(REPO), "--output-format", "stream-json", "--verbose"],
+                cwd=project, env=claude_env(home, api.base_url, env_python),
+                capture_output=True, text=True, timeout=600, check=False,
             )
         finally:
             stop_left_running_server(project / DEPLOY_DIR)
         seconds = time.perf_counter() - started
-        turns_left = api.turns_left
-        requests = api.requests
+        turns_left, requests, times = api.turns_left, api.requests, api.times
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0, f"claude exited {proc.returncode}: {proc.stderr[-2000:]}"
-    print(f"\nclaude -p /deploy-model: {seconds:.1f}s, {len(requests)} model requests")
-    if os.environ.get("E2E_DUMP"):  # debugging aid: E2E_DUMP=/tmp/e2e.json keeps what was exchanged
-        Path(os.environ["E2E_DUMP"]).write_text(json.dumps({"events": events, "requests": requests}))
-    return {"project": project, "events": events, "requests": requests, "turns_left": turns_left,
-            "seconds": seconds, "stderr": proc.stderr}
+    print(f"\n[{name}] claude -p /deploy-model: {seconds:.1f}s, {len(requests)} model requests")
+    if os.environ.get("E2E_DUMP"):  # debugging aid: E2E_DUMP=/tmp/e2e keeps what was exchanged
+        Path(f"{os.environ['E2E_DUMP']}-{name}.json").write_text(json.dumps({"events": events, "requests": requests}))
+    return {"name": name, "scenario": scenario, "project": project, "home": home, "events": events,
+            "requests": requests, "times": times, "turns_left": turns_left, "seconds": seconds}
 
 
 def _tool_results(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -107,12 +167,6 @@ def _tool_calls(events: list[dict[str, Any]], name: str) -> list[dict[str, Any]]
             for block in event["message"].get("content", []) if block.get("type") == "tool_use" and block["name"] == name]
 
 
-def _serve_pending(session: dict[str, Any]) -> bool:
-    results = _tool_results(session["events"])
-    return any(" serve " in c["input"]["command"] and NOT_AVAILABLE in _result_text(results[c["id"]])
-               for c in _tool_calls(session["events"], "Bash"))
-
-
 def _result_text(block: dict[str, Any]) -> str:
     content = block.get("content")
     if isinstance(content, list):
@@ -120,84 +174,123 @@ def _result_text(block: dict[str, Any]) -> str:
     return str(content)
 
 
-def test_the_whole_script_was_played(session: dict[str, Any]) -> None:
+def _get(doc: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        doc = (doc or {}).get(part)
+    return doc
+
+
+def test_the_whole_script_was_played_without_denials(session: dict[str, Any]) -> None:
     assert session["turns_left"] == 0, "the CLI stopped before the scripted agent finished"
     result = next(e for e in session["events"] if e.get("type") == "result")
     assert result["subtype"] == "success", result
+    assert result["permission_denials"] == []
+    results = _tool_results(session["events"])
+    calls = _tool_calls(session["events"], "Bash") + _tool_calls(session["events"], "Write")
+    assert len(calls) == len(_lines(session["scenario"])) + 2
+    for call in calls:
+        assert call["id"] in results, f"no result for {call['input']}"
+        assert "requires approval" not in _result_text(results[call["id"]])
+
+
+def test_every_stage_ran_and_wrote_its_file(session: dict[str, Any]) -> None:
+    results = _tool_results(session["events"])
+    directory = session["project"] / DEPLOY_DIR
+    for call in _tool_calls(session["events"], "Bash"):
+        verb = call["input"]["description"].split()[2]
+        output = _result_text(results[call["id"]])
+        if verb == "quantize" and "INT8 model refused" in output:
+            pass  # a verdict, not a failure: render ships the original and the report says why
+        else:
+            assert not results[call["id"]].get("is_error"), f"{verb}: {output[-3000:]}"
+        if verb in PRODUCES:
+            assert (directory / PRODUCES[verb]).is_file(), f"{verb} wrote no {PRODUCES[verb]}"
+
+
+def test_the_plan_and_report_match_the_answers(session: dict[str, Any]) -> None:
+    import yaml
+
+    scenario: Scenario = session["scenario"]
+    directory = session["project"] / DEPLOY_DIR
+    spec = yaml.safe_load((directory / "deployment.yaml").read_text())
+    assert spec["serving"]["pattern"] == scenario.pattern
+    for dotted, value in scenario.expect.items():
+        assert _get(spec, dotted) == value, f"deployment.yaml {dotted}: {_get(spec, dotted)!r}, answered {value!r}"
+    # The agent reads the short summary that `report --summary` prints, not the whole report.
+    report_call = next(c for c in _tool_calls(session["events"], "Bash") if " report " in c["input"]["command"])
+    output = _result_text(_tool_results(session["events"])[report_call["id"]])
+    summary = json.loads(next(line for line in output.splitlines() if line.startswith("{")))
+    assert summary["pattern"] == scenario.pattern and summary["rollout"] == spec["rollout"]["strategy"]
+    assert summary["outcome"] in ("go", "no-go", "incomplete")
+    assert summary["validation"]["failed"] == 0
+    assert len(json.dumps(summary)) < len((directory / "DEPLOYMENT.md").read_text()) / 3
+    report = (directory / "DEPLOYMENT.md").read_text()
+    if scenario.pattern == "realtime":
+        assert summary["smoke"]["ok"] is True and "loadtest" in summary
+        assert summary["server"]["state"] == "stopped"
+    if spec["serving"]["protocol"] == "grpc":
+        assert "grpc" in report.lower()
+    if spec["rollout"]["strategy"] == "shadow":
+        assert "shadow" in report.lower() and "candidate.onnx" in (directory / "deployment.yaml").read_text()
+    if scenario.pattern == "edge":
+        verdict = summary["quantization"]["verdict"]
+        assert verdict in ("accepted", "refused")
+        assert "INT8" in report or "int8" in report
+    if scenario.pattern == "batch":
+        assert summary["trial"]["ok"] is True and summary["trial"]["rows"] == 500
+        assert "data/sample.npz" in summary["trial"]["source"]
+    if scenario.pattern == "event-driven":
+        assert summary["trial"]["answered"] == summary["trial"]["sent"] > 0
+
+
+def test_the_request_reached_inspect_intact(session: dict[str, Any]) -> None:
+    scenario: Scenario = session["scenario"]
+    inspect_call = next(c for c in _tool_calls(session["events"], "Bash") if " inspect " in c["input"]["command"])
+    output = _result_text(_tool_results(session["events"])[inspect_call["id"]])
+    assert f"request: model {scenario.model}" in output
+    if scenario.typed_after:
+        assert scenario.typed_after in output
+
+
+def test_first_run_fits_the_bash_timeout(session: dict[str, Any]) -> None:
+    if not session["scenario"].first_run:
+        pytest.skip("this session has the interpreter override; the first-run session checks this")
+    data = session["home"] / ".claude" / "plugins" / "data" / f"{PLUGIN}-inline"
+    assert (data / "venv" / ".deploy-model" / "core.txt").is_file(), "the venv is not in the plugin's data directory"
+    times = session["times"]
+    # Main request i+1 arrives when tool call i has finished: the gaps are the tool calls' durations.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    print(f"\nslowest tool call of the first run: {max(gaps):.1f}s; all: {[round(g, 1) for g in gaps]}")
+    assert max(gaps) < BASH_TOOL_TIMEOUT_S
+    results = _tool_results(session["events"])
+    first = next(c for c in _tool_calls(session["events"], "Bash"))
+    assert "installing core" in _result_text(results[first["id"]])
+
+
+def test_first_request_holds_the_expanded_command(session: dict[str, Any]) -> None:
+    scenario: Scenario = session["scenario"]
+    _, body = split_frontmatter(COMMAND_FILE)
+    typed = f"{scenario.model} {scenario.typed_after}".strip()
+    expected = substitute(body, typed, REPO).strip()
+    first = session["requests"][0]
+    user = [m for m in first["messages"] if m["role"] == "user"]
+    blocks = [b["text"] for m in user for b in (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}])
+              if "text" in b]
+    assert any(expected in b for b in blocks), "the command body, with $ARGUMENTS and ${CLAUDE_PLUGIN_ROOT} substituted, was not sent"
 
 
 def test_init_lists_plugin_command_and_skill(session: dict[str, Any]) -> None:
+    if session["name"] != "grpc":
+        pytest.skip("checked once")
     init = next(e for e in session["events"] if e.get("type") == "system" and e.get("subtype") == "init")
     plugins = {p["name"]: p for p in init["plugins"]}
     assert PLUGIN in plugins and Path(plugins[PLUGIN]["path"]) == REPO
     assert f"{PLUGIN}:deploy-model" in init["slash_commands"]
     listed = set(init.get("skills", [])) | set(init["slash_commands"])
     assert f"{PLUGIN}:{SKILL}" in listed, sorted(listed)
-
-
-def test_first_request_holds_the_expanded_command(session: dict[str, Any]) -> None:
-    _, body = split_frontmatter(COMMAND_FILE)
-    expected = substitute(body, MODEL_ARG, REPO).strip()
-    first = session["requests"][0]
-    user = [m for m in first["messages"] if m["role"] == "user"]
-    blocks = [b["text"] for m in user for b in (m["content"] if isinstance(m["content"], list) else [{"text": m["content"]}])
-              if "text" in b]
-    assert any(expected in b for b in blocks), "the command body, with $ARGUMENTS and ${CLAUDE_PLUGIN_ROOT} substituted, was not sent"
-    assert not any("$ARGUMENTS" in b or "${CLAUDE_PLUGIN_ROOT}" in b for b in blocks)
-    # The model also sees a system prompt, sent both as `system` and as a role=system message.
-    assert first.get("system")
-    assert any(m["role"] == "system" for m in first["messages"])
-
-
-def test_no_permission_denials(session: dict[str, Any]) -> None:
-    result = next(e for e in session["events"] if e.get("type") == "result")
-    assert result["permission_denials"] == []
-    calls = _tool_calls(session["events"], "Bash") + _tool_calls(session["events"], "Write")
-    results = _tool_results(session["events"])
-    assert len(calls) == len(FLOW) + 1
-    for call in calls:
-        assert call["id"] in results, f"no result for {call['input']}"
-        assert "permission" not in _result_text(results[call["id"]]).lower()[:200], _result_text(results[call["id"]])
-
-
-def test_skill_tool_loads_using_ml_production(session: dict[str, Any]) -> None:
     (call,) = _tool_calls(session["events"], "Skill")
-    result = _tool_results(session["events"])[call["id"]]
-    assert not result.get("is_error"), _result_text(result)
-    # The client injects the skill's body right after the call: its routing table must reach the model.
+    assert not _tool_results(session["events"])[call["id"]].get("is_error")
     marker = f"Base directory for this skill: {REPO / 'skills' / SKILL}"
     injected = [b["text"] for r in session["requests"][1:2] for m in r["messages"] for b in m["content"]
                 if isinstance(m["content"], list) and isinstance(b, dict) and marker in b.get("text", "")]
-    assert injected, "the SKILL.md body did not reach the model after the Skill call"
-    _, skill_body = split_frontmatter(REPO / "skills" / SKILL / "SKILL.md")
-    assert skill_body.strip().splitlines()[0] in injected[0]
-    assert "serving-patterns.md" in injected[0]
-
-
-@pytest.mark.parametrize("command", FLOW, ids=[f"{i}-{c.verb}" for i, c in enumerate(FLOW)])
-def test_documented_stage_runs(session: dict[str, Any], command: Any) -> None:
-    calls = [c for c in _tool_calls(session["events"], "Bash") if c["input"]["command"] == command.expanded(MODEL_ARG, REPO)]
-    assert len(calls) == 1, f"the scripted agent did not run {command.line!r}"
-    result = _tool_results(session["events"])[calls[0]["id"]]
-    output = _result_text(result)
-    if result.get("is_error") and NOT_AVAILABLE in output:
-        pytest.xfail(f"stage {command.verb} not available yet")
-    if command.verb in SERVER_VERBS and _serve_pending(session):
-        pytest.xfail("stage serve not available yet")
-    assert not result.get("is_error"), output[-3000:]
-    produced = PRODUCES.get(command.verb)
-    if produced:
-        assert (session["project"] / DEPLOY_DIR / produced).is_file(), f"{command.verb} wrote no {produced}"
-
-
-def test_deployment_report_written_and_read(session: dict[str, Any]) -> None:
-    report = session["project"] / DEPLOY_DIR / "DEPLOYMENT.md"
-    if not report.exists():
-        report_call = next(c for c in _tool_calls(session["events"], "Bash") if " report " in c["input"]["command"] + " ")
-        if NOT_AVAILABLE in _result_text(_tool_results(session["events"])[report_call["id"]]):
-            pytest.xfail("stage report not available yet")
-    assert report.is_file()
-    (read,) = _tool_calls(session["events"], "Read")
-    result = _tool_results(session["events"])[read["id"]]
-    assert not result.get("is_error")
-    assert report.read_text().splitlines()[0] in _result_text(result)
+    assert injected and "serving-patterns.md" in injected[0], "the SKILL.md body did not reach the model"
