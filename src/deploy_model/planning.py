@@ -329,8 +329,14 @@ class Planner:
         batch = BatchJob(schedule=a.batch_schedule) if pattern == ServingPattern.batch else None
         image = a.image or f"registry.example.com/{name}"
         self.refuse_unscalable(pattern, scaling)
-        stable = self.previous or releases.from_answers(a, image, device in (Device.cuda, Device.tensorrt))
+        on_gpu = device in (Device.cuda, Device.tensorrt)
+        stable = self.previous or releases.from_answers(a, image, on_gpu)
         self.release(stable, model, rollout)
+        if stable is not None and rollout.strategy == Rollout.direct and stable.sha256 != model["sha256"]:
+            # Direct: no second track; the candidate is promoted by this very plan (rolling update).
+            stable = stable.model_copy(update={
+                "version": str(model["version"]), "image": f"{image}:{releases.tag_for(str(model['version']), on_gpu)}",
+                "sha256": model["sha256"], "model_path": model["path"], "bytes": model["bytes"], "track": "stable"})
         return DeploymentSpec(
             name=name,
             target=a.target,
@@ -384,6 +390,10 @@ class Planner:
         elif stable.sha256 == model["sha256"]:
             self.decide("release", "promotion", f"{self.previous_rule or 'stable'}: the candidate {model['version']} is "
                         "the stable version now; stable objects run it and the candidate objects go")
+        elif strategy == "direct":
+            self.decide("release", {"stable": stable.version, "candidate": model["version"]},
+                        f"{self.previous_rule or 'stable version answered'}; direct: {model['version']} replaces "
+                        f"{stable.version} at once (rolling update); rollback applies the previous directory's bundle")
         else:
             self.decide("release", {"stable": stable.version, "candidate": model["version"]},
                         f"{self.previous_rule or 'stable version answered'}; {stable.version} keeps serving from the stable "

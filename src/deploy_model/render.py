@@ -361,7 +361,9 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path) -> tu
             files += [("k8s/rollout.yaml.j2", "k8s/rollout.yaml", {}), ("k8s/analysistemplate.yaml.j2", "k8s/analysistemplate.yaml", {})]
             # Argo adds its pod-template hash to both selectors; each stays {app} in every release.
             serve(main, {"app": name})
-            services.append({"name": f"{name}-canary", "selector": {"app": name}, "workload": main})
+            # The Services are stable objects: labelled with the stable version, like every stable object.
+            services[-1]["workload"] = labelled = stable_wl("stable", replicas)
+            services.append({"name": f"{name}-canary", "selector": {"app": name}, "workload": labelled})
             if extra["argo_router"] == "ingress-nginx":
                 files.append(("k8s/ingress.yaml.j2", "k8s/ingress.yaml", {}))  # Argo creates the canary Ingress
             else:
