@@ -257,6 +257,22 @@ def test_ml_only_model_has_an_opset(tmp_path: Path) -> None:
     assert profile["latency"]["batches"][0]["p50_ms"] > 0
 
 
+def test_unservable_output_is_flagged_before_plan(tmp_path: Path) -> None:
+    """A seq(tensor) output has no V2 form: inspect names it in `unservable` and warns, exit 0."""
+    graph = helper.make_graph([helper.make_node("SequenceConstruct", ["x", "x"], ["parts"])], "seq_out",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+                              [helper.make_tensor_sequence_value_info("parts", TensorProto.FLOAT, None)])
+    path = tmp_path / "seq_out.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    proc = cli("inspect", path, "--out", tmp_path / "out", "--time-budget-s", "0.5")
+    assert proc.returncode == 0, proc.stderr
+    profile = _profile(tmp_path / "out")
+    assert profile["outputs"][0]["type"] == "seq(tensor(float))"
+    (reason,) = profile["unservable"]
+    assert "parts" in reason and "seq(tensor(float))" in reason
+    assert "cannot serve" in proc.stderr and "parts" in proc.stderr
+
+
 def test_external_data_outside_the_model_folder_is_refused(tmp_path: Path) -> None:
     weights = numpy_helper.from_array(np.ones((4, 4), dtype=np.float32), "w")
     weights.ClearField("raw_data")
