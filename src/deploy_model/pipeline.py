@@ -35,8 +35,9 @@ DEPLOY_LEVELS = [1, 4, 16]
 DEPLOY_SECONDS = 2.0
 DEPLOY_FILE = "deploy.json"
 # Files of stages after `plan` that a new run replaces: one from an earlier run must never be
-# reported as this run's (deployment.yaml stays: plan reads it to keep replicas stable).
-STALE_FILES = ("manifest.json", "validation.json", "quantization.json", SERVER_FILE, SMOKE_FILE, LOADTEST_FILE,
+# reported as this run's. deployment.yaml stays (plan reads it to keep replicas stable), and so does
+# manifest.json (render reads it to tell its own files from the user's; it describes what is on disk).
+STALE_FILES = ("validation.json", "quantization.json", SERVER_FILE, SMOKE_FILE, LOADTEST_FILE,
                CHART_FILE, REPORT_FILE, REQUEST_FILE, DEPLOY_FILE)
 # A failure at or before this stage leaves no fresh spec: the short report is written instead.
 SPEC_STAGE = "plan"
@@ -168,7 +169,8 @@ def _write_report(directory: Path, failure: dict[str, Any] | None, completed: li
         try:
             return run_report(directory, failure=failure), None
         except StageError as exc:  # e.g. a spec the report cannot read: fall back to the short report
-            problem = f"the full report could not be written ({exc.message}); this is the short one"
+            detail = f": {exc.problems[0]}" if exc.problems else ""
+            problem = f"the full report could not be written ({exc.message}{detail}); this is the short one"
         except Exception as exc:  # the report must never hide why deploy stopped
             problem = f"the full report could not be written ({type(exc).__name__}: {exc}); this is the short one"
     else:

@@ -456,6 +456,8 @@ def _health(smoke: dict[str, Any] | None) -> dict[str, str] | None:
 
 
 def _health_value(key: str, value: Any) -> str:
+    if value is None or value == "":
+        return "not set yet"
     if key.endswith("_time") and isinstance(value, (int, float)) and value > 1e9:
         return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(value)) + " (epoch seconds in the answer)"
     if isinstance(value, float):

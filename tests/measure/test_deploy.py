@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from measure_helpers import REPO, cli, pid_alive, png_size, server_available
+from signature_models import build
 
 from deploy_model.report import find_placeholders
 
@@ -56,6 +57,9 @@ def test_deploy_runs_every_stage_and_writes_a_complete_report(tabular_model: Pat
     assert "The bundle (`manifest.json`:" in text and "```yaml" in text  # the rendered manifests are shown
     server = json.loads((out / "server.json").read_text())
     assert server["state"] == "stopped" and not pid_alive(server["pid"])
+    record = json.loads((out / "deploy.json").read_text())
+    assert record["ok"] is True and record["outcome"] == "GO" and "failed_stage" not in record
+    assert "deploy: outcome GO" in done.stdout
 
 
 class DeployRun:
@@ -105,7 +109,14 @@ def test_a_server_that_dies_mid_run_fails_the_stage_and_is_reported(tabular_mode
     assert not pid_alive(pid)
     for kept in ("siblings.json", "model-profile.json", "deployment.yaml", "smoke.json"):
         assert (out / kept).is_file(), f"{kept} of an earlier stage was lost"
-    assert not (out / "DEPLOYMENT.md").exists() and not (out / "loadtest.json").exists()
+    assert not (out / "loadtest.json").exists()
+    # The report is written anyway and says where and why the run stopped.
+    text = (out / "DEPLOYMENT.md").read_text()
+    assert find_placeholders(text) == []
+    assert "**Outcome: NO-GO.** deploy stopped at `loadtest`" in text and "> **`deploy` stopped at `loadtest`**" in text
+    assert re.search(r"exited with code -9|stopped answering", text)
+    record = json.loads((out / "deploy.json").read_text())
+    assert record["ok"] is False and record["failed_stage"] == "loadtest" and record["outcome"] == "NO-GO"
 
 
 def test_sigterm_to_deploy_stops_the_server(tabular_model: Path, tmp_path: Path) -> None:
@@ -133,3 +144,74 @@ def test_edge_pattern_skips_the_live_stages_and_says_why(tabular_model: Path, tm
     assert "**Outcome: not measured.**" in text
     if (out / "quantization.json").is_file():  # the quantize stage of edge plans
         assert re.search(r"^\| Quantization \| .*size [\d,]+ -> [\d,]+ bytes", text, flags=re.M)
+
+
+def test_a_failure_before_plan_writes_the_short_report(tmp_path: Path) -> None:
+    model = tmp_path / "not-a-model.onnx"
+    model.write_bytes(b"this is not a protobuf")
+    out = tmp_path / "deploy" / "broken"
+    done = cli("deploy", model, "--out", out, "--json", timeout=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    summary = json.loads(done.stdout)
+    assert summary["ok"] is False and summary["failed_stage"] == "inspect" and "not a readable ONNX model" in summary["error"]
+    assert [s["stage"] for s in summary["stages"]] == ["plugins", "report"]
+    text = (out / "DEPLOYMENT.md").read_text()
+    assert "**Outcome: NO-GO.** deploy stopped at `inspect`: " in text and "not a readable ONNX model" in text
+    assert "| inspect | **failed** |" in text and find_placeholders(text) == []
+    assert json.loads((out / "deploy.json").read_text())["failed_stage"] == "inspect"
+
+
+def test_a_model_that_rejects_synthetic_inputs_stops_at_smoke_then_deploys_with_its_sample(tmp_path: Path) -> None:
+    import numpy as np
+
+    model = build("triples", tmp_path)
+    answers = _answers(tmp_path, requests_per_second=10)
+    out = tmp_path / "deploy" / "triples"
+    done = cli("deploy", model, "--answers", answers, "--out", out, "--concurrency", "1", "--seconds", "0.3", "--json",
+               timeout=240)
+    assert done.returncode == 1, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["failed_stage"] == "smoke" and summary["outcome"] == "NO-GO"
+    assert any("the model rejected synthetic inputs (x [1, 8] float32)" in p and "cannot be reshaped" in p
+               for p in summary["problems"]), summary["problems"]
+    text = (out / "DEPLOYMENT.md").read_text()
+    assert "deploy stopped at `smoke`" in text and "--sample FILE" in text and "| infer_v2 | **FAIL** |" in text
+    assert find_placeholders(text) == []
+    # With real values: the sample lands in the deployment directory and feeds every stage.
+    sample = tmp_path / "triples.npz"
+    np.savez(sample, x=np.arange(12, dtype=np.float32).reshape(2, 6))
+    done = cli("deploy", model, "--answers", answers, "--out", out, "--sample", sample, "--concurrency", "1",
+               "--seconds", "0.3", timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    profile = json.loads((out / "model-profile.json").read_text())
+    assert (out / profile["sample"]["path"]).is_file() and profile["sample"]["path"].startswith("samples/")
+    assert json.loads((out / "smoke.json").read_text())["inputs"] == "sample"
+    assert json.loads((out / "loadtest.json").read_text())["inputs"] == "sample"
+    text = (out / "DEPLOYMENT.md").read_text()
+    assert "**Outcome: GO.**" in text and "the values of the sample" in text and "[[0.0, 1.0, 2.0, 3.0, 4.0, 5.0]]" in text
+
+
+def test_a_no_go_outcome_exits_1_with_the_report(tabular_model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "deploy" / "nogo"
+    done = cli("deploy", tabular_model, "--answers", _answers(tmp_path, requests_per_second=100000, max_replicas=2,
+                                                                     min_replicas=2),
+               "--out", out, "--concurrency", "1", "--seconds", "0.3", "--json", timeout=240)
+    assert done.returncode == 1, done.stderr[-3000:]
+    summary = json.loads(done.stdout)
+    assert summary["ok"] is False and summary["outcome"] == "NO-GO" and "failed_stage" not in summary
+    assert "below its share 50,000 req/s of the target 100,000 req/s over 2 planned replicas" in summary["error"]
+    text = (out / "DEPLOYMENT.md").read_text()
+    assert "**Outcome: NO-GO.**" in text and "**SLA verdict: NO-GO**" in text and "implies" in text
+
+
+def test_three_deploys_of_one_model_give_the_same_verdict(tabular_model: Path, tmp_path: Path) -> None:
+    """One replica is judged against its share of the target, so timing noise does not flip the verdict."""
+    verdicts = []
+    for run in range(3):
+        out = tmp_path / "deploy" / f"run{run}"
+        done = cli("deploy", tabular_model, "--answers", _answers(tmp_path), "--out", out, "--concurrency", "1,4",
+                   "--seconds", "0.5", timeout=240)
+        verdict = json.loads((out / "loadtest.json").read_text())["verdict"]
+        verdicts.append((done.returncode, verdict["go"], verdict["replicas_planned"]))
+    assert len(set(verdicts)) == 1, verdicts
+    assert verdicts[0] == (0, True, 2)
