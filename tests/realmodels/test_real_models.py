@@ -166,6 +166,32 @@ def test_inspect_with_sample(name: str, real_models: dict[str, Any], tmp_path: P
         assert [b["batch_size"] for b in latency["batches"]] == [1, 32]
 
 
+def test_sample_as_v2_json_and_npy(real_models: dict[str, Any], tmp_path: Path) -> None:
+    """A V2 request body (strings as BYTES) and a bare .npy are samples too, stored as given."""
+    from deploy_model.samples import v2_infer_body
+
+    text = real_models["text-sentiment"]
+    with np.load(text.sample) as archive:
+        body = v2_infer_body({"text": archive["text"]})
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(body))
+    proc = cli("inspect", text.path, "--out", tmp_path / "t", "--sample", request, "--time-budget-s", "0.5")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    profile = _profile(tmp_path / "t")
+    assert profile["sample"]["path"] == "samples/sample.json" and profile["sample"]["format"] == "json"
+    assert profile["sample"]["inputs"] == {"text": {"shape": [2, 1], "dtype": "string"}}
+    assert profile["latency"]["input_source"] == "sample" and profile["latency"]["batches"][0]["p50_ms"] > 0
+
+    magika = real_models["magika"]
+    array = tmp_path / "bytes.npy"
+    with np.load(magika.sample) as archive:
+        np.save(array, archive["bytes"])
+    proc = cli("inspect", magika.path, "--out", tmp_path / "m", "--sample", array, "--time-budget-s", "0.5")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert _profile(tmp_path / "m")["sample"]["path"] == "samples/sample.npy"
+    assert (tmp_path / "m" / "samples" / "sample.npy").read_bytes() == array.read_bytes()
+
+
 def test_sample_that_does_not_fit_is_refused(real_models: dict[str, Any], tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, image=np.zeros((1, 3, 48, 160), dtype=np.float32))
