@@ -33,6 +33,7 @@ from deploy_model.spec import (
     Scaling,
     Serving,
     ServingPattern,
+    ShadowMechanism,
     ShadowSpec,
     Slo,
     Target,
@@ -332,6 +333,7 @@ class Planner:
         on_gpu = device in (Device.cuda, Device.tensorrt)
         stable = self.previous or releases.from_answers(a, image, on_gpu)
         self.release(stable, model, rollout)
+        self.refuse_unscored_shadow(stable, model, rollout)
         if stable is not None and rollout.strategy == Rollout.direct and stable.sha256 != model["sha256"]:
             # Direct: no second track; the candidate is promoted by this very plan (rolling update).
             stable = stable.model_copy(update={
@@ -379,6 +381,19 @@ class Planner:
                 "server rejects 0 without an Object/External metric); scale to zero needs target: serverless "
                 "(Knative) or traffic: streaming (KEDA workers); expected min_replicas >= 1"
             )
+
+    def refuse_unscored_shadow(self, stable: Any, model: dict[str, Any], rollout: RolloutSpec) -> None:
+        """In-process shadow pods answer with the stable model and score the candidate: both files are needed."""
+        shadow = rollout.shadow
+        if rollout.strategy != Rollout.shadow or shadow is None or shadow.mechanism != ShadowMechanism.in_process:
+            return
+        if stable is None or stable.sha256 == model["sha256"]:
+            return  # first release or promotion: nothing runs in shadow
+        if not stable.model_path or not Path(stable.model_path).is_file():
+            raise StageError(
+                f"rollout shadow (in-process) scores the candidate {model['version']} beside the stable model "
+                f"{stable.version}, whose file is unknown (got {stable.model_path!r}); expected plan --previous DIR "
+                "(its model file) or stable_model: PATH, or shadow_mechanism istio / gateway-api (mirroring)")
 
     def release(self, stable: Any, model: dict[str, Any], rollout: RolloutSpec) -> None:
         """Record which version serves now and what this bundle does with the candidate."""

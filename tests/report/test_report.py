@@ -21,6 +21,24 @@ def report(directory: Path) -> str:
     return (directory / REPORT_FILE).read_text()
 
 
+@pytest.fixture(scope="session")
+def release_two(tmp_path_factory: pytest.TempPathFactory, tabular_model: Path) -> dict:
+    """Answers naming a stable release 0.9.0 (its own model file): the plans below are release 2."""
+    import onnx
+
+    proto = onnx.load(str(tabular_model))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "model_version", "0.9.0"
+    path = tmp_path_factory.mktemp("stable") / "tabular_classifier.onnx"
+    onnx.save(proto, str(path))
+    return {"stable_version": "0.9.0", "stable_model": str(path)}
+
+
+def _second(answers: dict, release_two: dict) -> dict:
+    """A strategy's rollout only shows from the second release on (the first is deployed directly)."""
+    return {**answers, **release_two} if answers.get("rollout", "canary") != "direct" else answers
+
+
 def test_report_from_plan_only_is_complete_and_names_absent_stages(planned: Callable[..., Path]) -> None:
     directory = planned()
     text = report(directory)
@@ -67,17 +85,18 @@ def test_large_inputs_go_to_a_request_file(cnn_model: Path, tmp_path: Path) -> N
         ({"rollout": "canary", "canary_mechanism": "argo-rollouts"},
          ["kubectl argo rollouts --context production", "promote", "abort", "undo", "get rollout"]),
         ({"rollout": "shadow"}, ["model_shadow_agreed_samples_total", ">= 0.85"]),
-        ({"rollout": "blue-green"}, ['"track":"green"', '"track":"blue"']),
+        ({"rollout": "blue-green"}, ['"track":"green"', '"track":"stable"']),
         ({"rollout": "direct"}, ["rollout status deployment/", "rollout undo deployment/"]),
     ],
 )
-def test_rollout_and_rollback_commands_follow_the_strategy(planned: Callable[..., Path], answers: dict, expected: list[str]) -> None:
-    text = report(planned(**answers))
+def test_rollout_and_rollback_commands_follow_the_strategy(planned: Callable[..., Path], answers: dict, expected: list[str],
+                                                          release_two: dict) -> None:
+    text = report(planned(**_second(answers, release_two)))
     assert find_placeholders(text) == []
     plan = text.split("## Rollout plan", 1)[1]
     for fragment in expected:
         assert fragment in plan, f"{fragment!r} not in the rollout/rollback of {answers}"
-    assert "1. [ ] **Build and push the image**" in plan
+    assert "1. [ ] **Release " in plan and "2. [ ] **Build and push the image" in plan
     assert "kubectl --context staging" in plan and "deploy-model smoke --out" in plan
 
 
@@ -140,13 +159,13 @@ def test_a_failed_validation_makes_the_outcome_no_go(planned: Callable[..., Path
         {"rollout": "direct"},
     ],
 )
-def test_every_object_the_commands_name_is_rendered(planned: Callable[..., Path], answers: dict) -> None:
+def test_every_object_the_commands_name_is_rendered(planned: Callable[..., Path], answers: dict, release_two: dict) -> None:
     """kubectl commands in the plan act on objects the render stage really wrote (kind and name)."""
     import yaml
 
     from deploy_model.render import run_render
 
-    directory = planned(**answers)
+    directory = planned(**_second(answers, release_two))
     run_render(directory)
     rendered = set()
     for path in (directory / "k8s").glob("*.yaml"):
@@ -173,7 +192,8 @@ def test_every_object_the_commands_name_is_rendered(planned: Callable[..., Path]
 @pytest.mark.skipif(__import__("shutil").which("promtool") is None, reason="promtool (Debian prometheus) is not installed")
 @pytest.mark.parametrize("answers", [{"rollout": "canary"}, {"rollout": "shadow"}, {"rollout": "blue-green"}, {"rollout": "direct"},
                                      {"rollout": "shadow", "shadow_mechanism": "gateway-api", "shadow_model": "m.onnx"}])
-def test_every_promql_gate_parses_with_promtool(planned: Callable[..., Path], answers: dict, tmp_path: Path) -> None:
+def test_every_promql_gate_parses_with_promtool(planned: Callable[..., Path], answers: dict, tmp_path: Path,
+                                                release_two: dict) -> None:
     import subprocess
 
     import yaml
@@ -181,7 +201,7 @@ def test_every_promql_gate_parses_with_promtool(planned: Callable[..., Path], an
     from deploy_model.rollout_commands import rollback_steps, rollout_steps
     from deploy_model.serving import load_spec
 
-    spec = load_spec(planned(**answers))
+    spec = load_spec(planned(**_second(answers, release_two)))
     queries = [g["promql"] for step in rollout_steps(spec, "deploy/x", spec.name) + rollback_steps(spec, spec.name)
                for g in step.get("gates", [])]
     assert queries
