@@ -285,6 +285,12 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path) -> tu
     shadow_mech = s.rollout.shadow.mechanism if s.rollout.shadow else None
     canary_mech = s.rollout.canary.mechanism if s.rollout.canary else None
     base_env = server_env(s, model_file, None, grpc)
+    from deploy_model.bundle_sample import bundled_sample, image_path
+
+    # The sample given to inspect travels in the image (samples/): the server warms up on real values.
+    warmup_sample = bundled_sample(directory) if server_supports("warmup_sample") else None
+    if warmup_sample:
+        base_env["ONNXSERVE_WARMUP_SAMPLE"] = image_path(warmup_sample)
     replicas = s.scaling.replicas
     mode = releases.mode(s)
     # The stable release: what the stable objects run. On a first release or after a promotion
