@@ -25,6 +25,7 @@ from deploy_model.spec import DeploymentSpec, ServingPattern, parse_spec
 
 SERVER_FILE = "server.json"
 SERVER_LOG = "server.log"
+PROFILE_FILE = "model-profile.json"
 SPEC_FILE = "deployment.yaml"
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 60.0
@@ -77,8 +78,25 @@ def available_providers() -> list[str]:
         return []
 
 
+def profile_sample(directory: Path) -> Path | None:
+    """The sample recorded in the directory's model-profile.json (`sample.path`, relative to the
+    directory), when there is one and the file is there; the server warms up with it."""
+    from deploy_model.samples import sample_path
+
+    profile_file = directory / PROFILE_FILE
+    if not profile_file.is_file():
+        return None
+    try:
+        profile = read_json(profile_file, "model profile")
+    except StageError:
+        return None
+    path = sample_path(profile, directory) if isinstance(profile, dict) else None
+    return path.resolve() if path is not None and path.is_file() else None
+
+
 def server_argv(
-    spec: DeploymentSpec, port: int, host: str = LOOPBACK, device: str | None = None, grpc_port: int | None = None
+    spec: DeploymentSpec, port: int, host: str = LOOPBACK, device: str | None = None, grpc_port: int | None = None,
+    warmup_sample: Path | None = None,
 ) -> tuple[list[str], list[str]]:
     """The command line that serves this spec locally, and notes on where it differs from the bundle."""
     notes: list[str] = []
@@ -106,6 +124,8 @@ def server_argv(
     argv.append("--allow-cpu-fallback" if fallback else "--no-allow-cpu-fallback")
     if grpc_port:
         argv += ["--grpc-port", str(grpc_port)]
+    if warmup_sample is not None:
+        argv += ["--warmup-sample", str(warmup_sample)]
     shadow = spec.rollout.shadow
     if shadow and shadow.model_path and shadow.mechanism.value == "in-process":
         argv += ["--shadow-model", str(Path(shadow.model_path).resolve()), "--shadow-sample-rate", str(shadow.sample_rate)]
@@ -119,8 +139,10 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float,
     with httpx.Client(timeout=2.0) as client:
         while time.monotonic() < deadline:
             if proc is not None and proc.poll() is not None:
+                reason = refusal_reason(log)
                 raise StageError(
-                    f"the reference server exited with code {proc.returncode} before it was ready",
+                    f"the reference server exited with code {proc.returncode} before it was ready"
+                    + (f": {reason}" if reason else ""),
                     log_tail(log),
                 )
             try:
@@ -133,6 +155,25 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float,
                 last = type(exc).__name__
             time.sleep(0.2)
     raise StageError(f"the reference server at {url} was not ready within {timeout_s:g}s (last answer: {last})", log_tail(log))
+
+
+def refusal_reason(log: Path | None) -> str | None:
+    """The server's own reason for refusing to start: its `onnxserve: ...` line on stderr (start-up
+    refused, a missing file), else its last ERROR line, else the last line that is not uvicorn's."""
+    if log is None or not log.is_file():
+        return None
+    lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("onnxserve: "):
+            return line[len("onnxserve: "):][:500]
+    for line in reversed(lines):
+        if " ERROR " in line or line.startswith("ERROR"):
+            return line.split(": ", 1)[-1][:500] if "onnxserve" in line else line[:500]
+    quiet = ("INFO:", "Traceback", "File ")
+    for line in reversed(lines):
+        if not line.startswith(quiet):
+            return line[:500]
+    return None
 
 
 def log_tail(log: Path | None, lines: int = 15) -> list[str]:
@@ -192,7 +233,11 @@ class ServerProcess:
         self.url = f"http://{LOOPBACK}:{self.port}"
         # A gRPC plan is served on both protocols, as in the bundle.
         self.grpc_port = free_port() if self.spec.serving.protocol.value == "grpc" else None
-        self.argv, self.notes = server_argv(self.spec, self.port, device=device, grpc_port=self.grpc_port)
+        # The sample of `inspect --sample` (model-profile.json) warms the server up with real values.
+        self.warmup_sample = profile_sample(directory)
+        self.argv, self.notes = server_argv(
+            self.spec, self.port, device=device, grpc_port=self.grpc_port, warmup_sample=self.warmup_sample
+        )
         self.ready_timeout_s = ready_timeout_s
         self.write = write
         self.log = directory / SERVER_LOG
@@ -228,6 +273,7 @@ class ServerProcess:
             "device_requested": self.spec.serving.device.value,
             "provider": health.get("execution_provider"),
             "health": health,
+            "warmup_sample": str(self.warmup_sample) if self.warmup_sample else None,
             "notes": self.notes,
             "ready_seconds": round(time.perf_counter() - started, 3),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

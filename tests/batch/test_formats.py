@@ -110,7 +110,7 @@ def test_bad_rows_are_rejected_with_their_reason_and_the_rest_scored(tabular_mod
             if i == 11:
                 values[4] = "inf"
             writer.writerow([f"r{i}", *values] + (["extra"] if i == 20 else []))
-    summary = _run(tabular_model, source, tmp_path / "out")
+    summary = _run(tabular_model, source, tmp_path / "out", max_reject_ratio=0.1)
     assert (summary["scored"], summary["rejected"]) == (46, 4)
     rejects = [json.loads(x) for x in (tmp_path / "out" / "_rejects").glob("*.jsonl").__next__().read_text().splitlines()]
     reasons = {r["row"]: (r["id"], r["reason"]) for r in rejects}

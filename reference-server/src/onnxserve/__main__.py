@@ -1,7 +1,8 @@
 """``python -m onnxserve``: run the server; SIGTERM drains before exiting 0.
 
-Exit codes: 0 clean shutdown, 1 refused at start-up (model unreadable, GPU not active without
---allow-cpu-fallback, incompatible shadow model), 2 usage error.
+Exit codes: 0 clean shutdown, 1 refused at start-up (model unreadable or with a type it cannot
+serve, GPU not active without --allow-cpu-fallback, incompatible shadow model, warm-up sample
+missing or not fitting the model), 2 usage error.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import uvicorn
 
 from .app import ServerState, create_app
 from .settings import Settings, SettingsError, load_settings
+from .warmup import check_sample_path
 
 log = logging.getLogger("onnxserve")
 
@@ -111,6 +113,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+    if settings.warmup_sample is not None and settings.warmup:
+        problem = check_sample_path(settings.warmup_sample)
+        if problem:
+            print(f"onnxserve: {problem}", file=sys.stderr)
+            return 1
     exit_code = 0
     server: DrainingServer | None = None
 

@@ -38,10 +38,18 @@ from .codec import (
 )
 from .drift import DriftMonitor
 from .metrics import Metrics, gauge
-from .model import ModelSpec, sample_feeds, warm_up
+from .model import (
+    ModelSpec,
+    UnservableModel,
+    output_arrays,
+    resize_rows,
+    sample_feeds,
+    warm_up,
+)
 from .providers import CPU, ProviderReport, create_session, tune_intra_op_threads
 from .settings import Settings
 from .shadow import ShadowScorer
+from .warmup import SampleError, load_sample
 
 log = logging.getLogger("onnxserve")
 
@@ -77,6 +85,9 @@ class ServerState:
         self.last_prediction: float | None = None
         self.fatal: str | None = None
         self.intra_op_threads = 0
+        self.warmed = False
+        self.warmup_error: str | None = None
+        self.warmup_source = "skipped"  # sample | synthetic | skipped
         self.timeout = settings.request_timeout_ms / 1000.0
         self._drift_last = 0.0
         self._drift_interval = settings.drift_interval_ms / 1000.0
@@ -91,17 +102,49 @@ class ServerState:
             session, provider = await asyncio.to_thread(create_session, s.model, s)
             load_seconds = time.perf_counter() - start
             spec = ModelSpec.from_session(session, s.model_name, s.model_version, s.max_batch_size)
+            sample = None
+            if s.warmup and s.warmup_sample is not None:
+                sample = load_sample(s.warmup_sample, spec)  # SampleError refuses start-up
             threads = session.get_session_options().intra_op_num_threads
             thread_note = "set" if s.intra_op_threads else "all usable CPUs"
-            if s.intra_op_threads == 0 and provider.actual == CPU and threads > 1:
-                top = spec.max_batch_size if spec.batching else 0
-                feeds = sample_feeds(spec, top, np.random.default_rng(0))
-                session, threads, thread_note = await asyncio.to_thread(
-                    tune_intra_op_threads, s.model, s, session, feeds, threads
-                )
+            m = self.metrics
+            # Warm-up (and the thread tuning, which runs the model too) only when asked for: with
+            # --no-warmup nothing runs the model before the first request. A model that rejects
+            # the warm-up inputs is served cold, with a warning and /health saying why.
+            warm = 0.0
+            if s.warmup:
+                self.warmup_source = "sample" if sample is not None else "synthetic"
+                start = time.perf_counter()
+                try:
+                    if s.intra_op_threads == 0 and provider.actual == CPU and threads > 1:
+                        top = spec.max_batch_size if spec.batching else 0
+                        feeds = (
+                            resize_rows(spec, sample, top)
+                            if sample is not None
+                            else sample_feeds(spec, top, np.random.default_rng(0))
+                        )
+                        session, threads, thread_note = await asyncio.to_thread(
+                            tune_intra_op_threads, s.model, s, session, feeds, threads
+                        )
+                    await asyncio.to_thread(warm_up, session, spec, 0, sample)
+                    self.warmed = True
+                except Exception as exc:  # onnxruntime has its own exception types
+                    self.warmup_error = " ".join(str(exc).split())[:500]
+                    log.warning(
+                        "warm-up failed: the model rejected the %s warm-up inputs (%s); serving "
+                        "cold. %s",
+                        self.warmup_source,
+                        self.warmup_error,
+                        "Check the --warmup-sample file."
+                        if sample is not None
+                        else "Pass real inputs with --warmup-sample FILE (.npz keyed by input "
+                        "name, .npy, or a V2 request .json) to warm it up.",
+                    )
+                warm = time.perf_counter() - start
+            m.warmup_seconds.set(warm)
+            m.warmed.set(1 if self.warmed else 0)
             self.intra_op_threads = threads
             self.session, self.provider, self.spec = session, provider, spec
-            m = self.metrics
             m.load_seconds.set(load_seconds)
             m.version_info.labels(model=spec.name, version=spec.version).set(1)
             m.provider_info.labels(
@@ -127,15 +170,12 @@ class ServerState:
                     shadow_session, m, s.shadow_sample_rate, s.shadow_queue_size
                 )
                 self.shadow.check_compatible([t.name for t in spec.inputs])
+                self.shadow.whole_requests = not spec.batching
                 self.shadow.start()
                 hooks.append(self.shadow.after_batch)
-            warm = 0.0
-            if s.warmup:
-                warm = await asyncio.to_thread(warm_up, session, spec)
-            m.warmup_seconds.set(warm)
             outputs = spec.output_names
             self.engine = BatchEngine(
-                lambda feeds: session.run(outputs, feeds),
+                lambda feeds: output_arrays(spec, session.run(outputs, feeds)),
                 max_batch_size=s.max_batch_size,
                 max_batch_delay_s=s.max_batch_delay_ms / 1000.0,
                 max_queue_size=s.max_queue_size,
@@ -150,7 +190,7 @@ class ServerState:
             log.info(
                 "onnxserve ready: model=%s version=%s provider=%s (requested %s%s, active %s, "
                 "onnxruntime %s) batching=%s max_batch_size=%d intra_op_threads=%d (%s) load=%.3fs "
-                "warmup=%.3fs shadow=%s",
+                "warmup=%.3fs (%s) shadow=%s",
                 spec.name,
                 spec.version,
                 provider.actual,
@@ -158,16 +198,26 @@ class ServerState:
                 ", CPU FALLBACK ALLOWED" if provider.fallback else "",
                 ",".join(provider.active),
                 provider.ort_version,
-                spec.batching,
+                spec.dynamic_batching
+                if spec.batching
+                else f"off, one request per run: {spec.unbatched_reason}",
                 spec.max_batch_size,
                 threads,
                 thread_note,
                 load_seconds,
                 warm,
+                ("warmed with " + self.warmup_source)
+                if self.warmed
+                else ("skipped" if not s.warmup else "FAILED, serving cold"),
                 s.shadow_model or "off",
             )
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}" if not str(exc).startswith("--") else str(exc)
+            if isinstance(exc, UnservableModel):
+                reason = f"the model cannot be served: {exc}"
+            elif isinstance(exc, SampleError) or str(exc).startswith("--"):
+                reason = str(exc)
+            else:
+                reason = f"{type(exc).__name__}: {exc}"
             self.fatal = reason
             log.error("start-up refused: %s", reason)
             if self.on_fatal is not None:
@@ -196,7 +246,11 @@ class ServerState:
         m.inference_time.observe(report.run_seconds)
         first = report.outputs[0]
         if first.dtype.kind in "fiub" and first.size:
-            per = first.reshape(report.rows, -1) if first.ndim else first.reshape(1, 1)
+            # One value per row when dim 0 is the batch; else the run's top value.
+            if first.ndim and first.shape[0] == report.rows:
+                per = first.reshape(report.rows, -1).astype(np.float64, copy=False)
+            else:
+                per = first.reshape(1, -1).astype(np.float64, copy=False)
             m.prediction.observe_many(per[:, 0] if per.shape[1] == 1 else per.max(axis=1))
         if self.drift is not None:
             # Drift is a sample of traffic: at most one update per interval keeps its numpy
@@ -256,6 +310,17 @@ class ServerState:
         if self.spec is None or self.engine is None or not (self.ready or self.draining):
             raise ApiError(503, "model is loading; retry shortly", {"Retry-After": "1"})
         return self.spec, self.engine
+
+
+def model_extra_parameters(spec: ModelSpec) -> dict[str, Any]:
+    """Metadata parameters that tell a client how to read the outputs (REST and gRPC alike)."""
+    extra: dict[str, Any] = {"batch_dim": spec.batching}
+    if not spec.batching and spec.unbatched_reason:
+        extra["unbatched_reason"] = spec.unbatched_reason
+    if spec.map_outputs:
+        # BYTES outputs holding one JSON object ({class: probability}) per row.
+        extra["json_map_outputs"] = ",".join(sorted(spec.map_outputs))
+    return extra
 
 
 def _too_large(size: int | None, limit: int) -> ApiError:
@@ -538,9 +603,10 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
                     "requested_device": provider.requested,
                     "cpu_fallback": provider.fallback,
                     "ort_version": provider.ort_version,
-                    "dynamic_batching": spec.batching,
+                    "dynamic_batching": spec.dynamic_batching,
                     "max_batch_size": spec.max_batch_size,
                     "intra_op_threads": state.intra_op_threads,
+                    **model_extra_parameters(spec),
                 },
             }
         )
@@ -582,7 +648,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
                 "dynamic_batching": {
                     "max_queue_delay_microseconds": int(settings.max_batch_delay_ms * 1000)
                 }
-                if spec.batching
+                if spec.dynamic_batching
                 else None,
             }
         )
@@ -608,6 +674,9 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
                 "execution_provider": provider.actual if provider else None,
                 "requested_device": settings.device,
                 "cpu_fallback": provider.fallback if provider else False,
+                "warmed": state.warmed,
+                "warmup_source": state.warmup_source,
+                "warmup_error": state.warmup_error,
             },
             200 if state.ready else 503,
         )

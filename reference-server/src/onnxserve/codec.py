@@ -84,12 +84,8 @@ def _check_shape(spec: TensorSpec, shape: tuple[int, ...], model: ModelSpec, whe
         raise ApiError(
             400, f"{where}: shape {list(shape)} does not match the model's {expected} (-1 = any)"
         )
-    if model.batching and shape and shape[0] > model.max_batch_size:
-        raise ApiError(
-            400,
-            f"{where}: batch dimension {shape[0]} exceeds max_batch_size {model.max_batch_size}; "
-            "split the request",
-        )
+    # No cap on rows here: max_batch_size bounds how many rows the batcher *combines*; a larger
+    # request runs alone, and only --max-request-bytes limits its size.
 
 
 def _from_json_data(data: Any, spec: TensorSpec, shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -386,17 +382,34 @@ def decode_predict(body: bytes, model: ModelSpec, allow_non_finite: bool) -> Dec
 
 
 def encode_predict(model: ModelSpec, decoded: Decoded, outputs: list[np.ndarray]) -> bytes:
-    first = outputs[0][0] if decoded.unbatched else outputs[0]
-    body: dict[str, Any] = {"prediction": _nested(first), "model_version": model.version}
+    """``{"prediction": first output, "model_version", "outputs": {name: value}}`` (outputs only
+    when there are several). ZipMap outputs are objects here ({class: probability} per row)."""
+    maps = model.map_outputs
+    values = {
+        name: _predict_value(out[0] if decoded.unbatched else out, name in maps)
+        for name, out in zip(model.output_names, outputs, strict=True)
+    }
+    body: dict[str, Any] = {
+        "prediction": values[model.output_names[0]],
+        "model_version": model.version,
+    }
     if len(outputs) > 1:
-        body["outputs"] = {
-            name: _nested(out[0] if decoded.unbatched else out)
-            for name, out in zip(model.output_names, outputs, strict=True)
-        }
+        body["outputs"] = values
     return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
+def _predict_value(arr: Any, json_rows: bool) -> Any:
+    if json_rows:
+        if isinstance(arr, np.ndarray):
+            return [orjson.loads(x) for x in arr.ravel()]
+        return orjson.loads(arr)  # one unbatched row
+    return _nested(np.asarray(arr))
+
+
 def _nested(arr: np.ndarray) -> Any:
+    if arr.ndim == 0:
+        item = arr.item()
+        return item.decode("utf-8", "replace") if isinstance(item, bytes) else item
     if arr.dtype.kind in "OSU":
         return np.vectorize(
             lambda x: x.decode("utf-8", "replace") if isinstance(x, bytes) else str(x),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import struct
 
 import numpy as np
@@ -41,6 +42,16 @@ ONNX_TO_V2: dict[str, str] = {
 }
 
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
+
+# skl2onnx / onnxmltools classifiers end in a ZipMap: one {class: probability} map per row.
+# onnxruntime returns it as a list of dicts; this server carries it as a V2 BYTES tensor of
+# shape [rows] holding one JSON object per row (see README "ZipMap outputs").
+_SEQ_MAP = re.compile(r"^seq\(map\((string|int64),\s*tensor\((float|double)\)\)\)$")
+
+
+def is_seq_map(ort_type: str) -> bool:
+    """True for ``seq(map(string|int64, tensor(float|double)))``, the ZipMap output type."""
+    return _SEQ_MAP.match(ort_type) is not None
 
 
 def ort_numeric_dtype(ort_type: str) -> np.dtype | None:

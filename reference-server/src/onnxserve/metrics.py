@@ -166,7 +166,14 @@ class Metrics:
             registry=r,
         )
         self.load_seconds = Gauge("model_load_seconds", "Session creation time", registry=r)
-        self.warmup_seconds = Gauge("model_warmup_seconds", "Warm-up time", registry=r)
+        self.warmup_seconds = Gauge(
+            "model_warmup_seconds", "Warm-up time (also when the warm-up failed)", registry=r
+        )
+        self.warmed = Gauge(
+            "model_warmed",
+            "1 when warm-up ran cleanly; 0 when skipped (--no-warmup) or rejected by the model",
+            registry=r,
+        )
         self.ready = Gauge("model_ready", "1 when ready to serve, 0 otherwise", registry=r)
         self.prediction = NumpyHistogram(
             "prediction_value",

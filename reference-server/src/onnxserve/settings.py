@@ -48,6 +48,7 @@ class Settings:
     max_request_bytes: int = 64 * 1024 * 1024
     allow_non_finite: bool = False
     warmup: bool = True
+    warmup_sample: Path | None = None
     drain_timeout_s: float = 30.0
     shutdown_delay_s: float = 0.0
     shadow_model: Path | None = None
@@ -123,13 +124,17 @@ HELP: dict[str, str] = {
     "trt_fp16": "let TensorRT build FP16 engines",
     "intra_op_threads": "onnxruntime intra-op threads (0: the CPUs this process may really use)",
     "spin": "let onnxruntime threads spin while idle (only when cores are not shared)",
-    "max_batch_size": "largest batch the batcher forms (and the largest one request may carry)",
     "max_batch_delay_ms": "how long a batch may wait for requests that are already arriving",
     "max_queue_size": "queued requests before new ones get 503 + Retry-After",
     "request_timeout_ms": "per-request deadline for queue + inference (then 504)",
     "max_request_bytes": "largest accepted request body (then 413)",
     "allow_non_finite": "accept NaN/Inf in float inputs (default: 400)",
-    "warmup": "run every batch size once before reporting ready",
+    "warmup": "run every batch size once before reporting ready (--no-warmup: no start-up "
+    "inference at all)",
+    "warmup_sample": "real inputs for warm-up: .npz keyed by input name, .npy (one input) or a "
+    "V2 request .json (default: made-up inputs; if the model rejects them it starts cold)",
+    "max_batch_size": "most rows the batcher combines into one run (1: no dynamic batching); "
+    "a larger request runs alone",
     "drain_timeout_s": "after SIGTERM, how long to wait for in-flight and queued work",
     "shutdown_delay_s": "after SIGTERM, keep serving this long (load balancers see readiness 503)",
     "shadow_model": "second .onnx scored off the request path on a sample of requests",

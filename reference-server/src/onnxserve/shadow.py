@@ -44,6 +44,9 @@ class ShadowScorer:
         self._thread = threading.Thread(target=self._worker, name="onnxserve-shadow", daemon=True)
         self.compared = 0
         self.agreed = 0
+        # A model without a batch dim (0-d inputs, state tensors): a sample is a whole request,
+        # not a row of it. Set by the server from the model's signature.
+        self.whole_requests = False
 
     def check_compatible(self, input_names: list[str]) -> None:
         if sorted(self._inputs) != sorted(input_names):
@@ -64,6 +67,15 @@ class ShadowScorer:
     def after_batch(self, report: BatchReport) -> None:
         """Hook for the batching thread: sample rows, enqueue without waiting."""
         if self.sample_rate <= 0:
+            return
+        if self.whole_requests:
+            if self.sample_rate < 1 and self._rng.random() >= self.sample_rate:
+                return
+            feeds = {name: report.feeds[name] for name in self._inputs}
+            try:
+                self._queue.put_nowait((feeds, np.asarray(report.outputs[0])[np.newaxis]))
+            except queue.Full:
+                self.metrics.shadow_samples.labels(outcome="dropped").inc()
             return
         if self.sample_rate >= 1:
             rows = np.arange(report.rows)
@@ -88,6 +100,8 @@ class ShadowScorer:
             start = time.perf_counter()
             try:
                 shadow = self.session.run([self._output], feeds)[0]
+                if self.whole_requests:
+                    shadow = np.asarray(shadow)[np.newaxis]
             except Exception as exc:
                 self.metrics.shadow_samples.labels(outcome="error").inc(n)
                 log.warning("shadow model failed: %s", exc)
@@ -103,6 +117,21 @@ class ShadowScorer:
 
     def _compare(self, primary: np.ndarray, shadow: np.ndarray) -> None:
         n = primary.shape[0]
+        if primary.dtype.kind in "OSU" or shadow.dtype.kind in "OSU":
+            # labels, text, ZipMap rows: agreement is equality (a ZipMap row is a list of dicts
+            # from onnxruntime on the shadow side, JSON text on the primary's)
+            if shadow.dtype.kind == "O" and n and isinstance(shadow.reshape(-1)[0], dict):
+                from .model import map_rows_to_json
+
+                shadow = map_rows_to_json(shadow.reshape(-1)).reshape(shadow.shape)
+            p, s = primary.reshape(n, -1), shadow.reshape(n, -1)
+            if p.shape != s.shape:
+                raise ValueError(f"primary output per sample {p.shape[1:]} vs shadow {s.shape[1:]}")
+            agree = int((p == s).all(axis=1).sum())
+            self.metrics.shadow_agreed.inc(agree)
+            self.compared += n
+            self.agreed += agree
+            return
         p = primary.reshape(n, -1).astype(np.float64)
         s = shadow.reshape(n, -1).astype(np.float64)
         if p.shape != s.shape:

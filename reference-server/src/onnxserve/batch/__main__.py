@@ -20,14 +20,15 @@ import sys
 from typing import Any
 
 from .errors import BatchError
-from .runner import BatchOptions, run_batch
+from .runner import DEFAULT_MAX_REJECT_RATIO, BatchOptions, run_batch
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 143
 EPILOG = (
     "Every option can also be set as ONNXSERVE_BATCH_<NAME> (e.g. ONNXSERVE_BATCH_BATCH_SIZE). "
-    "Exit codes: 0 every row scored or rejected (rejects do not fail the run unless --fail-fast); "
-    "1 refused: the model, input, output folder or a row under --fail-fast (the message says "
-    "which and what was expected; committed shards are kept); 2 usage error; 143 stopped by "
+    "Exit codes: 0 every row scored or rejected, rejects within --max-reject-ratio; "
+    "1 refused: the model, input, output folder, a row under --fail-fast, or more rejected rows "
+    "than --max-reject-ratio allows (the message says which and what was expected; committed "
+    "shards are kept, _SUCCESS.json is not written); 2 usage error; 143 stopped by "
     "SIGTERM/SIGINT after committing the shards in flight (re-run to resume)."
 )
 
@@ -47,6 +48,16 @@ def _size(text: str) -> int | None:
         ) from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {value}")
+    return value
+
+
+def _ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
     return value
 
 
@@ -123,6 +134,13 @@ def build_parser(prog: str = "python -m onnxserve.batch") -> argparse.ArgumentPa
         help="stop (exit 1) at the first row that cannot be scored instead of rejecting it",
     )
     p.add_argument(
+        "--max-reject-ratio",
+        type=_ratio,
+        default=_ratio(_env("max_reject_ratio", str(DEFAULT_MAX_REJECT_RATIO))),
+        help="fail (exit 1, no _SUCCESS.json) when a larger share of the rows is rejected "
+        f"[default: {DEFAULT_MAX_REJECT_RATIO}; 1 never fails on rejects]",
+    )
+    p.add_argument(
         "--dry-run", action="store_true", help="check the model, inputs and mapping; write nothing"
     )
     p.add_argument(
@@ -190,6 +208,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m onnxserve.batch")
         id_column=args.id_column or None,
         allow_nan=args.allow_nan,
         fail_fast=args.fail_fast,
+        max_reject_ratio=args.max_reject_ratio,
         device=args.device,
         threads=args.threads,
         dry_run=args.dry_run,
@@ -213,9 +232,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m onnxserve.batch")
     except BatchError as exc:
         print(f"batch: error: {exc}", file=sys.stderr)
         if args.json:
-            print(
-                json.dumps({"ok": False, "error": exc.message, "problems": exc.problems}, indent=2)
-            )
+            body = {**(exc.summary or {}), "ok": False, "error": exc.message}
+            body["problems"] = exc.problems
+            print(json.dumps(body, indent=2, default=str))
         return EXIT_REFUSED
     summary["ok"] = not summary.get("interrupted")
     if args.json:

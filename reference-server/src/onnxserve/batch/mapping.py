@@ -27,7 +27,7 @@ import numpy as np
 
 from ..datatypes import ort_numeric_dtype
 from .errors import BatchError
-from .sources import MISSING, Chunk, Source
+from .sources import MISSING, Chunk, CsvSource, Source
 
 
 @dataclass(frozen=True)
@@ -50,13 +50,20 @@ class TensorMeta:
         return f"{self.name} {np.dtype(self.dtype).name} [{dims}]"
 
 
-def tensor_meta(node: Any) -> TensorMeta:
-    dtype = ort_numeric_dtype(node.type)
+def tensor_meta(node: Any, whole: bool = False) -> TensorMeta:
+    """The input as rows: dim 0 is the row. ``whole``: each row holds the input's whole tensor
+    (a model scored one row per run: 0-d inputs, state tensors), so a row dim is put in front.
+    String inputs are object arrays of str (what onnxruntime string tensors take)."""
+    if node.type == "tensor(string)":
+        dtype: np.dtype | None = np.dtype(object)
+    else:
+        dtype = ort_numeric_dtype(node.type)
     if dtype is None:
         raise BatchError(
             f"model input {node.name!r} has type {node.type}, which batch files cannot carry"
         )
-    return TensorMeta(node.name, np.dtype(dtype), tuple(node.shape))
+    shape = tuple(node.shape or ())
+    return TensorMeta(node.name, np.dtype(dtype), (None, *shape) if whole else shape)
 
 
 @dataclass
@@ -141,7 +148,13 @@ class Mapper:
                     f"{self.source.rel}: {label} has shape {list(shapes[column])}; "
                     f"expected {meta.describe()}"
                 )
-            if dtypes[column].kind not in "biuf" or not np.can_cast(
+            if meta.dtype.kind == "O":
+                if dtypes[column].kind not in "US":
+                    raise BatchError(
+                        f"{self.source.rel}: {label} has dtype {dtypes[column]}; expected text "
+                        f"(a numpy unicode array) for the string input {meta.name!r}"
+                    )
+            elif dtypes[column].kind not in "biuf" or not np.can_cast(
                 dtypes[column], meta.dtype, "same_kind"
             ):
                 raise BatchError(
@@ -198,6 +211,10 @@ class Mapper:
             return values
         if hasattr(values, "to_pylist"):
             values = values.to_pylist()
+        if isinstance(self.source, CsvSource):
+            ints = _int_ids(values)
+            if ints is not None:
+                return ints
         return np.array([None if v is MISSING else v for v in values], dtype=object)
 
     def _input(
@@ -206,7 +223,10 @@ class Mapper:
         cols = self.plan[meta.name]
         shape = (n, *(d if d is not None else -1 for d in meta.row_shape))
         if self.source.kind == "array":
-            array = np.asarray(columns[cols[0]]).astype(meta.dtype, copy=False)
+            array = np.asarray(columns[cols[0]])
+            # numpy text -> Python str objects, which onnxruntime string tensors take
+            array = array.astype(str).astype(object) if meta.dtype.kind == "O" else array
+            array = array.astype(meta.dtype, copy=False)
             if array.shape[1:] != tuple(meta.row_shape) and meta.row_size is not None:
                 array = array.reshape(shape)
             return array, {}
@@ -272,6 +292,21 @@ class Mapper:
         return stacked, rejects
 
 
+def _int_ids(values: list[Any]) -> np.ndarray | None:
+    """CSV cells are text; an id column of whole numbers (e.g. "17", "-3") stays a number column
+    in the output, as it would have been in Parquet or JSON. None when any cell is not one."""
+    out = np.empty(len(values), dtype=np.int64)
+    for i, value in enumerate(values):
+        text = value.strip() if isinstance(value, str) else None
+        if not text or not (text.isdigit() or (text[0] in "+-" and text[1:].isdigit())):
+            return None
+        try:
+            out[i] = int(text)
+        except OverflowError:
+            return None
+    return out
+
+
 def _is_list_column(column: Any) -> bool:
     if hasattr(column, "type"):
         import pyarrow as pa
@@ -328,8 +363,29 @@ def _one_row(value: Any, meta: TensorMeta) -> np.ndarray:
     raise ValueError(f"has shape {list(array.shape)} ({array.size} values); expected {expected}")
 
 
+def _text_column(column: Any, n: int, name: str) -> tuple[np.ndarray, dict[int, str]]:
+    """One text column -> an object array of str; missing values are rejected rows."""
+    values = column.to_pylist() if hasattr(column, "to_pylist") else list(column)
+    out = np.empty(n, dtype=object)
+    rejects: dict[int, str] = {}
+    for i, value in enumerate(values):
+        if isinstance(value, list) and len(value) == 1:  # a one-element row, e.g. ["text"]
+            value = value[0]
+        if value is MISSING or value is None:
+            rejects[i] = f"column {name!r} is missing"
+            out[i] = ""
+        elif isinstance(value, str):
+            out[i] = value
+        else:
+            rejects[i] = f"column {name!r} value {_show(value)} is not text"
+            out[i] = ""
+    return out, rejects
+
+
 def _column(column: Any, dtype: np.dtype, n: int, name: str) -> tuple[np.ndarray, dict[int, str]]:
     """One scalar column -> numbers; rows that are not numbers are named with their value."""
+    if dtype.kind == "O":
+        return _text_column(column, n, name)
     if hasattr(column, "type"):  # Arrow
         import pyarrow as pa
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..datatypes import is_seq_map
+from ..model import batching_note, map_rows_to_json, tensor_spec, unservable_reasons
 from .errors import BatchError
 from .manifest import REJECTS_DIR, SUCCESS, Journal
 from .mapping import Mapper, TensorMeta, tensor_meta
@@ -31,6 +33,7 @@ AUTO_BATCH_BYTES = 4 << 20  # input bytes per session.run when --batch-size is a
 AUTO_SHARD_BYTES = 32 << 20  # input bytes per shard when --shard-rows is auto
 MAX_AUTO_BATCH = 4096
 MAX_AUTO_SHARD = 262_144
+DEFAULT_MAX_REJECT_RATIO = 0.01
 _END = object()
 
 
@@ -45,6 +48,9 @@ class BatchOptions:
     id_column: str | None = "id"  # copied to the output when the input has it
     allow_nan: bool = False
     fail_fast: bool = False
+    # A run that rejects a larger share of its rows fails (no _SUCCESS.json): a model or input
+    # mismatch that rejects everything must not look like a finished job.
+    max_reject_ratio: float = DEFAULT_MAX_REJECT_RATIO
     device: str = "cpu"  # cpu | cuda | auto
     threads: int = 0  # onnxruntime intra-op threads; 0: the CPUs this container may use
     dry_run: bool = False
@@ -86,12 +92,28 @@ class Scorer:
         self.provider = self.session.get_providers()[0]
         if device == "cuda" and self.provider != cuda:
             raise BatchError(f"--device cuda: the session runs on {self.provider}, not CUDA")
-        self.inputs: list[TensorMeta] = [tensor_meta(i) for i in self.session.get_inputs()]
+        reasons = unservable_reasons(self.session)
+        if reasons:
+            raise BatchError("the batch runner cannot score this model", reasons)
         self.outputs = self.session.get_outputs()
         self.output_names = [o.name for o in self.outputs]
+        # ZipMap outputs (a list of {class: probability}) are written as JSON text per row.
+        self.json_outputs = frozenset(o.name for o in self.outputs if is_seq_map(o.type))
+        nodes = self.session.get_inputs()
+        in_specs = [tensor_spec(i) for i in nodes]
+        note = batching_note(in_specs, [tensor_spec(o, output=True) for o in self.outputs])
+        firsts = {t.shape[0] if t.shape else "0-d" for t in in_specs}
+        uniform_fixed = len(firsts) == 1 and isinstance(next(iter(firsts)), int)
+        # A model whose inputs do not all share a dynamic dim 0 (a 0-d sample rate, a state
+        # tensor) or whose outputs are not split by rows is scored one row per session.run, each
+        # row holding every input's whole tensor. A fixed batch shared by every input (a batch-1
+        # CNN) is fed by slices of that size instead, padded at the end.
+        self.per_row = note is not None and not uniform_fixed
+        self.per_row_reason = note if self.per_row else None
+        self.inputs: list[TensorMeta] = [tensor_meta(i, whole=self.per_row) for i in nodes]
         batch_dims = {i.shape[0] if i.shape else None for i in self.inputs}
         fixed = [d for d in batch_dims if isinstance(d, int) and d > 0]
-        self.fixed_batch = fixed[0] if fixed else None
+        self.fixed_batch = fixed[0] if fixed and not self.per_row else None
 
     def fixed_outputs(self) -> dict[str, bool]:
         return {
@@ -137,13 +159,34 @@ class Scorer:
                 ) from None
         return outputs, failures
 
+    def _outputs(self, outs: list[Any]) -> list[np.ndarray]:
+        return [
+            map_rows_to_json(out) if name in self.json_outputs else out
+            for name, out in zip(self.output_names, outs, strict=True)
+        ]
+
     def _run(self, arrays: dict[str, np.ndarray], start: int, stop: int) -> list[np.ndarray]:
+        if self.per_row:
+            # v[i, ...] keeps a 0-d row a 0-d array (v[i] would be a numpy scalar, refused)
+            runs = [
+                self._outputs(
+                    self.session.run(self.output_names, {k: v[i, ...] for k, v in arrays.items()})
+                )
+                for i in range(start, stop)
+            ]
+            try:
+                return [np.stack([r[j] for r in runs]) for j in range(len(self.output_names))]
+            except ValueError as exc:
+                raise BatchError(
+                    f"outputs change shape from row to row ({exc}); the batch runner writes "
+                    "one output row per input row of the same shape in a shard"
+                ) from None
         rows = stop - start
         feed = {k: v[start:stop] for k, v in arrays.items()}
         pad = self.fixed_batch - rows if self.fixed_batch and rows < self.fixed_batch else 0
         if pad:  # a model with a fixed batch dim: fill the last batch, drop the padding's outputs
             feed = {k: np.concatenate([v, np.repeat(v[-1:], pad, axis=0)]) for k, v in feed.items()}
-        outs = self.session.run(self.output_names, feed)
+        outs = self._outputs(self.session.run(self.output_names, feed))
         for name, out in zip(self.output_names, outs, strict=True):
             if out.ndim == 0 or out.shape[0] != rows + pad:
                 raise BatchError(
@@ -219,6 +262,8 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
             "a re-run would read its own output"
         )
     check_format(opts.output_format)
+    if not 0.0 <= opts.max_reject_ratio <= 1.0:
+        raise BatchError(f"--max-reject-ratio must be in [0, 1], got {opts.max_reject_ratio}")
     for name, value in (("--batch-size", opts.batch_size), ("--shard-rows", opts.shard_rows)):
         if value is not None and value < 1:
             raise BatchError(f"{name} must be at least 1, got {value}")
@@ -272,6 +317,7 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
         "batch_size": batch,
         "shard_rows": shard_rows,
         "mapping": [m.describe() for m in mappers],
+        "per_row_runs": scorer.per_row_reason,
         "join_columns": ["source", "row", *sorted(n for n in id_names if n)],
     }
     if opts.dry_run:
@@ -312,6 +358,23 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
             "rejects_files": [e["rejects_file"] for e in entries if e.get("rejects_file")],
         }
     )
+    rows = summary["rows"]
+    summary["reject_ratio"] = round(summary["rejected"] / rows, 6) if rows else 0.0
+    summary["max_reject_ratio"] = opts.max_reject_ratio
+    if not opts.cancel.is_set() and rows and summary["rejected"] / rows > opts.max_reject_ratio:
+        (out / SUCCESS).unlink(missing_ok=True)
+        summary["rejects_files"] = len(summary["rejects_files"])
+        raise BatchError(
+            f"{summary['rejected']:,} of {rows:,} rows were rejected "
+            f"({summary['rejected'] / rows:.1%}), more than --max-reject-ratio "
+            f"{opts.max_reject_ratio:g} allows; no _SUCCESS.json was written",
+            [
+                f"each rejected row and its reason: {out / REJECTS_DIR}/",
+                "fix the inputs (or the model) and re-run into a new --output, or raise "
+                "--max-reject-ratio if rejects are expected",
+            ],
+            summary,
+        )
     if not opts.cancel.is_set():
         parts = sorted(e["file"] for e in entries if e.get("file"))
         record = {**summary, "parts": parts}
@@ -478,6 +541,7 @@ def _score_chunk(
         id_name=mapper.id_column,
         outputs=outputs,
         fixed=fixed,
+        json_outputs=scorer.json_outputs,
     )
     listed = [
         (chunk.start + r, ids[r] if ids is not None else None, rejects[r]) for r in sorted(rejects)

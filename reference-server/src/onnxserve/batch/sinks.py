@@ -33,6 +33,8 @@ class ShardTable:
     id_name: str | None
     outputs: dict[str, np.ndarray]  # name -> [rows, ...]
     fixed: dict[str, bool]  # output name -> the model fixes its per-row shape
+    # ZipMap outputs: JSON text per row ({class: probability}); jsonl shards write them as objects
+    json_outputs: frozenset[str] = frozenset()
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -166,9 +168,20 @@ def _jsonl(handle: Any, t: ShardTable) -> None:
         base.append([_plain(v) for v in t.ids])  # type: ignore[union-attr]
     for name, out in t.outputs.items():
         keys.append(name)
-        base.append(out.tolist())
+        if name in t.json_outputs:
+            base.append(_parse_json_rows(out))
+        else:
+            base.append(out.tolist())
     for values in zip(*base, strict=True):
         handle.write(json.dumps(dict(zip(keys, values, strict=True))).encode() + b"\n")
+
+
+def _parse_json_rows(out: np.ndarray) -> list[Any]:
+    """JSON text per row (any shape) -> the same nesting of parsed objects."""
+    flat = [json.loads(x) for x in out.ravel()]
+    if out.ndim <= 1:
+        return flat
+    return np.array(flat, dtype=object).reshape(out.shape).tolist()
 
 
 def _npz(handle: Any, t: ShardTable) -> None:
@@ -176,5 +189,7 @@ def _npz(handle: Any, t: ShardTable) -> None:
     if t.id_name:
         ids = t.ids
         arrays[t.id_name] = ids.astype(str) if ids is not None and ids.dtype == object else ids  # type: ignore[assignment]
-    arrays.update(t.outputs)
+    for name, out in t.outputs.items():
+        # Text outputs as a numpy unicode array: object arrays would need pickle to load.
+        arrays[name] = out.astype(str) if out.dtype == object else out
     np.savez(handle, **arrays)

@@ -43,9 +43,12 @@ class StateBackend:
     def model_parameters(self) -> dict[str, Any]:
         provider = self.state.provider
         spec = self.spec()
+        from ..app import model_extra_parameters
+
         params: dict[str, Any] = {
-            "dynamic_batching": spec.batching,
+            "dynamic_batching": spec.dynamic_batching,
             "max_batch_size": spec.max_batch_size,
+            **model_extra_parameters(spec),
         }
         if provider is not None:
             params.update(

@@ -61,7 +61,16 @@ def _array(
             f"{where}: {len(values)} values in contents.{field}; shape {list(shape)} needs {count}",
         )
     if datatype == "BYTES":
-        return np.array(list(values), dtype=object).reshape(shape)
+        # onnxruntime string tensors take str (bytes would become "b'...'").
+        try:
+            items = [v.decode("utf-8") for v in values]
+        except UnicodeDecodeError:
+            raise ApiError(
+                400, f"{where}: BYTES contents are not UTF-8 text, which string inputs need"
+            ) from None
+        out = np.empty(count, dtype=object)
+        out[:] = items
+        return out.reshape(shape)
     return np.asarray(values, dtype=dtype).reshape(shape)
 
 
