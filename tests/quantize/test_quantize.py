@@ -118,9 +118,11 @@ def test_example_cnn_is_refused_for_being_slower_unless_allowed(example_models, 
     message = str(info.value)
     assert "INT8 model refused, the original is kept: the INT8 model is slower" in message
     assert re.search(r"p50 at batch 1: [\d.]+ ms INT8 vs [\d.]+ ms FP32", message)
-    assert re.search(r"p50 at batch 32: [\d.]+ ms INT8 vs [\d.]+ ms FP32", message)
     assert "--allow-slower" in message and "fails to run" not in message
     record = _record(out)
+    # The larger batch is 32 unless the time budget could not afford it on a busy host.
+    assert 1 < record["large_batch"] <= 32
+    assert re.search(rf"p50 at batch {record['large_batch']}: [\d.]+ ms INT8 vs [\d.]+ ms FP32", message)
     assert record["verdict"] == "refused" and record["quantized_model"] is None
     assert record["p50_ms_batch1_after"] > record["p50_ms_batch1_before"]
     assert not (out / "quantized").exists() or not any((out / "quantized").iterdir())
