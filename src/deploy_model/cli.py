@@ -240,7 +240,8 @@ def smoke_cmd(
     as_json: bool = JsonOpt,
     dry_run: bool = DryRunOpt,
 ) -> None:
-    """Smoke-test a running server: live, ready, metadata vs the profile, inference, /health, /metrics.
+    """Smoke-test a running server: live, ready, metadata vs the profile, inference (on the sample
+    given to inspect, else synthetic inputs), invalid requests refused with 4xx, /health, /metrics.
 
     Every check is listed with pass/fail and its time in smoke.json (written on failure too, so the
     failing check can be read). Exits 1 naming the failing checks.
@@ -267,10 +268,12 @@ def loadtest_cmd(
     as_json: bool = JsonOpt,
     dry_run: bool = DryRunOpt,
 ) -> None:
-    """Load-test the V2 infer endpoint of the URL given (and nothing else) with synthetic inputs.
+    """Load-test the V2 infer endpoint of the URL given (and nothing else) with the sample given
+    to inspect (synthetic inputs when there is none).
 
-    Reports requests/s, p50/p95/p99/max latency and errors by status per level, and the verdict
-    against the spec's p95 SLA and target requests/s; draws loadtest.png. A live progress line goes
+    Reports requests/s, p50/p95/p99/max latency and errors by status per level, and the verdict:
+    one replica against the p95 SLA and its share of the target (target requests/s over the
+    planned replicas), with the replicas the measured capacity implies; draws loadtest.png. A live progress line goes
     to stderr. Bounded by --seconds and --max-requests per level and --timeout per request.
     """
     from deploy_model.loadtest import parse_levels, run_loadtest
