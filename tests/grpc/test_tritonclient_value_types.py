@@ -92,7 +92,8 @@ def _call(lib, client, model: str, feeds: dict[str, np.ndarray], outputs: list[s
     inputs = []
     for name, arr in feeds.items():
         datatype = "BYTES" if arr.dtype == object else {
-            "float32": "FP32", "int64": "INT64"}[arr.dtype.name]
+            "float32": "FP32", "int64": "INT64", "bool": "BOOL", "uint8": "UINT8",
+            "int32": "INT32", "float16": "FP16"}[arr.dtype.name]
         tensor = lib.InferInput(name, list(arr.shape), datatype)
         if lib is thttp:
             tensor.set_data_from_numpy(arr, binary_data=binary)
@@ -152,3 +153,15 @@ def test_string_input_and_0d_input_through_tritonclient(serve, vmodels, kind):
     lib, client = (thttp, vad.rest) if kind == "http" else (tgrpc, vad.rpc)
     result = _call(lib, client, "vad", feeds, ["speech"], True)
     np.testing.assert_allclose(result.as_numpy("speech"), speech, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["http", "grpc"])
+def test_bool_uint8_int32_fp16_int64_binary_inputs(serve, vmodels, kind):
+    feeds = vm.mixed_feeds(4)
+    want = ort.InferenceSession(str(vmodels["mixed"]), providers=["CPUExecutionProvider"]).run(
+        None, feeds
+    )[0]
+    server = serve(vmodels["mixed"], "mixed")
+    lib, client = (thttp, server.rest) if kind == "http" else (tgrpc, server.rpc)
+    result = _call(lib, client, "mixed", feeds, ["total"], True)
+    np.testing.assert_allclose(result.as_numpy("total"), want)
