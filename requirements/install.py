@@ -21,13 +21,23 @@ Standard library only (it runs before any dependency exists). Exit 0 when the gr
 from __future__ import annotations
 
 import argparse
+import configparser
 import fcntl
+import hashlib
+import io
+import json
 import os
-import shlex
+import platform
+import re
 import shutil
+import ssl
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
+import zipfile
+from html.parser import HTMLParser
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -65,40 +75,43 @@ def run(argv: list[str], env: dict[str, str], what: str) -> str:
 # --- the package index pip is configured for ----------------------------------------------------
 
 
-def start_pip_config(python: str) -> subprocess.Popen[str] | None:
-    """`pip config list`, started early: it runs while uv is being found or fetched."""
-    try:
-        return subprocess.Popen([python, "-m", "pip", "config", "list"], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True,
-                                env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
-    except OSError:
-        return None
+PIP_OPTIONS = ("index-url", "extra-index-url", "find-links", "trusted-host", "cert", "timeout", "default-timeout")
 
 
-def pip_config(proc: subprocess.Popen[str] | None) -> dict[str, str]:
-    """`pip config list` as option -> value: PIP_* variables over install.* over global.*."""
-    if proc is None:
-        return {}
-    try:
-        out, _ = proc.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        return {}
-    rank = {":env:": 3, "install": 2, "global": 1}
-    values: dict[str, tuple[int, str]] = {}
-    for line in out.splitlines():
-        key, sep, raw = line.partition("=")
-        if not sep or "." not in key:
-            continue
-        section, option = key.rsplit(".", 1)  # global.index-url, install.find-links, :env:.index-url
+def pip_config_files() -> list[Path]:
+    """pip's configuration files in the order pip reads them (later ones win)."""
+    if os.environ.get("PIP_CONFIG_FILE") == os.devnull:
+        return []
+    dirs = os.environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(os.pathsep)
+    files = [Path(d) / "pip" / "pip.conf" for d in dirs if d] + [Path("/etc/pip.conf")]
+    home = Path.home()
+    files += [home / ".pip" / "pip.conf",
+              Path(os.environ.get("XDG_CONFIG_HOME", home / ".config")) / "pip" / "pip.conf"]
+    if os.environ.get("PIP_CONFIG_FILE"):
+        files.append(Path(os.environ["PIP_CONFIG_FILE"]))
+    return files
+
+
+def pip_config() -> dict[str, str]:
+    """The index settings pip would use here: its config files ([global], then [install]) and the
+    PIP_* variables over them. Read directly: `pip config list` costs seconds on a busy machine."""
+    values: dict[str, str] = {}
+    for path in pip_config_files():
+        parser = configparser.RawConfigParser()
         try:
-            value = " ".join(shlex.split(raw))
-        except ValueError:
-            value = raw.strip("'\"")
-        level = rank.get(section, 0)
-        if option not in values or level >= values[option][0]:
-            values[option] = (level, value)
-    return {option: value for option, (_, value) in values.items()}
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        for section in ("global", "install"):
+            if parser.has_section(section):
+                for option in PIP_OPTIONS:
+                    if parser.has_option(section, option):
+                        values[option] = " ".join(parser.get(section, option).split())
+    for option in PIP_OPTIONS:
+        variable = "PIP_" + option.upper().replace("-", "_")
+        if os.environ.get(variable):
+            values[option] = " ".join(os.environ[variable].split())
+    return values
 
 
 UV_INDEX_VARIABLES = ("UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_EXTRA_INDEX_URL", "UV_FIND_LINKS")
@@ -133,30 +146,121 @@ def index_options(config: dict[str, str], env: dict[str, str]) -> list[str]:
 # --- uv -------------------------------------------------------------------------------------------
 
 
-def find_uv(data: Path, env: dict[str, str]) -> str:
-    """uv on PATH, else the one fetched earlier into DATA/tools, else fetch it with pip (hashed)."""
+def find_uv(data: Path, env: dict[str, str], config: dict[str, str]) -> str:
+    """uv on PATH, else the one fetched earlier into DATA/tools, else fetch it (hashed) once."""
     own = data / "tools" / "bin" / "uv"
     for candidate in (env.get("DEPLOY_MODEL_UV"), shutil.which("uv"), str(own)):
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
             probe = subprocess.run([candidate, "--version"], capture_output=True, text=True, check=False)
             if probe.returncode == 0:
                 return candidate
-    say("fetching the installer (uv) with pip ...")
     started = time.perf_counter()
-    pip_probe = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True, check=False)
-    if pip_probe.returncode != 0:
-        raise InstallError(
-            f"neither uv nor pip is available to {sys.executable}: install uv (pipx install uv, or your "
-            "package manager's uv) or pip for this Python (Debian/Ubuntu: apt-get install python3-pip), "
-            "then run the command again")
     shutil.rmtree(data / "tools", ignore_errors=True)
-    run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet",
-         "--no-deps", "--no-compile", "--require-hashes", "--target", str(data / "tools"),
-         "-r", str(HERE / "uv.txt")], env, "fetching uv with pip")
+    say("fetching the installer (uv) ...")
+    direct = fetch_uv_wheel(own, config, env)
+    if direct is not None:
+        say(f"pip is used instead of a direct download ({direct})")
+        pip_probe = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, text=True, check=False)
+        if pip_probe.returncode != 0:
+            raise InstallError(
+                f"neither uv nor pip is available to {sys.executable}: install uv (pipx install uv, or your "
+                "package manager's uv) or pip for this Python (Debian/Ubuntu: apt-get install python3-pip), "
+                "then run the command again")
+        shutil.rmtree(data / "tools", ignore_errors=True)
+        run([sys.executable, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", "--quiet",
+             "--no-deps", "--no-compile", "--require-hashes", "--target", str(data / "tools"),
+             "-r", str(HERE / "uv.txt")], env, "fetching uv with pip")
     if not own.is_file():
-        raise InstallError(f"pip installed uv into {data / 'tools'} but {own} is missing")
+        raise InstallError(f"uv was installed into {data / 'tools'} but {own} is missing")
     say(f"uv ready ({time.perf_counter() - started:.1f}s)")
     return str(own)
+
+
+def _uv_pin() -> tuple[str, set[str]]:
+    """(version, allowed sha256s) of uv from requirements/uv.txt."""
+    text = (HERE / "uv.txt").read_text()
+    match = re.search(r"^uv==(\S+)", text, re.M)
+    if not match:
+        raise ValueError("requirements/uv.txt pins no uv version")
+    return match.group(1), set(re.findall(r"--hash=sha256:([0-9a-f]{64})", text))
+
+
+def _wheel_tags() -> list[str]:
+    """Platform tags of uv wheels that run here, best first; empty where pip should decide."""
+    machine = platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine) if sys.platform.startswith("linux") else machine
+    if sys.platform.startswith("linux"):
+        libc, version = platform.libc_ver()
+        if libc == "glibc":
+            major_minor = tuple(int(p) for p in [*version.split("."), "0"][:2] if p.isdigit())
+            tags = [f"manylinux_2_17_{machine}", f"manylinux2014_{machine}"]
+            return tags + ([f"manylinux_2_28_{machine}"] if major_minor >= (2, 28) else [])
+        return [f"musllinux_1_1_{machine}"]
+    if sys.platform == "darwin":
+        return ["macosx_11_0_arm64"] if machine == "arm64" else ["macosx_10_12_x86_64"]
+    return []
+
+
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.links: list[tuple[str, str]] = []
+        self._href: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self._href = dict(attrs).get("href")
+
+    def handle_data(self, data: str) -> None:
+        if self._href:
+            self.links.append((data.strip(), self._href))
+            self._href = None
+
+
+def fetch_uv_wheel(target: Path, config: dict[str, str], env: dict[str, str]) -> str | None:
+    """Download uv's wheel for this platform from the configured index, check its sha256 against
+    requirements/uv.txt and unpack the binary: a second or two, where pip takes ten or more on a
+    busy machine. Returns None when done, else why not (the caller falls back to pip)."""
+    try:
+        version, hashes = _uv_pin()
+        tags = _wheel_tags()
+        index = (env.get("PIP_INDEX_URL") or config.get("index-url") or "https://pypi.org/simple").split()[0]
+        if not tags or not index.startswith(("https://", "http://")):
+            return "no direct download for this platform or index"
+        context = ssl.create_default_context(cafile=config.get("cert") if config.get("cert") and Path(config["cert"]).is_file() else None)
+        request = urllib.request.Request(index.rstrip("/") + "/uv/", headers={
+            "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1", "User-Agent": "deploy-model-launcher"})
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
+            body = response.read()
+            base = response.geturl()
+            kind = response.headers.get("Content-Type", "")
+        if "json" in kind:
+            files = [(f["filename"], f["url"]) for f in json.loads(body)["files"]]
+        else:
+            parser = _Links()
+            parser.feed(body.decode("utf-8", "replace"))
+            files = parser.links
+        wanted = [(name, urllib.parse.urljoin(base, url)) for name, url in files
+                  if name.startswith(f"uv-{version}-") and name.endswith(".whl")]
+        choice = next(((n, u) for tag in tags for n, u in wanted if tag in n), None)
+        if choice is None:
+            return f"no uv {version} wheel for {tags[0]} on {index}"
+        with urllib.request.urlopen(urllib.request.Request(choice[1], headers={"User-Agent": "deploy-model-launcher"}),
+                                    timeout=120, context=context) as response:
+            wheel = response.read()
+        digest = hashlib.sha256(wheel).hexdigest()
+        if digest not in hashes:
+            return f"{choice[0]} has sha256 {digest[:12]}, not one of requirements/uv.txt"
+        with zipfile.ZipFile(io.BytesIO(wheel)) as archive:
+            member = next(m for m in archive.namelist() if m.endswith(".data/scripts/uv"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_suffix(".partial")
+            partial.write_bytes(archive.read(member))
+        partial.chmod(0o755)
+        partial.replace(target)
+        return None
+    except Exception as exc:  # any failure: pip, which knows every index setting, takes over
+        return f"{type(exc).__name__}: {exc}"
 
 
 def describe(group: str) -> str:
@@ -175,9 +279,9 @@ def install(data: Path, groups: list[str]) -> None:
     if not todo:
         return
     started = time.perf_counter()
-    config = start_pip_config(sys.executable)
-    uv = find_uv(data, env)
-    options = index_options(pip_config(config), env)
+    config = pip_config()
+    uv = find_uv(data, env, config)
+    options = index_options(config, env)
     fresh = not installed(venv, "core")
     if fresh:
         say(f"first run: setting up the Python environment in {venv} (once) ...")

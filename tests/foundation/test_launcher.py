@@ -66,7 +66,7 @@ def test_first_run_installs_core_only_within_the_bash_timeout(first_run: dict) -
     assert proc.returncode == 0, proc.stderr
     assert (first_run["base"] / "d" / "model-profile.json").is_file()
     # Progress lines on stderr while installing, the installer's summary included.
-    for line in ("fetching the installer (uv)", "setting up the Python environment", "installing core", "core ready",
+    for line in ("fetching the installer (uv)", "uv ready", "setting up the Python environment", "installing core", "core ready",
                  "environment ready"):
         assert line in proc.stderr, proc.stderr
     assert "Installed" in proc.stderr
@@ -151,6 +151,7 @@ def test_failed_uv_fetch_prints_pips_own_error(tmp_path: Path) -> None:
     }
     proc = _run(offline, "--version", timeout=180)
     assert proc.returncode == 1
+    assert "pip is used instead of a direct download" in proc.stderr  # the dead index refused the direct fetch too
     assert "fetching uv with pip failed (python" in proc.stderr, proc.stderr
     assert "uv==" in proc.stderr or "No matching distribution" in proc.stderr or "ERROR" in proc.stderr
     assert "run the command again" in proc.stderr
@@ -200,14 +201,14 @@ def test_uv_gets_pips_index_settings(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("PIP_CONFIG_FILE", str(conf))
     installer = _installer()
     env: dict[str, str] = {}
-    options = installer.index_options(installer.pip_config(installer.start_pip_config(sys.executable)), env)
+    options = installer.index_options(installer.pip_config(), env)
     assert options == ["--index-url", "http://mirror.invalid/simple", "--extra-index-url", "file:///srv/a",
                        "--extra-index-url", "file:///srv/b", "--find-links", "/srv/wheels",
                        "--allow-insecure-host", "mirror.invalid", "--index-strategy", "unsafe-best-match"]
     assert env["UV_HTTP_TIMEOUT"] == "30"
     # PIP_* variables win over the file, as in pip; uv's own settings win over both.
     monkeypatch.setenv("PIP_INDEX_URL", "http://other.invalid/simple")
-    options = installer.index_options(installer.pip_config(installer.start_pip_config(sys.executable)), {})
+    options = installer.index_options(installer.pip_config(), {})
     assert options[:2] == ["--index-url", "http://other.invalid/simple"]
     assert installer.index_options({"index-url": "http://x.invalid"}, {"UV_DEFAULT_INDEX": "http://mine.invalid"}) == []
 
