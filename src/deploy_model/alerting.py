@@ -43,7 +43,7 @@ def realtime_rules(spec: DeploymentSpec) -> list[dict[str, Any]]:
     sla_s = s.slo.latency_p95_ms / 1000
     who = f"{s.name} in {s.kubernetes.namespace}"
     errors = _sel(s, 'status=~"5.."')
-    return [
+    rules = [
         _rule(
             "ModelHighErrorRatio",
             f"sum by ({by}) (rate(model_requests_total{errors}[{WINDOW}]))\n"
@@ -90,6 +90,10 @@ def realtime_rules(spec: DeploymentSpec) -> list[dict[str, Any]]:
             f"A replica of {who} reported model_ready 0 (or its scrape failed) for 5 minutes. Check its events and logs.",
         ),
     ]
+    if s.scaling.scale_to_zero:
+        # Scaled to zero, no pod exports anything: silence is the idle state, not an outage.
+        rules = [r for r in rules if r["alert"] != "ModelNoTraffic"]
+    return rules
 
 
 def job_rules(spec: DeploymentSpec) -> list[dict[str, Any]]:
@@ -167,9 +171,10 @@ def tests(spec: DeploymentSpec) -> list[dict[str, Any]]:
         case("ModelInputDriftHigh", [_series("input_feature_drift", feature, f"{watch / 2:g}x50")], "40m", None)
         case("ModelInputDriftWatch", [_series("input_feature_drift", feature, f"{(watch + act) / 2:g}x90")], "75m",
              {**base, "feature": "f0"})
-        case("ModelNoTraffic", [_series("model_requests_total", {**track, "endpoint": "infer", "status": "200"}, "5x60")],
-             "50m", base)
-        case("ModelNoTraffic", [ok], "20m", None)
+        if "ModelNoTraffic" in by_name:
+            case("ModelNoTraffic", [_series("model_requests_total", {**track, "endpoint": "infer", "status": "200"}, "5x60")],
+                 "50m", base)
+            case("ModelNoTraffic", [ok], "20m", None)
         pod = {**base, "track": "stable", "pod": f"{app}-0"}
         case("ModelNotReady", [_series("model_ready", pod, "0x20"), _series("up", pod, "1x20")], "10m", pod)
         case("ModelNotReady", [_series("model_ready", pod, "1x20"), _series("up", pod, "1x20")], "10m", None)

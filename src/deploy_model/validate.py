@@ -14,10 +14,22 @@ from typing import Any
 
 import yaml
 
-from deploy_model.checks import FAIL, PASS, SKIP, Check, hardening, kube, load_docs, rel, tools
+from deploy_model.checks import (
+    FAIL,
+    PASS,
+    SKIP,
+    Check,
+    hardening,
+    kube,
+    load_docs,
+    metric_names,
+    rel,
+    semantics,
+    tools,
+)
 from deploy_model.errors import StageError
 from deploy_model.files import read_json, write_json
-from deploy_model.render import MANIFEST_FILE, load_spec
+from deploy_model.render import MANIFEST_FILE, SERVER_SOURCE, load_spec
 from deploy_model.spec import Target
 
 VALIDATION_FILE = "validation.json"
@@ -52,6 +64,7 @@ def collect(directory: Path, strict: bool) -> list[Check]:
         checks.append(_empty("kubernetes-schema", "kubernetes-validate", "Kubernetes manifest"))
     if kube_target:
         hard = hardening.run(docs)
+        checks += semantics.run(docs)
         checks += hard or [_empty("hardening", "catalogue", "workload")]
 
     dockerfiles = [p for p in (directory / "Dockerfile", directory / "Dockerfile.gpu") if p.is_file()]
@@ -83,8 +96,38 @@ def collect(directory: Path, strict: bool) -> list[Check]:
     tests = sorted(monitoring.glob("*rules_test.yml"))
     checks += tools.promtool_test(directory, tests, strict) if tests else [_empty("promtool-test", "promtool", "rule unit test")]
 
+    checks += metric_names.check(_queries(directory, spec, extra), _server_source(directory))
     checks += tools.manifest(directory, read_json(directory / MANIFEST_FILE, MANIFEST_FILE))
     return checks
+
+
+def _server_source(directory: Path) -> Path:
+    """The server code the bundle ships (what its image runs), else the one beside this package."""
+    bundled = directory / "server" / "src" / "onnxserve"
+    return bundled if bundled.is_dir() else SERVER_SOURCE / "src" / "onnxserve"
+
+
+def _queries(directory: Path, spec: Any, extra: dict[str, list[str]]) -> list[tuple[str, str, str]]:
+    """Every PromQL expression of the bundle and its report: (file, where, expression)."""
+    from deploy_model.rollout_commands import rollback_steps, rollout_steps
+
+    found: list[tuple[str, str, str]] = []
+    for path in sorted((directory / "monitoring").glob("*.y*ml")):
+        try:
+            documents = load_docs(path)
+        except yaml.YAMLError:
+            continue  # promtool reports it
+        for doc in documents:
+            groups = (doc.get("groups") or (doc.get("spec") or {}).get("groups") or []) if isinstance(doc, dict) else []
+            for group in groups:
+                for rule in (group or {}).get("rules") or []:
+                    if isinstance(rule, dict) and rule.get("expr"):
+                        found.append((rel(path, directory), str(rule.get("alert") or rule.get("record")), str(rule["expr"])))
+    for label, exprs in extra.items():
+        found += [(label.split(" ")[0], "query", e) for e in exprs if e]
+    steps = rollout_steps(spec, directory.name, spec.name) + rollback_steps(spec, spec.name)
+    found += [("DEPLOYMENT.md (gates)", g["name"], g["promql"]) for step in steps for g in step.get("gates", [])]
+    return found
 
 
 def run_validate(directory: Path, strict: bool = False, dry_run: bool = False) -> dict[str, Any]:
