@@ -66,6 +66,9 @@ def test_datatype_mapping_both_ways():
     with pytest.raises(ValueError, match="ends after 2 of 3"):
         decode_bytes_tensor(raw[:-2], 3)
     with pytest.raises(ValueError, match="past the end"):
+        decode_bytes_tensor(b"\x09\x00\x00\x00abc", 1)
+    # Fewer bytes than 4 per declared element: refused before anything is allocated.
+    with pytest.raises(ValueError, match="cannot hold 3 elements"):
         decode_bytes_tensor(raw[:10], 3)
 
 

@@ -9,6 +9,7 @@ throughput on every request and the bodies are decoded by hand anyway.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -27,6 +28,7 @@ from starlette.responses import Response
 
 from . import __version__
 from .batching import BatchEngine, BatchFailed, BatchReport, QueueFull
+from .bodies import decompress, read_body
 from .codec import (
     HEADER_LENGTH,
     ApiError,
@@ -35,6 +37,7 @@ from .codec import (
     decode_v2,
     encode_predict,
     encode_v2,
+    shown,
 )
 from .drift import DriftMonitor
 from .metrics import Metrics, gauge
@@ -126,8 +129,14 @@ class ServerState:
                         session, threads, thread_note = await asyncio.to_thread(
                             tune_intra_op_threads, s.model, s, session, feeds, threads
                         )
-                    await asyncio.to_thread(warm_up, session, spec, 0, sample)
+                    _, misaligned = await asyncio.to_thread(warm_up, session, spec, 0, sample)
                     self.warmed = True
+                    if misaligned:
+                        # The declared shapes promised a batch dim the outputs do not have.
+                        log.warning("%s; serving one request per run", misaligned)
+                        spec = dataclasses.replace(
+                            spec, batching=False, max_batch_size=0, unbatched_reason=misaligned
+                        )
                 except Exception as exc:  # onnxruntime has its own exception types
                     self.warmup_error = " ".join(str(exc).split())[:500]
                     log.warning(
@@ -282,11 +291,14 @@ class ServerState:
     def check_model(self, name: str, version: str | None) -> None:
         s = self.settings
         if name != s.model_name:
-            raise ApiError(404, f"unknown model {name!r}; this server serves {s.model_name!r}")
+            raise ApiError(
+                404, f"unknown model {shown(name)}; this server serves {s.model_name!r}"
+            )
         if version is not None and version != s.model_version:
             raise ApiError(
                 404,
-                f"unknown version {version!r} of model {name!r}; available: [{s.model_version!r}]",
+                f"unknown version {shown(version)} of model {shown(name)}; available: "
+                f"[{s.model_version!r}]",
             )
 
     async def run(
@@ -321,38 +333,6 @@ def model_extra_parameters(spec: ModelSpec) -> dict[str, Any]:
         # BYTES outputs holding one JSON object ({class: probability}) per row.
         extra["json_map_outputs"] = ",".join(sorted(spec.map_outputs))
     return extra
-
-
-def _too_large(size: int | None, limit: int) -> ApiError:
-    told = f"request body of {size} bytes" if size is not None else "request body"
-    return ApiError(413, f"{told} exceeds the limit of {limit} bytes", {"Connection": "close"})
-
-
-async def read_asgi_body(receive: Any, headers: Mapping[str, str], limit: int) -> bytes:
-    """The whole body, refusing (413) past ``limit`` without reading the rest."""
-    length = headers.get("content-length")
-    if length is not None:
-        try:
-            size = int(length)
-        except ValueError:
-            raise ApiError(400, f"Content-Length {length!r} is not a number") from None
-        if size > limit:
-            raise _too_large(size, limit)
-    chunks: list[bytes] = []
-    total = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ApiError(400, "client disconnected before sending the whole body")
-        chunk = message.get("body", b"")
-        if chunk:
-            total += len(chunk)
-            if total > limit:
-                raise _too_large(None, limit)
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class _Sent(Response):
@@ -392,23 +372,7 @@ def _content_type_ok(headers: Mapping[str, str], binary: bool) -> None:
     expected = JSON + (f" or {BINARY}" if binary else "")
     if not binary:
         expected += f" (or {BINARY} with an Inference-Header-Content-Length header)"
-    raise ApiError(415, f"Content-Type {ctype!r} is not supported; send {expected}")
-
-
-def _decompress(headers: Mapping[str, str], body: bytes) -> bytes:
-    enc = headers.get("content-encoding")
-    if not enc or enc == "identity":
-        return body
-    import zlib
-
-    try:
-        if enc == "gzip":
-            return zlib.decompress(body, 16 + zlib.MAX_WBITS)
-        if enc == "deflate":
-            return zlib.decompress(body)
-    except zlib.error as exc:
-        raise ApiError(400, f"body is not valid {enc} data: {exc}") from exc
-    raise ApiError(415, f"Content-Encoding {enc!r} is not supported; use gzip, deflate or none")
+    raise ApiError(415, f"Content-Type {shown(ctype)} is not supported; send {expected}")
 
 
 def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None) -> FastAPI:
@@ -491,10 +455,11 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
                     header_len = int(raw_len)
                 except ValueError:
                     raise ApiError(
-                        400, f"Inference-Header-Content-Length {raw_len!r} is not a number"
+                        400, f"Inference-Header-Content-Length {shown(raw_len)} is not a number"
                     ) from None
             _content_type_ok(headers, header_len is not None)
-            body = _decompress(headers, await read_asgi_body(receive, headers, limit))
+            raw = await read_body(receive, headers, limit, settings.body_timeout_s)
+            body = await decompress(headers, raw, limit)
             if kind == "infer":
                 decoded = decode_v2(body, header_len, spec, settings.allow_non_finite)
             else:

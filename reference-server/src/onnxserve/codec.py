@@ -28,6 +28,18 @@ HEADER_LENGTH = "inference-header-content-length"
 _NUMPY_OK = frozenset("biuf")  # dtype kinds orjson serialises natively
 
 
+SHOWN_CHARS = 80  # echoed client values are cut to this many characters
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters: a message names what was received without
+    sending a 10,000-character name back (or into the logs)."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 3]}... ({len(text)} characters)"
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -71,9 +83,20 @@ def _shape(raw: Any, where: str) -> tuple[int, ...]:
         isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in raw
     ):
         raise ApiError(
-            400, f"{where}: 'shape' must be a list of non-negative integers, got {raw!r}"
+            400, f"{where}: 'shape' must be a list of non-negative integers, got {shown(raw)}"
         )
     return tuple(raw)
+
+
+def check_count(count: int, available: int, per_element: int, where: str, what: str) -> None:
+    """Refuse a shape whose element count the data cannot possibly hold, before anything is
+    allocated for it: every element takes at least ``per_element`` bytes of ``what``."""
+    if count * per_element > available:
+        raise ApiError(
+            400,
+            f"{where}: the shape declares {count} elements but {what} holds {available} bytes "
+            f"(at least {per_element} per element)",
+        )
 
 
 def _check_shape(spec: TensorSpec, shape: tuple[int, ...], model: ModelSpec, where: str) -> None:
@@ -132,6 +155,8 @@ def _from_binary(
     count = math.prod(shape)
     try:
         if spec.datatype == "BYTES":
+            # 4 length bytes per element at least: a 6-byte body cannot hold 10**8 strings.
+            check_count(count, len(buf), 4, where, "binary data")
             return decode_bytes_tensor(buf, count).reshape(shape)
     except ValueError as exc:
         raise ApiError(400, f"{where}: {exc}") from exc
@@ -189,19 +214,34 @@ def decode_v2(
         if not isinstance(item, dict):
             raise ApiError(400, f"{where} must be an object with name, shape, datatype, data")
         name = item.get("name")
+        if not isinstance(name, str):
+            raise ApiError(
+                400,
+                f"{where}: 'name' must be a string naming one of {list(specs)}, got "
+                f"{type(name).__name__} {shown(name)}",
+            )
         if name not in specs:
             raise ApiError(
-                400, f"{where}: unknown input name {name!r}; the model's inputs are {list(specs)}"
+                400,
+                f"{where}: unknown input name {shown(name)}; the model's inputs are {list(specs)}",
             )
         where = f"input '{name}'"
         if name in feeds:
             raise ApiError(400, f"{where} is given twice")
         spec = specs[name]
         datatype = item.get("datatype")
+        if not isinstance(datatype, str):
+            raise ApiError(
+                400,
+                f"{where}: 'datatype' must be a string ({spec.datatype} for this input), got "
+                f"{type(datatype).__name__} {shown(datatype)}",
+            )
         if datatype != spec.datatype:
             known = "" if datatype in V2_TO_NUMPY else " (not a known V2 datatype)"
             raise ApiError(
-                400, f"{where}: datatype {datatype!r}{known}, but the model expects {spec.datatype}"
+                400,
+                f"{where}: datatype {shown(datatype)}{known}, but the model expects "
+                f"{spec.datatype}",
             )
         shape = _shape(item.get("shape"), where)
         _check_shape(spec, shape, model, where)
@@ -219,14 +259,16 @@ def decode_v2(
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise ApiError(
                     400,
-                    f"{where}: binary_data_size {size!r} runs past the {len(binary)} bytes of "
-                    "binary data",
+                    f"{where}: binary_data_size {shown(size)} runs past the {len(binary)} bytes "
+                    "of binary data",
                 )
             arr = _from_binary(binary[offset : offset + size], spec, shape, where)
             offset += size
         else:
             if "data" not in item:
                 raise ApiError(400, f"{where}: needs 'data' (or binary_data_size)")
+            # Each JSON value takes a byte at least, so the body bounds the element count.
+            check_count(math.prod(shape), len(body), 1, where, "the JSON body")
             arr = _from_json_data(item["data"], spec, shape, where)
         if not allow_non_finite:
             _check_finite(arr, spec.datatype, where)
@@ -268,11 +310,13 @@ def _requested_outputs(req: dict[str, Any], model: ModelSpec) -> list[tuple[str,
     chosen: list[tuple[str, bool]] = []
     for i, item in enumerate(raw):
         name = item.get("name") if isinstance(item, dict) else None
-        if name not in known:
+        if not isinstance(name, str) or name not in known:
             raise ApiError(
-                400, f"outputs[{i}]: unknown output {name!r}; the model's outputs are {known}"
+                400, f"outputs[{i}]: unknown output {shown(name)}; the model's outputs are {known}"
             )
         p = item.get("parameters") or {}
+        if not isinstance(p, dict):
+            raise ApiError(400, f"outputs[{i}]: 'parameters' must be an object, got {shown(p)}")
         chosen.append((name, bool(p.get("binary_data", default_binary))))
     return chosen
 

@@ -79,9 +79,15 @@ def itemsize(datatype: str) -> int:
 
 def decode_bytes_tensor(buf: memoryview | bytes, count: int) -> np.ndarray:
     """Binary BYTES layout: each element is a 4-byte little-endian length then the bytes."""
+    size = len(buf)
+    if count * 4 > size:
+        # Checked before np.empty(count): a short body must not allocate a huge declared shape.
+        raise ValueError(
+            f"BYTES data of {size} bytes cannot hold {count} elements "
+            "(4 length bytes each at least)"
+        )
     out = np.empty(count, dtype=object)
     offset = 0
-    size = len(buf)
     for i in range(count):
         if offset + 4 > size:
             raise ValueError(f"BYTES data ends after {i} of {count} elements")

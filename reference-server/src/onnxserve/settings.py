@@ -46,6 +46,7 @@ class Settings:
     max_queue_size: int = 1024
     request_timeout_ms: float = 30000.0
     max_request_bytes: int = 64 * 1024 * 1024
+    body_timeout_s: float = 30.0
     allow_non_finite: bool = False
     warmup: bool = True
     warmup_sample: Path | None = None
@@ -71,6 +72,10 @@ class Settings:
             raise SettingsError(f"max_batch_delay_ms must be >= 0, got {self.max_batch_delay_ms}")
         if self.max_queue_size < 1:
             raise SettingsError(f"max_queue_size must be >= 1, got {self.max_queue_size}")
+        if self.body_timeout_s <= 0:
+            raise SettingsError(f"body_timeout_s must be > 0, got {self.body_timeout_s}")
+        if self.max_request_bytes < 1:
+            raise SettingsError(f"max_request_bytes must be >= 1, got {self.max_request_bytes}")
         if self.request_timeout_ms <= 0:
             raise SettingsError(f"request_timeout_ms must be > 0, got {self.request_timeout_ms}")
         if not 0.0 <= self.shadow_sample_rate <= 1.0:
@@ -127,7 +132,10 @@ HELP: dict[str, str] = {
     "max_batch_delay_ms": "how long a batch may wait for requests that are already arriving",
     "max_queue_size": "queued requests before new ones get 503 + Retry-After",
     "request_timeout_ms": "per-request deadline for queue + inference (then 504)",
-    "max_request_bytes": "largest accepted request body (then 413)",
+    "max_request_bytes": "largest accepted request body, and the most a gzip/deflate body may "
+    "inflate to (then 413)",
+    "body_timeout_s": "most seconds a request body may take to arrive (then 408 and the "
+    "connection is closed)",
     "allow_non_finite": "accept NaN/Inf in float inputs (default: 400)",
     "warmup": "run every batch size once before reporting ready (--no-warmup: no start-up "
     "inference at all)",
