@@ -39,7 +39,7 @@ class Deployed:
 
 
 # Short load test and inspect budget: the suite judges the pipeline, not the figures.
-DEPLOY_ARGS = ("--concurrency", "1,4", "--seconds", "0.5", "--time-budget-s", "2")
+DEPLOY_ARGS = ("--concurrency", "1,2", "--seconds", "0.3", "--time-budget-s", "1")
 # gRPC plans are served on both protocols, so the report shows REST (curl, Python) and gRPC examples.
 ANSWERS = """\
 target: kubernetes

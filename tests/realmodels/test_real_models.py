@@ -121,7 +121,7 @@ def test_minilm_encoder_is_semantic(real_models: dict[str, Any]) -> None:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_inspect_without_sample(name: str, real_models: dict[str, Any], tmp_path: Path) -> None:
     model = real_models[name]
-    proc = cli("inspect", model.path, "--out", tmp_path, "--json", "--time-budget-s", "2", "--runs", "10")
+    proc = cli("inspect", model.path, "--out", tmp_path, "--json", "--time-budget-s", "1", "--runs", "10")
     assert proc.returncode == 0, proc.stderr[-3000:]
     _json(proc)
     profile = _profile(tmp_path)
@@ -149,7 +149,7 @@ def test_inspect_without_sample(name: str, real_models: dict[str, Any], tmp_path
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_inspect_with_sample(name: str, real_models: dict[str, Any], tmp_path: Path) -> None:
     model = real_models[name]
-    proc = cli("inspect", model.path, "--out", tmp_path, "--sample", model.sample, "--json", "--time-budget-s", "2", "--runs", "10")
+    proc = cli("inspect", model.path, "--out", tmp_path, "--sample", model.sample, "--json", "--time-budget-s", "1", "--runs", "10")
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = _json(proc)
     profile = _profile(tmp_path)
