@@ -120,13 +120,9 @@ def _project(tmp_path_factory: pytest.TempPathFactory, example_models: dict[str,
     return project
 
 
-@pytest.fixture(scope="module", params=list(SCENARIOS))
-def session(request: pytest.FixtureRequest, claude: Path, tmp_path_factory: pytest.TempPathFactory,
-            example_models: dict[str, Path], stage_python: str) -> dict[str, Any]:
-    name = request.param
+def _run_session(name: str, claude: Path, tmp_path_factory: pytest.TempPathFactory,
+                 example_models: dict[str, Path], stage_python: str) -> dict[str, Any]:
     scenario = SCENARIOS[name]
-    if scenario.pattern == "event-driven" and shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed (make test installs it as root): the streaming trial would skip")
     project = _project(tmp_path_factory, example_models, scenario)
     home = tmp_path_factory.mktemp("home")
     env_python = None if scenario.first_run else stage_python
@@ -150,6 +146,27 @@ def session(request: pytest.FixtureRequest, claude: Path, tmp_path_factory: pyte
         Path(f"{os.environ['E2E_DUMP']}-{name}.json").write_text(json.dumps({"events": events, "requests": requests}))
     return {"name": name, "scenario": scenario, "project": project, "home": home, "events": events,
             "requests": requests, "times": times, "turns_left": turns_left, "seconds": seconds}
+
+
+@pytest.fixture(scope="module")
+def sessions(claude: Path, tmp_path_factory: pytest.TempPathFactory, example_models: dict[str, Path],
+             stage_python: str) -> Any:
+    """sessions(name) -> that scenario's finished session, run once per module."""
+    done: dict[str, dict[str, Any]] = {}
+
+    def get(name: str) -> dict[str, Any]:
+        if SCENARIOS[name].pattern == "event-driven" and shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not installed (make test installs it as root; README, Tests)")
+        if name not in done:
+            done[name] = _run_session(name, claude, tmp_path_factory, example_models, stage_python)
+        return done[name]
+
+    return get
+
+
+@pytest.fixture(params=list(SCENARIOS))
+def session(request: pytest.FixtureRequest, sessions: Any) -> dict[str, Any]:
+    return sessions(request.param)
 
 
 def _tool_results(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -252,9 +269,8 @@ def test_the_request_reached_inspect_intact(session: dict[str, Any]) -> None:
         assert scenario.typed_after in output
 
 
-def test_first_run_fits_the_bash_timeout(session: dict[str, Any]) -> None:
-    if not session["scenario"].first_run:
-        pytest.skip("this session has the interpreter override; the first-run session checks this")
+def test_first_run_fits_the_bash_timeout(sessions: Any) -> None:
+    session = sessions(next(name for name, s in SCENARIOS.items() if s.first_run))
     data = session["home"] / ".claude" / "plugins" / "data" / f"{PLUGIN}-inline"
     assert (data / "venv" / ".deploy-model" / "core.txt").is_file(), "the venv is not in the plugin's data directory"
     times = session["times"]
@@ -279,9 +295,8 @@ def test_first_request_holds_the_expanded_command(session: dict[str, Any]) -> No
     assert any(expected in b for b in blocks), "the command body, with $ARGUMENTS and ${CLAUDE_PLUGIN_ROOT} substituted, was not sent"
 
 
-def test_init_lists_plugin_command_and_skill(session: dict[str, Any]) -> None:
-    if session["name"] != "grpc":
-        pytest.skip("checked once")
+def test_init_lists_plugin_command_and_skill(sessions: Any) -> None:
+    session = sessions("grpc")
     init = next(e for e in session["events"] if e.get("type") == "system" and e.get("subtype") == "init")
     plugins = {p["name"]: p for p in init["plugins"]}
     assert PLUGIN in plugins and Path(plugins[PLUGIN]["path"]) == REPO
