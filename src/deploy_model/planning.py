@@ -364,7 +364,7 @@ class Planner:
             slo=Slo(latency_p95_ms=a.latency_sla_ms, target_rps=a.requests_per_second),
             kubernetes=KubernetesSpec(
                 version=a.kubernetes_version, namespace=a.namespace, host=a.host, image=image,
-                network_policy=a.network_policy,
+                network_policy=a.network_policy, serverless_mechanism=a.serverless_mechanism,
             ),
             batch=batch,
             edge=edge,

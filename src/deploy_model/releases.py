@@ -70,7 +70,7 @@ def mode(spec: DeploymentSpec) -> str:
 def layout(spec: DeploymentSpec) -> str:
     """How the bundle runs the model: which kinds and names carry the stable version."""
     if spec.target == Target.serverless and spec.serving.pattern == ServingPattern.realtime:
-        return "knative"
+        return spec.kubernetes.serverless_mechanism.value  # knative or kserve
     if spec.target not in (Target.kubernetes, Target.serverless):
         return spec.target.value
     if spec.serving.pattern != ServingPattern.realtime:

@@ -453,7 +453,13 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path) -> tu
         else:
             extra["traffic"] = [{"revisionName": cand_rev, "percent": 100, "tag": "stable"}]
         extra["revision"] = cand_rev
-        files.append(("k8s/knative-service.yaml.j2", "k8s/knative-service.yaml", {}))
+        if lay == "kserve":
+            # KServe (serverless mode, on Knative): the predictor is the candidate; canaryTrafficPercent
+            # 0 keeps every request on the previously rolled-out revision until the steps raise it.
+            extra["canary_percent"] = 0 if candidate else None
+            files.append(("k8s/inferenceservice.yaml.j2", "k8s/inferenceservice.yaml", {}))
+        else:
+            files.append(("k8s/knative-service.yaml.j2", "k8s/knative-service.yaml", {}))
     elif pattern == ServingPattern.event_driven and kube:
         worker = stable_wl("stable", replicas)
         worker.name, worker.component = f"{name}-worker", "worker"
@@ -550,7 +556,8 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path) -> tu
         "main_service": main_service, "compose_command": compose_command, "compose_env": compose_env,
         "dockerfile": releases.dockerfile(s), "bundle_dir": bundle_dir, "job": None,
         "release_mode": mode, "stable_image": stable_image, "stable_version": stable_version,
-        "scrape_ports": ["http1", "user-port"] if lay == "knative" else ["http"], "revision": None,
+        "scrape_ports": ["http1", "user-port"] if lay in ("knative", "kserve") else ["http"], "revision": None,
+        "canary_percent": None,
         **extra,
     }
     return context, Plan(files=files, warnings=warnings)

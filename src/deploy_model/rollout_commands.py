@@ -117,7 +117,16 @@ def _argo(spec: Any) -> bool:
 
 
 def _knative(spec: Any) -> bool:
-    return releases.layout(spec) == "knative"
+    """Serverless layouts: a Knative Service, or a KServe InferenceService (Knative underneath)."""
+    return releases.layout(spec) in ("knative", "kserve")
+
+
+def _kserve(spec: Any) -> bool:
+    return releases.layout(spec) == "kserve"
+
+
+def _serverless_object(spec: Any) -> str:
+    return f"inferenceservice/{spec.name}" if _kserve(spec) else f"ksvc/{spec.name}"
 
 
 def _kubectl(context: str, ns: str) -> str:
@@ -171,7 +180,7 @@ def _common_start(spec: Any, d: str, service: str) -> list[dict[str, Any]]:
             f"{staging} apply -f {d}/monitoring/podmonitor.yaml -f {d}/monitoring/prometheusrule.yaml",
             f"{staging} apply -f {d}/k8s/",
             (f"kubectl argo rollouts --context staging -n {ns} status {spec.name} --timeout 10m" if _argo(spec)
-             else f"{staging} wait ksvc/{spec.name} --for=condition=Ready --timeout=10m" if _knative(spec)
+             else f"{staging} wait {_serverless_object(spec)} --for=condition=Ready --timeout=10m" if _knative(spec)
              else f"{staging} rollout status deployment/{releases.workload_name(spec.name, releases.candidate_track(spec))} --timeout=10m")]},
         {"title": "Run the smoke tests against staging", "commands": [
             f"{staging} port-forward svc/{service} 8000:{port} &",
@@ -199,6 +208,10 @@ def _weight_commands(spec: Any, weight: int, prod: str) -> list[str]:
 
 
 def _knative_weight(spec: Any, weight: int, prod: str) -> str:
+    if _kserve(spec):
+        # KServe splits between the latest revision (the candidate) and the last rolled-out one.
+        return (f"{prod} patch inferenceservice {spec.name} --type=merge "
+                f"-p '{{\"spec\":{{\"predictor\":{{\"canaryTrafficPercent\":{weight}}}}}}}'")
     patch = (f'[{{"op":"replace","path":"/spec/traffic/0/percent","value":{100 - weight}}},'
              f'{{"op":"replace","path":"/spec/traffic/1/percent","value":{weight}}}]')
     return f"{prod} patch ksvc {spec.name} --type=json -p '{patch}'"
@@ -349,12 +362,13 @@ def _cleanup(spec: Any, prod: str) -> list[str]:
 
 
 def _knative_steps(spec: Any, d: str, prod: str, mode: str) -> list[dict[str, Any]]:
-    name = spec.name
-    steps: list[dict[str, Any]] = [{"title": "Apply the Knative Service: the candidate revision is created at 0% (its "
-                                             "`candidate` tag URL reaches it), the stable revision keeps 100%"
-                                             if mode == releases.CANDIDATE else "Apply the Knative Service (one revision, 100%)",
+    what = ("Apply the InferenceService: the candidate revision is created with canaryTrafficPercent 0, the rolled-out "
+            "revision keeps 100%") if _kserve(spec) else ("Apply the Knative Service: the candidate revision is created at 0% "
+                                                          "(its `candidate` tag URL reaches it), the stable revision keeps 100%")
+    steps: list[dict[str, Any]] = [{"title": what
+                                             if mode == releases.CANDIDATE else f"Apply {_serverless_object(spec)} (one revision, 100%)",
                                     "commands": [f"{prod} apply -f {d}/k8s/",
-                                                 f"{prod} wait ksvc/{name} --for=condition=Ready --timeout=10m"]}]
+                                                 f"{prod} wait {_serverless_object(spec)} --for=condition=Ready --timeout=10m"]}]
     if mode != releases.CANDIDATE:
         steps.append({"title": "Watch for 60 min", "gates": absolute_gates(spec, f"version={spec.model.version}"), "commands": []})
         return steps

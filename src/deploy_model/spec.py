@@ -82,6 +82,11 @@ class ArgoTrafficRouter(str, Enum):
     ingress_nginx = "ingress-nginx"
 
 
+class ServerlessMechanism(str, Enum):
+    knative = "knative"
+    kserve = "kserve"
+
+
 class ServingPattern(str, Enum):
     realtime = "realtime"  # REST/gRPC server, the request waits for the answer
     batch = "batch"  # scheduled Job/CronJob over files
@@ -142,6 +147,8 @@ class Answers(BaseModel):
     stable_sha256: str | None = Field(None, description="sha256 of the model serving now")
     stable_model: str | None = Field(None, description="path of the model serving now (in-process shadow ships it beside the candidate)")
     stable_track: str | None = Field(None, description="track the Service selects now: stable, blue or green (blue-green alternates)")
+    serverless_mechanism: ServerlessMechanism = Field(
+        ServerlessMechanism.knative, description="serverless target: knative (a Knative Service) or kserve (an InferenceService)")
 
     @field_validator("name")
     @classmethod
@@ -314,6 +321,7 @@ class KubernetesSpec(Strict):
     gateway: str = "ml-gateway"
     gateway_namespace: str = "gateway-system"
     ingress_class: str = "nginx"
+    serverless_mechanism: ServerlessMechanism = ServerlessMechanism.knative  # target serverless only
 
 
 class BatchJob(Strict):

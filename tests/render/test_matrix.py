@@ -46,7 +46,8 @@ OTHERS = [
     for traffic in ("realtime", "batch", "streaming")
     for device in ("cpu", "tensorrt")
     if not (target == "kubernetes" and traffic == "realtime")
-]
+] + [pytest.param({"target": "serverless", "serverless_mechanism": "kserve", "latency_sla_ms": 500, "device": "cpu"},
+                  id="serverless-kserve-realtime-cpu")]
 
 
 @NEEDS_PROMTOOL

@@ -38,6 +38,7 @@ STRATEGIES: list[tuple[str, dict[str, Any]]] = [
     ("shadow-istio", {"rollout": "shadow", "shadow_mechanism": "istio"}),
     ("shadow-gateway-grpc", {"rollout": "shadow", "shadow_mechanism": "gateway-api", "protocol": "grpc"}),
     ("serverless-canary", {"target": "serverless", "rollout": "canary", "latency_sla_ms": 500}),
+    ("serverless-kserve", {"target": "serverless", "serverless_mechanism": "kserve", "rollout": "canary", "latency_sla_ms": 500}),
     ("batch", {"traffic": "batch", "latency_sla_ms": 5000}),
     ("streaming", {"traffic": "streaming", "latency_sla_ms": 2000}),
 ]
@@ -161,7 +162,13 @@ def test_release_one_two_and_promotion(profiles: dict[str, Path], tmp_path: Path
         assert canary["trafficRouting"], "Argo sets the weights on a router, so setWeight moves real traffic"
         router = "nginx" if "nginx" in label else "plugins"
         assert router in canary["trafficRouting"]
-    if serverless:
+    if label == "serverless-kserve":
+        (before,), (after,) = [d["spec"]["predictor"] for d in one.values() if d["kind"] == "InferenceService"], \
+            [d["spec"]["predictor"] for d in two.values() if d["kind"] == "InferenceService"]
+        assert "canaryTrafficPercent" not in before and before["containers"][0]["image"].endswith(":1.0.0")
+        assert after["canaryTrafficPercent"] == 0 and after["containers"][0]["image"].endswith(":2.0.0")
+        assert after["labels"]["app.kubernetes.io/version"] == "2.0.0"
+    elif serverless:
         ksvc = two[("Service", NAME)]
         traffic = {t["tag"]: t for t in ksvc["spec"]["traffic"]}
         assert traffic["stable"]["revisionName"] == one[("Service", NAME)]["spec"]["template"]["metadata"]["name"]
@@ -202,7 +209,10 @@ def test_release_one_two_and_promotion(profiles: dict[str, Path], tmp_path: Path
         assert three[("Deployment", f"{NAME}-green")] == promoted[("Deployment", f"{NAME}-green")]
         assert_agrees(three[("Deployment", f"{NAME}-blue")], "3.0.0")
         assert three[("Service", NAME)]["spec"]["selector"]["track"] == "green"
-    if serverless:
+    if label == "serverless-kserve":
+        (isvc,) = [d for d in promoted.values() if d["kind"] == "InferenceService"]
+        assert "canaryTrafficPercent" not in isvc["spec"]["predictor"], "promoted: the latest revision takes 100%"
+    elif serverless:
         (only,) = promoted[("Service", NAME)]["spec"]["traffic"]
         assert only == {"revisionName": f"{NAME}-v2-0-0", "percent": 100, "tag": "stable"}
 
@@ -210,7 +220,7 @@ def test_release_one_two_and_promotion(profiles: dict[str, Path], tmp_path: Path
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is absent")
 @pytest.mark.parametrize(("label", "answers"), [s for s in STRATEGIES if s[0] in (
     "canary-gateway-grpc", "canary-argo-gateway", "blue-green", "shadow-in-process", "shadow-gateway-grpc", "serverless-canary",
-    "streaming")], ids=lambda v: v if isinstance(v, str) else "")
+    "serverless-kserve", "streaming")], ids=lambda v: v if isinstance(v, str) else "")
 def test_release_two_bundles_validate(profiles: dict[str, Path], tmp_path: Path, label: str, answers: dict[str, Any]) -> None:
     v1 = plan_release(profiles["1.0.0"], tmp_path / "v1", answers, None)
     v2 = plan_release(profiles["2.0.0"], tmp_path / "v2", answers, v1)

@@ -202,11 +202,21 @@ def bundle_rules(bundle: Bundle, workloads: list[Workload]) -> list[Check]:
     return checks
 
 
+def _predictor_as_workload(doc: dict[str, Any]) -> dict[str, Any]:
+    """A KServe predictor is a pod spec inline: present it as a pod template for the same rules."""
+    predictor = dict((doc.get("spec") or {}).get("predictor") or {})
+    labels = predictor.pop("labels", {})
+    pod = {k: v for k, v in predictor.items() if k not in ("minReplicas", "maxReplicas", "canaryTrafficPercent", "timeout",
+                                                                "annotations", "scaleTarget", "scaleMetric")}
+    return {**doc, "kind": "InferenceService", "spec": {"template": {"metadata": {"labels": labels}, "spec": pod}}}
+
+
 def run(docs: list[tuple[str, dict[str, Any]]]) -> list[Check]:
     bundle = Bundle(docs)
     workloads = [Workload(f, d) for f, d in docs if d.get("kind") in WORKLOAD_KINDS and d.get("apiVersion") != "serving.knative.dev/v1"]
     workloads += [Workload(f, {**d, "kind": "KnativeService"}) for f, d in docs
                   if d.get("kind") == "Service" and d.get("apiVersion") == "serving.knative.dev/v1"]
+    workloads += [Workload(f, _predictor_as_workload(d)) for f, d in docs if d.get("kind") == "InferenceService"]
     checks: list[Check] = []
     for w in workloads:
         findings = [f for rule in RULES for f in rule(w, bundle)]

@@ -95,6 +95,10 @@ PODMONITOR = obj({"selector": obj({"matchLabels": STRMAP}), "podMetricsEndpoints
      "jobLabel": STR})
 PROMRULE = obj({"groups": arr(obj({"name": STR, "rules": arr(obj({"expr": STR}, {
     "alert": STR, "record": STR, "for": STR, "labels": STRMAP, "annotations": STRMAP}))}, {"interval": STR}))})
+INFERENCESERVICE = obj({"predictor": obj({"containers": arr(obj({"name": STR, "image": STR}, open_=True))}, {
+    "minReplicas": INT, "maxReplicas": INT, "canaryTrafficPercent": {"type": "integer", "minimum": 0, "maximum": 100},
+    "serviceAccountName": STR, "timeout": INT, "labels": STRMAP, "annotations": STRMAP, "scaleTarget": INT,
+    "scaleMetric": STR})}, {"transformer": ANY, "explainer": ANY})
 KNATIVE = obj({"template": obj({"spec": {"type": "object", "required": ["containers"]}}, {"metadata": ANY})}, {"traffic": ANY})
 
 SCALEDOBJECT = obj({"scaleTargetRef": obj({"name": STR}, {"kind": STR, "apiVersion": STR}),
@@ -117,6 +121,7 @@ CUSTOM: dict[tuple[str, str], dict[str, Any]] = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): SERVICEMONITOR,
     ("monitoring.coreos.com/v1", "PrometheusRule"): PROMRULE,
     ("serving.knative.dev/v1", "Service"): KNATIVE,
+    ("serving.kserve.io/v1beta1", "InferenceService"): INFERENCESERVICE,
 }
 
 
