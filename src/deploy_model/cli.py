@@ -525,6 +525,6 @@ def run() -> None:
     sys.exit(main())
 
 
-# Verbs for the agent (answers, models, trial, summary) live in their own module; importing it registers them.
-from deploy_model import cli_agent  # noqa: E402, F401
-from deploy_model import cli_cluster  # noqa: E402, F401  (cluster, apply, rollout: the Kubernetes verbs)
+# Verbs for the agent (answers, models, trial, summary) and the Kubernetes verbs (cluster, apply, rollout)
+# live in their own modules; importing them registers them.
+from deploy_model import cli_agent, cli_cluster  # noqa: E402, F401

@@ -115,6 +115,10 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
                      max_p95_latency_ratio=gates.max_p95_latency_ratio, min_request_rate=gates.min_request_rate,
                      max_error_ratio=spec.slo.max_error_ratio, latency_sla_s=spec.slo.latency_p95_ms / 1000,
                      rate_window=rate_window or "1m")
+    try:
+        cfg.rate_window_s()
+    except ValueError as exc:
+        raise StageError(f"--rate-window: {exc}") from None
     assert spec.stable is not None
     return Release(spec.name, namespace, spec.model.version, spec.stable.version, list(spec.rollout.canary.steps),
                    window_s if window_s is not None else spec.rollout.canary.pause_minutes * 60.0, cfg,
@@ -221,6 +225,7 @@ def _result(verb: str, rel: Release, state: dict[str, Any], action: str, message
             "release": {k: state.get(k) for k in ("candidate", "stable", "phase", "step", "weight", "steps",
                                                      "step_started", "reason")},
             "gates": verdict.as_dict() if verdict else state.get("last_check"),
+            "silent": bool(verdict and verdict.silent) or (action == "hold" and verdict is None),
             "summary": {"action": action, "weight": f"{state.get('weight', 0)}%", "phase": state.get("phase"),
                         "message": message}}
 
@@ -323,7 +328,7 @@ def run_advance(out: Path, prometheus: str, kubeconfig: Path | None = None, cont
             raise _Refused(result)
         if not watch or result["action"] in ("passed", "done") or dry_run:
             return result
-        if result["action"] == "hold" and "watching" not in result["message"]:
+        if result["action"] == "hold" and result.get("silent"):
             hold_since = hold_since or time.monotonic()
             limit = max_hold_s if max_hold_s is not None else rel.window_s
             if time.monotonic() - hold_since >= limit:
