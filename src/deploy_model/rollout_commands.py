@@ -242,8 +242,8 @@ def migration_steps(spec: Any, d: str, prod: str) -> list[dict[str, Any]]:
         f"{prod} apply -f {d}/k8s/deployment.yaml",
         f"{prod} rollout status deployment/{workload} --timeout=15m"]})
     leftovers = {"argo-rollout": f"{prod} delete rollout {name} && {prod} delete analysistemplate {name}-canary-gates",
-                 "blue-green": f"{prod} delete deployment,hpa,pdb,service -l app={name} --field-selector metadata.name!={name}"
-                               "   # the colour workloads; keep the one the Service selects",
+                 "blue-green": f"{prod} delete " + " ".join(f"{kind}/{name}-{colour}" for colour in ("blue", "green")
+                                                             for kind in ("deployment", "service", "hpa")) + " --ignore-not-found",
                  "deployment": f"{prod} delete deployment {name} --ignore-not-found   # the old stable Deployment, once traffic left it"}
     steps.append({"title": "After the steps below switched traffic: remove the workloads of the old layout", "commands": [
         leftovers.get(old, f"# remove the {old} objects of the previous bundle")]})
@@ -332,9 +332,12 @@ def rollout_steps(spec: Any, directory: Any, service: str) -> list[dict[str, Any
         steps.append({"title": f"Switch all traffic to {ctrack}", "commands": [_selector_patch(spec, service, ctrack, prod)]})
         steps.append({"title": f"Watch {ctrack} for 60 min with {live} kept warm ({live} takes no traffic now: the SLO is the gate)",
                       "gates": absolute_gates(spec, ctrack), "commands": []})
+        promote = [*_replan(d), f"{prod} apply -f {d}/k8s/"]
+        if live == "stable":
+            # The first blue-green release started from the plain stable Deployment: no colour reuses it.
+            promote.append(f"{prod} delete deployment/{name} hpa/{name} --ignore-not-found   # once {ctrack} has served a while")
         steps.append({"title": f"Promote: re-plan with the candidate as stable (the bundle's Service then selects {ctrack}, as "
-                               f"patched; {live} stays for an instant rollback until the next release reuses it)", "commands": [
-            *_replan(d), f"{prod} apply -f {d}/k8s/"]})
+                               f"patched; {live} stays for an instant rollback until the next release reuses it)", "commands": promote})
     elif strategy == "shadow":
         steps.append({"title": "Apply the bundle: the stable Deployment is unchanged; the shadow track gets the candidate", "commands": [
             f"{prod} apply -f {d}/k8s/",

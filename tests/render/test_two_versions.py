@@ -274,3 +274,22 @@ def test_scale_to_zero_only_where_it_works(planned_dir: Any) -> None:
     with pytest.raises(StageError, match="minReplicas"):
         planned_dir(min_replicas=0, latency_sla_ms=50)
     planned_dir(min_replicas=0, target="serverless", latency_sla_ms=500)  # Knative scales to zero
+
+
+def test_leaving_blue_green_emits_the_migration(profiles: dict[str, Path], tmp_path: Path) -> None:
+    """blue-green (live green) -> canary: the stable Deployment starts before the Service moves to it."""
+    from deploy_model.render import load_spec
+
+    v1 = plan_release(profiles["1.0.0"], tmp_path / "v1", {"rollout": "blue-green"}, None)
+    v2 = plan_release(profiles["2.0.0"], tmp_path / "v2", {"rollout": "blue-green"}, v1)
+    run_plan(v2, None, {"min_replicas": 2, "rollout": "blue-green"}, previous=v2)  # promoted: green serves 2.0.0
+    run_render(v2)
+    v3 = plan_release(profiles["3.0.0"], tmp_path / "v3", {"rollout": "canary"}, v2)
+    found = objects(v3)
+    assert_agrees(found[("Deployment", NAME)], "2.0.0")
+    assert found[("Deployment", NAME)]["spec"]["selector"]["matchLabels"] == {"app": NAME, "track": "stable"}
+    commands = [c for s in rollout_steps(load_spec(v3), "deploy/v3", NAME) for c in s["commands"]]
+    first = commands.index(next(c for c in commands if c.endswith("apply -f deploy/v3/k8s/deployment.yaml")))
+    switch = commands.index(next(c for c in commands if "production" in c and c.endswith("apply -f deploy/v3/k8s/")))
+    assert first < switch, "the stable workload is ready before the Service selects it"
+    assert any(f"deployment/{NAME}-green" in c and "delete" in c for c in commands[switch:])
