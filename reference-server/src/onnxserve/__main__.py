@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Generator, Sequence
 from types import FrameType
+from typing import Any
 
 import uvicorn
 
@@ -26,11 +27,29 @@ from .warmup import check_sample_path
 log = logging.getLogger("onnxserve")
 
 
+# Part of the shutdown budget kept for uvicorn's own close and the lifespan shutdown (engine,
+# gRPC, shadow) after the drain: at most this, at most a quarter of the budget.
+CLOSE_RESERVE_S = 2.0
+# A keep-alive connection seen idle this long during the drain is closed. A busy client sends
+# its next request well within it (and gets its answer with Connection: close), so only
+# connections nobody is using are closed under a client.
+IDLE_CLOSE_S = 0.5
+
+
 class DrainingServer(uvicorn.Server):
-    """uvicorn stops listening as soon as it gets SIGTERM; we first report not-ready, keep
-    serving what arrives for ``shutdown_delay_s``, wait for in-flight and queued requests (up to
-    ``drain_timeout_s``), and only then let uvicorn shut down. The signal is not re-raised, so a
-    drained shutdown exits 0."""
+    """Shutdown within one budget, ``drain_timeout_s`` seconds from SIGTERM to exit:
+
+    1. at once: readiness 503 and ``Connection: close`` on every answer, so each keep-alive
+       client leaves after its next response instead of keeping the drain alive;
+    2. for ``shutdown_delay_s``: keep accepting and serving (load balancers catch up);
+    3. wait for in-flight and queued requests, still accepting (a late client is answered, with
+       Connection: close) until the last part of the budget; close connections idle for
+       ``IDLE_CLOSE_S``; a slow body is cut by ``body_timeout_s``;
+    4. when nothing is open or in flight, or at the latest ``drain_timeout_s - reserve``:
+       uvicorn closes what is left and the lifespan stops the engine within the rest.
+
+    The pod's ``terminationGracePeriodSeconds`` must exceed preStop sleep + drain_timeout_s.
+    The signal is not re-raised, so a drained shutdown exits 0."""
 
     def __init__(self, config: uvicorn.Config, state: ServerState, settings: Settings) -> None:
         super().__init__(config)
@@ -65,6 +84,7 @@ class DrainingServer(uvicorn.Server):
                 self.force_exit = True
             return
         self._draining = True
+        self.state.shutdown_deadline = time.monotonic() + self.settings.drain_timeout_s
         self.state.begin_drain()
         log.info(
             "%s received: readiness is 503; draining (delay %.1fs, timeout %.1fs)",
@@ -79,17 +99,44 @@ class DrainingServer(uvicorn.Server):
 
     async def _drain(self) -> None:
         start = time.monotonic()
-        if self.settings.shutdown_delay_s > 0:
-            await asyncio.sleep(self.settings.shutdown_delay_s)
+        budget = self.settings.drain_timeout_s
+        reserve = min(CLOSE_RESERVE_S, budget / 4)
+        deadline = start + budget - reserve
+        delay = min(self.settings.shutdown_delay_s, deadline - start)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        # New connections are taken until the last part of the drain; after that, only the
+        # requests already accepted are finished.
+        accept_until = deadline - min(5.0, (deadline - start - delay) / 2)
+        listening = True
         engine = self.state.engine
-        while time.monotonic() - start < self.settings.drain_timeout_s:
+        idle_since: dict[Any, float] = {}
+        while time.monotonic() < deadline:
+            if listening and time.monotonic() >= accept_until:
+                listening = False
+                for server in self.servers:
+                    server.close()
+            connections = list(self.server_state.connections)
             queued = engine.queued if engine is not None else 0
-            if self.state.inflight == 0 and queued == 0:
+            if not connections and self.state.inflight == 0 and queued == 0:
                 break
-            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            for conn in connections:
+                cycle = getattr(conn, "cycle", None)
+                if cycle is not None and not cycle.response_complete:
+                    idle_since.pop(conn, None)  # a request is being served on it
+                elif now - idle_since.setdefault(conn, now) >= IDLE_CLOSE_S:
+                    conn.shutdown()
+            await asyncio.sleep(0.02)
         else:
-            log.warning("drain timeout: %d requests still in flight", self.state.inflight)
+            log.warning(
+                "drain budget spent: %d requests in flight, %d connections open; closing",
+                self.state.inflight,
+                len(self.server_state.connections),
+            )
         log.info("drained in %.2fs; shutting down", time.monotonic() - start)
+        # uvicorn's close gets half of what is left; the lifespan shutdown the rest.
+        self.config.timeout_graceful_shutdown = max(0.1, reserve / 2)  # type: ignore[assignment]
         self.should_exit = True
 
 

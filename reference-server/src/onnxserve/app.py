@@ -84,6 +84,8 @@ class ServerState:
         self.shadow: ShadowScorer | None = None
         self.ready = False
         self.draining = False
+        # time.monotonic() by which the process must be gone (set on SIGTERM; None: no budget).
+        self.shutdown_deadline: float | None = None
         self.inflight = 0
         self.last_prediction: float | None = None
         self.fatal: str | None = None
@@ -238,12 +240,18 @@ class ServerState:
         self.ready = False
         self.metrics.ready.set(0)
 
+    def time_left(self, most: float) -> float:
+        """Seconds a shutdown step may take: ``most``, less once the budget runs out."""
+        if self.shutdown_deadline is None:
+            return most
+        return max(0.05, min(most, self.shutdown_deadline - time.monotonic()))
+
     async def close(self) -> None:
         self.ready = False
         if self.engine is not None:
-            await self.engine.stop(self.settings.drain_timeout_s)
+            await self.engine.stop(self.time_left(self.settings.drain_timeout_s))
         if self.shadow is not None:
-            await asyncio.to_thread(self.shadow.stop, 5.0)
+            await asyncio.to_thread(self.shadow.stop, self.time_left(5.0))
 
     # -- metrics hooks -------------------------------------------------------------------
 
@@ -345,12 +353,30 @@ class _Sent(Response):
         return None
 
 
+def _closing(send: Any) -> Any:
+    """``send`` that adds ``Connection: close`` to the response: while draining, a keep-alive
+    client leaves after this answer instead of holding the connection (and the drain) open."""
+
+    async def closing_send(message: Any) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            if not any(k.lower() == b"connection" for k, _ in headers):
+                headers.append((b"connection", b"close"))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return closing_send
+
+
 class OnnxServeApp(FastAPI):
     """FastAPI, plus exact-path dispatch of the hot endpoints before any middleware/routing."""
 
     fast_paths: dict[str, tuple[Any, ...]]
+    server_state: ServerState
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and self.server_state.draining:
+            send = _closing(send)
         if scope["type"] == "http" and scope["method"] == "POST":
             target = self.fast_paths.get(scope["path"])
             if target is not None:
@@ -397,7 +423,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             state.begin_drain()
             if grpc_server is not None:
                 # In-flight calls already drained with REST (they count in state.inflight).
-                await grpc_server.stop(grace=1.0)
+                await grpc_server.stop(grace=state.time_left(1.0))
             if not task.done():
                 task.cancel()
             await state.close()
@@ -411,6 +437,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
         openapi_url=None,
     )
     app.state.onnxserve = state
+    app.server_state = state
     m = state.metrics
     limit = settings.max_request_bytes
 

@@ -86,6 +86,14 @@ class Settings:
             raise SettingsError(f"port must be in 0..65535, got {self.port}")
         if not 0 <= self.grpc_port <= 65535:
             raise SettingsError(f"grpc_port must be in 0..65535 (0: off), got {self.grpc_port}")
+        if self.drain_timeout_s <= 0:
+            raise SettingsError(f"drain_timeout_s must be > 0, got {self.drain_timeout_s}")
+        if not 0 <= self.shutdown_delay_s < self.drain_timeout_s:
+            raise SettingsError(
+                f"shutdown_delay_s must be >= 0 and below drain_timeout_s "
+                f"({self.drain_timeout_s:g}), the whole shutdown's budget; got "
+                f"{self.shutdown_delay_s:g}"
+            )
         if self.drift_bins < 2:
             raise SettingsError(f"drift_bins must be >= 2, got {self.drift_bins}")
         if not self.model_name:
@@ -143,8 +151,11 @@ HELP: dict[str, str] = {
     "V2 request .json (default: made-up inputs; if the model rejects them it starts cold)",
     "max_batch_size": "most rows the batcher combines into one run (1: no dynamic batching); "
     "a larger request runs alone",
-    "drain_timeout_s": "after SIGTERM, how long to wait for in-flight and queued work",
-    "shutdown_delay_s": "after SIGTERM, keep serving this long (load balancers see readiness 503)",
+    "drain_timeout_s": "the whole shutdown's budget: SIGTERM to exit within this many seconds "
+    "(delay, drain of in-flight and queued work, close); the pod's "
+    "terminationGracePeriodSeconds must exceed preStop sleep + this",
+    "shutdown_delay_s": "after SIGTERM, keep accepting and serving this long, inside the "
+    "drain_timeout_s budget (load balancers see readiness 503)",
     "shadow_model": "second .onnx scored off the request path on a sample of requests",
     "shadow_sample_rate": "fraction of requests also sent to the shadow model",
     "shadow_queue_size": "shadow work waiting beyond this is dropped (counted), never waited for",
