@@ -329,3 +329,27 @@ def test_shadow_compares_string_labels_and_unbatched_requests(start_server, vmod
     assert metric(text, "model_shadow_samples_total", {"outcome": "scored"}) == want
     assert metric(text, "model_shadow_agreed_samples_total") == want
     assert "after-batch hook failed" not in server.log
+
+
+@pytest.mark.parametrize("warmup", ["--warmup", "--no-warmup"])
+def test_declared_batch_dim_that_is_not_the_batch_is_found_and_not_split(
+    start_server, vmodels, warmup
+):
+    """The declared output shape says dim 0 is dynamic, but it is not the batch: found at warm-up
+    (or at the first request without one), and from then on every request runs alone."""
+    server = start_server(
+        vmodels["column_sums"], "--model-name", "sums", warmup, "--max-batch-delay-ms", "20"
+    )
+    if warmup == "--warmup":
+        params = httpx.get(server.url + "/v2/models/sums").json()["parameters"]
+        assert params["batch_dim"] is False and "at warm-up" in params["unbatched_reason"]
+    rng = np.random.default_rng(2)
+    feeds = [{"x": rng.standard_normal((rows, 3)).astype(np.float32)} for rows in (2, 1, 3, 2) * 4]
+    first = _outputs(_infer(server.url, "sums", feeds[0]))  # alone: whole output
+    assert np.allclose(first["sums"]["data"], feeds[0]["x"].sum(axis=0), atol=1e-5)
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda f: _outputs(_infer(server.url, "sums", f)), feeds))
+    for f, out in zip(feeds, answers, strict=True):
+        assert np.allclose(out["sums"]["data"], f["x"].sum(axis=0), atol=1e-5)
+    if warmup == "--no-warmup":
+        assert "dynamic batching is off from now on" in server.log

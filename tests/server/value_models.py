@@ -10,6 +10,7 @@ of the server, gRPC, batch runner and worker (imported by path: tests run in imp
   tensor [2, N, 8] with a fixed dim 0.
 - ``token_sum``: int64 ``input_ids`` and ``attention_mask`` [batch, seq] -> ``per_position``
   [seq]: an output whose dim 0 is not the batch.
+- ``column_sums``: an output declared ``["M"]`` whose dim 0 is not the batch at run time.
 - ``mixed_types``: bool, uint8, int32, float16 and int64 inputs [N, 3] -> float32 sum [N, 3].
 - ``seq_of_tensors``: an output of type seq(tensor(float)), which no V2 response can carry.
 """
@@ -158,6 +159,19 @@ def token_sum(path: Path) -> Path:
     return _save(graph, path)
 
 
+def column_sums(path: Path) -> Path:
+    """x [N, T] -> sums [T] (the sum over rows), declared as ["M"]: the declared shape claims a
+    dynamic dim 0 that is not the batch, as exported models sometimes do."""
+    graph = helper.make_graph(
+        [helper.make_node("ReduceSum", ["x", "axis0"], ["sums"], keepdims=0)],
+        "column_sums",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "T"])],
+        [helper.make_tensor_value_info("sums", TensorProto.FLOAT, ["M"])],
+        [numpy_helper.from_array(np.array([0], dtype=np.int64), "axis0")],
+    )
+    return _save(graph, path)
+
+
 MIXED = {
     "flags": (TensorProto.BOOL, np.bool_),
     "pixels": (TensorProto.UINT8, np.uint8),
@@ -214,5 +228,6 @@ def build_all(folder: Path) -> dict[str, Path]:
         "vad": vad_like(folder / "vad_like.onnx"),
         "tokens": token_sum(folder / "token_sum.onnx"),
         "mixed": mixed_types(folder / "mixed_types.onnx"),
+        "column_sums": column_sums(folder / "column_sums.onnx"),
         "seq_of_tensors": seq_of_tensors(folder / "seq_of_tensors.onnx"),
     }

@@ -242,22 +242,24 @@ class BatchEngine:
             return
         end = time.perf_counter()
         done: list[tuple[Work, Any]] = []
-        if len(batch) > 1:
+        if self.batching:
             total = sum(w.rows for w in batch)
             if any(np.ndim(o) == 0 or len(o) != total for o in outputs):
                 # An output whose dim 0 is not the batch after all (its declared shape said it
-                # was): it cannot be split by rows, so from now on each request runs alone.
+                # was): it cannot be split by rows, so from now on each request runs alone and
+                # gets its outputs whole.
                 log.warning(
-                    "an output of a %d-row batch does not have %d rows (shapes %s): dynamic "
-                    "batching is off from now on, each request runs alone",
-                    total,
+                    "an output of a %d-row run has shapes %s, not %d rows: dynamic batching is "
+                    "off from now on, each request runs alone",
                     total,
                     [list(np.shape(o)) for o in outputs],
+                    total,
                 )
                 self.batching = False
-                for work in batch:
-                    self._execute([work], retry=True)
-                return
+                if len(batch) > 1:
+                    for work in batch:
+                        self._execute([work], retry=True)
+                    return
         if len(batch) == 1:
             done.append((batch[0], outputs))
         else:

@@ -271,13 +271,25 @@ def warm_up(
     spec: ModelSpec,
     seed: int = 0,
     sample: dict[str, np.ndarray] | None = None,
-) -> float:
+) -> tuple[float, str | None]:
     """Run each batch size once so the first real requests do not pay for allocation/tuning.
     With a sample, its rows are cycled to each size; without one, made-up inputs are used.
-    Raises whatever onnxruntime raises when the model rejects them."""
+    Returns the seconds spent and, for a batching model, why its outputs turned out not to be
+    split by rows (an output whose dim 0 did not follow the batch size), else None. Raises
+    whatever onnxruntime raises when the model rejects the inputs."""
     rng = np.random.default_rng(seed)
     start = time.perf_counter()
+    misaligned = None
     for batch in warmup_batches(spec):
         feeds = resize_rows(spec, sample, batch) if sample else sample_feeds(spec, batch, rng)
-        session.run(None, feeds)
-    return time.perf_counter() - start
+        outputs = session.run(None, feeds)
+        if spec.batching and misaligned is None:
+            rows = next(iter(feeds.values())).shape[0]
+            for t, out in zip(spec.outputs, outputs, strict=True):
+                if np.ndim(out) == 0 or len(out) != rows:
+                    misaligned = (
+                        f"output {t.name!r} has shape {list(np.shape(out))} for {rows} rows "
+                        "at warm-up: its dim 0 is not the batch"
+                    )
+                    break
+    return time.perf_counter() - start, misaligned
