@@ -307,6 +307,30 @@ def verdict(levels: list[dict[str, Any]], slo: dict[str, Any], replicas: int = 1
             "replicas_needed": needed}
 
 
+# A verdict this close to its threshold (the SLA p95, or the replica's share of the target) is
+# re-measured once: within the timing noise of a shared machine.
+BORDERLINE = 0.25
+
+
+def borderline(levels: list[dict[str, Any]], decision: dict[str, Any], slo: dict[str, Any]) -> bool:
+    sla = float(slo["latency_p95_ms"])
+    share = float(decision.get("share_rps") or slo["target_rps"])
+    if decision["go"]:
+        return decision["capacity_rps_within_sla"] < share * (1 + BORDERLINE)
+    p95s = [lv["p95_ms"] for lv in levels if lv["p95_ms"] is not None]
+    near_sla = bool(p95s) and min(p95s) <= sla * (1 + BORDERLINE)
+    near_share = decision["capacity_rps_within_sla"] >= share * (1 - BORDERLINE)
+    return near_sla or near_share
+
+
+def better(a: dict[str, Any], b: dict[str, Any], sla: float, max_error_ratio: float = 0.01) -> dict[str, Any]:
+    """Of two runs of one level: the one within the SLA, else the lower p95; the faster when both are within."""
+    def key(lv: dict[str, Any]) -> tuple[int, float]:
+        within = lv["p95_ms"] is not None and lv["p95_ms"] <= sla and (lv["error_ratio"] or 0) <= max_error_ratio
+        return (1, lv["rps"]) if within else (0, -(lv["p95_ms"] if lv["p95_ms"] is not None else float("inf")))
+    return a if key(a) >= key(b) else b
+
+
 def _n(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() or value >= 100 else f"{value:,.1f}"
 
@@ -382,21 +406,36 @@ def run_loadtest(
         bar.done(f"rate={rate:g}/s", results[-1])
         _stop_if_gone(target, results[-1]["by_status"], f"rate {rate:g}/s")
     else:
-        for concurrency in levels or list(DEFAULT_LEVELS):
-            if engine == "wrk":
-                from deploy_model.wrkload import wrk_level
+        def sweep() -> list[dict[str, Any]]:
+            measured = []
+            for concurrency in levels or list(DEFAULT_LEVELS):
+                if engine == "wrk":
+                    from deploy_model.wrkload import wrk_level
 
-                label = f"c={concurrency} wrk"
-                results.append(wrk_level(target.endpoint, target.body, concurrency, seconds, timeout_s,
-                                         tick=lambda f, label=label: bar.update(label, f, -1, -1)))
-                bar.done(f"c={concurrency} wrk", results[-1])
-            else:
-                level = closed_loop(target, concurrency, seconds, max_requests, bar)
-                results.append(level.summary())
-                bar.done(f"c={concurrency}", results[-1])
-            _stop_if_gone(target, results[-1]["by_status"], f"concurrency {concurrency}")
+                    label = f"c={concurrency} wrk"
+                    measured.append(wrk_level(target.endpoint, target.body, concurrency, seconds, timeout_s,
+                                              tick=lambda f, label=label: bar.update(label, f, -1, -1)))
+                    bar.done(f"c={concurrency} wrk", measured[-1])
+                else:
+                    level = closed_loop(target, concurrency, seconds, max_requests, bar)
+                    measured.append(level.summary())
+                    bar.done(f"c={concurrency}", measured[-1])
+                _stop_if_gone(target, measured[-1]["by_status"], f"concurrency {concurrency}")
+            return measured
+
+        results = sweep()
     slo = spec.slo.model_dump()
-    decision = verdict(results, slo, replicas=max(1, spec.scaling.replicas))
+    replicas = max(1, spec.scaling.replicas)
+    decision = verdict(results, slo, replicas=replicas)
+    first_sweep = None
+    if rate is None and borderline(results, decision, slo):
+        # A shared machine slows one sweep by tens of percent; a verdict near its threshold is
+        # measured once more and each level keeps its better run (what the replica can do).
+        first_sweep = results
+        results = [better(a, b, float(slo["latency_p95_ms"]), float(slo.get("max_error_ratio", 0.01)))
+                   for a, b in zip(first_sweep, sweep(), strict=True)]
+        decision = verdict(results, slo, replicas=replicas)
+        decision["reason"] += " (near the threshold: best of two sweeps per level, the machine is shared)"
     result = {
         "stage": "loadtest",
         "url": target_url,
@@ -407,6 +446,7 @@ def run_loadtest(
         "seconds_per_level": seconds,
         "request_bytes": len(target.body),
         "levels": results,
+        "first_sweep": first_sweep,
         "slo": {"latency_p95_ms": slo["latency_p95_ms"], "target_rps": slo["target_rps"], "max_error_ratio": slo["max_error_ratio"]},
         "verdict": decision,
         "client": ("wrk (one keep-alive connection per concurrency level)" if engine == "wrk"

@@ -41,6 +41,8 @@ __all__ = ["EXPECTED_METRICS", "SMOKE_FILE", "SmokeTest", "run_smoke", "shape_di
 
 SMOKE_FILE = "smoke.json"
 HEALTH_FIELDS = ("status", "model_version", "model_loaded", "last_prediction_time", "uptime_seconds", "execution_provider")
+# Reported by servers that warm up on a sample or synthetic inputs (not required, shown when present).
+WARMUP_FIELDS = ("warmed", "warmup_source")
 # The metric names of the original command plus the server's own; the report lists them too.
 EXPECTED_METRICS = {
     "model_requests_total": "requests by endpoint and HTTP status",
@@ -343,9 +345,13 @@ class SmokeTest:
             if self.answered:
                 raise Failed("/health last_prediction_time is empty after an inference")
             self.warn("last_prediction_time is empty: no inference succeeded in this run")
-        return f"status {body['status']!r}, provider {body['execution_provider']!r}, version {body['model_version']!r}", {
-            k: body[k] for k in HEALTH_FIELDS
-        }
+        if body.get("warmed") is False and body.get("warmup_source") not in (None, "skipped"):
+            # The server starts cold when the model rejects its warm-up inputs; the first requests pay for it.
+            self.warn(f"the server was not warmed up ({body.get('warmup_source')} inputs): "
+                      f"{condense(str(body.get('warmup_error') or 'no reason given'))[:200]}")
+        details = {k: body[k] for k in HEALTH_FIELDS}
+        details.update({k: body[k] for k in WARMUP_FIELDS if k in body})
+        return f"status {body['status']!r}, provider {body['execution_provider']!r}, version {body['model_version']!r}", details
 
     def metrics(self) -> tuple[str, dict[str, Any]]:
         text = self.get("/metrics").text

@@ -20,7 +20,7 @@ from signature_models import build
 
 from deploy_model.errors import StageError
 from deploy_model.loadchart import draw_chart
-from deploy_model.loadtest import parse_levels, verdict
+from deploy_model.loadtest import better, borderline, parse_levels, verdict
 
 needs_server = pytest.mark.skipif(server_available() is not None, reason=str(server_available()))
 SLO = {"latency_p95_ms": 50.0, "target_rps": 100.0, "max_error_ratio": 0.01}
@@ -151,6 +151,23 @@ def test_verdict_is_stable_when_one_replica_holds_about_the_target() -> None:
     whole = {verdict([level(4, rps, 9.0)], SLO)["go"] for rps in noisy}
     shared = {verdict([level(4, rps, 9.0)], SLO, replicas=2)["go"] for rps in noisy}
     assert whole == {True, False} and shared == {True}
+
+
+def test_a_verdict_near_its_threshold_is_measured_again() -> None:
+    # Clear cases are not re-measured: far above the share, far over the SLA.
+    clear_go = [level(4, 900, 9.0)]
+    assert not borderline(clear_go, verdict(clear_go, SLO, replicas=2), SLO)
+    clear_miss = [level(1, 500, 90.0)]
+    assert not borderline(clear_miss, verdict(clear_miss, SLO, replicas=2), SLO)
+    # Near the SLA (p95 55 ms for 50) or near the share (55 req/s for 50): measured once more.
+    near_sla = [level(1, 49, 55.0), level(4, 129, 56.0)]
+    assert borderline(near_sla, verdict(near_sla, SLO, replicas=2), SLO)
+    near_share = [level(4, 55, 9.0)]
+    assert borderline(near_share, verdict(near_share, SLO, replicas=2), SLO)
+    # Each level keeps its better run: within the SLA first, then the faster; else the lower p95.
+    assert better(level(4, 129, 55.0), level(4, 134, 41.6), 50.0)["p95_ms"] == 41.6
+    assert better(level(4, 140, 45.0), level(4, 120, 41.0), 50.0)["rps"] == 140
+    assert better(level(4, 140, 70.0), level(4, 120, 60.0), 50.0)["p95_ms"] == 60.0
 
 
 def test_chart_is_a_png_with_both_panels(tmp_path: Path) -> None:

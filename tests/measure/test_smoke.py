@@ -108,6 +108,8 @@ def test_a_model_that_rejects_synthetic_inputs_is_fed_the_sample(tmp_path: Path)
         code, record, stderr = smoke_record(directory, server.url)
     assert code == 0, stderr[-2000:]
     assert record["inputs"] == "sample"
+    # This server was started without the sample: it serves cold, and smoke says so.
+    assert any(w.startswith("health: the server was not warmed up (synthetic inputs)") for w in record["warnings"])
     assert check(record, "infer_v2")["details"]["received"] == {"y": [1, 2, 3]}
     assert check(record, "infer_v2_batch_4")["details"]["sent"] == {"x": [4, 6]}
 
