@@ -197,8 +197,9 @@ def _stream(directory: Path, spec: Any, model: Path, timeout_s: float, dry_run: 
             started = time.perf_counter()
             for row in range(ROUND_TRIPS):
                 body = {"id": f"trial-{row}", "inputs": {name: a[row:row + 1].tolist() for name, a in arrays.items()}}
-                sent[f"trial-{row}"] = time.perf_counter()
-                client.xadd(WORKER_STREAM, {"body": json.dumps(body)})
+                at = time.perf_counter()
+                # The worker answers with the request's stream entry id (and the client's "id" in the body).
+                sent[client.xadd(WORKER_STREAM, {"body": json.dumps(body)})] = at
             answered: dict[str, float] = {}
             deadline = started + timeout_s
             last = "0-0"
