@@ -113,4 +113,6 @@ def test_examples_use_the_sample_and_a_request_file_named_by_its_path(cnn_model:
     assert np.allclose(tensor["data"], np.round(image[0].ravel().astype(np.float64), 4))  # the sample's first row
     text = (directory / REPORT_FILE).read_text()
     assert f"@{directory.resolve()}/{REQUEST_FILE}" in text and "the values of the sample" in text
+    # Every path is the real one: --out is outside the current directory, so the report names it absolutely.
+    assert f"--out {directory.resolve()}" in text and "deploy/cnn" not in text
     assert printed["requests"] == printed["http"] == printed["grpc"] == {"probabilities": (1, 10)}
