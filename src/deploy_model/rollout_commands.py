@@ -135,7 +135,8 @@ def _kubectl(context: str, ns: str) -> str:
 
 def _replan(d: str, note: str = "") -> list[str]:
     """Promotion: the candidate planned again with this directory as the previous one becomes stable."""
-    return [f"deploy-model plan --out {d} --previous {d} --answers {d}/answers.yaml   # {note or 'the candidate becomes stable'}",
+    return [f"deploy-model plan --out {d} --previous {d} --answers ANSWERS.yaml   # this deployment's answers; "
+            f"{note or 'the candidate becomes stable'}",
             f"deploy-model render --out {d} && deploy-model validate --out {d}"]
 
 
@@ -159,7 +160,7 @@ def _release_step(spec: Any, d: str) -> dict[str, Any]:
                  f"so it is deployed directly; the {strategy} rollout starts with the next release")
         commands = ["# the next release: profile the new model in its own directory and plan it against this one",
                     f"deploy-model inspect NEW_MODEL.onnx --out {d}-next",
-                    f"deploy-model plan --out {d}-next --previous {d} --answers {d}/answers.yaml",
+                    f"deploy-model plan --out {d}-next --previous {d} --answers ANSWERS.yaml   # this deployment's answers",
                     f"deploy-model render --out {d}-next && deploy-model validate --out {d}-next && deploy-model report --out {d}-next"]
         return {"title": title, "commands": commands}
     stable = spec.stable
@@ -233,7 +234,7 @@ def migration_steps(spec: Any, d: str, prod: str) -> list[dict[str, Any]]:
         return [{"title": f"Layout change {old} -> Argo Rollout: a Rollout's first revision is deployed at once, so create "
                           "it at the stable version first, then release the candidate through it", "commands": [
             f"deploy-model inspect STABLE_MODEL.onnx --out {d}-migrate && deploy-model plan --out {d}-migrate "
-            f"--previous {d}-migrate --answers {d}/answers.yaml --set stable_version={spec.stable.version}",
+            f"--previous {d}-migrate --answers ANSWERS.yaml --set stable_version={spec.stable.version}",
             f"deploy-model render --out {d}-migrate && {prod} apply -f {d}-migrate/k8s/",
             f"kubectl argo rollouts --context production -n {spec.kubernetes.namespace} status {name} --timeout 15m",
             f"{prod} delete deployment -l app={name},app.kubernetes.io/managed-by=deploy-model --ignore-not-found"]}]
@@ -308,19 +309,21 @@ def rollout_steps(spec: Any, directory: Any, service: str) -> list[dict[str, Any
         for weight in weights:
             if weight >= 100:
                 break
-            steps.append({"title": f"Send {weight}% of traffic to the canary (scale it with the weight: its HPA follows CPU)",
-                          "commands": [*_weight_commands(spec, weight, prod),
-                                       f"{prod} scale deployment/{cname} --replicas={max(1, -(-spec.scaling.replicas * weight // 100))}"]})
+            steps.append({"title": f"Size the canary for {weight}% (its autoscaler's floor), then send it {weight}% of traffic",
+                          "commands": [_hpa_floor(cname, max(1, -(-spec.scaling.replicas * weight // 100)), prod),
+                                       f"{prod} rollout status deployment/{cname} --timeout=10m",
+                                       *_weight_commands(spec, weight, prod)]})
             steps.append({"title": f"Watch for {pause} min; every gate must pass before the next step", "gates": gates(spec),
                           "commands": []})
         steps.append({"title": "Promote: all traffic to the canary, then re-plan with the candidate as stable and roll the "
                                "stable Deployment to it while the canary serves", "commands": [
+            _hpa_floor(cname, spec.scaling.replicas, prod),
+            f"{prod} rollout status deployment/{cname} --timeout=10m",
             *_weight_commands(spec, 100, prod),
-            f"{prod} scale deployment/{cname} --replicas={spec.scaling.replicas}",
             *_replan(d),
             f"{prod} apply -f {d}/k8s/deployment.yaml && {prod} rollout status deployment/{name} --timeout=15m",
             f"{prod} apply -f {d}/k8s/   # the route back on the stable Service, which runs {spec.model.version} now",
-            *_cleanup(spec, prod)]})
+            *_cleanup(spec, prod, "canary")]})
     elif strategy == "blue-green":
         live = releases.live_track(spec)
         steps.append({"title": f"Apply the bundle: {live} keeps serving, {ctrack} starts with the candidate (no traffic yet)", "commands": [
@@ -345,9 +348,14 @@ def rollout_steps(spec: Any, directory: Any, service: str) -> list[dict[str, Any
         steps.append({"title": "Watch the shadow comparison for a day of real traffic", "gates": shadow_gates(spec), "commands": []})
         steps.append({"title": "Promote the candidate: re-plan it as stable and apply (or re-plan it as a canary first)",
                       "commands": [*_replan(d), f"{prod} apply -f {d}/k8s/",
-                                   f"{prod} rollout status deployment/{name} --timeout=15m", *_cleanup(spec, prod)]})
+                                   f"{prod} rollout status deployment/{name} --timeout=15m", *_cleanup(spec, prod, "shadow")]})
     steps += migrate[1:]
     return steps
+
+
+def _hpa_floor(workload: str, replicas: int, prod: str) -> str:
+    """The canary's own HPA keeps at least this many replicas (a plain `scale` would be undone by it)."""
+    return f"{prod} patch hpa {workload} -p '{{\"spec\":{{\"minReplicas\":{replicas}}}}}'"
 
 
 def _selector_patch(spec: Any, service: str, track: str, prod: str) -> str:
@@ -355,13 +363,13 @@ def _selector_patch(spec: Any, service: str, track: str, prod: str) -> str:
             f"'{{\"spec\":{{\"selector\":{{\"app\":\"{spec.name}\",\"{TRACK_LABEL}\":\"{track}\"}}}}}}'")
 
 
-def _cleanup(spec: Any, prod: str) -> list[str]:
+def _cleanup(spec: Any, prod: str, track: str | None = None) -> list[str]:
     """The candidate objects a promotion leaves behind (kubectl apply never deletes)."""
     name = spec.name
     if releases.layout(spec) == "blue-green":
         return []
-    return [f"{prod} delete deployment,service,hpa,pdb -l app={name},track=canary --ignore-not-found",
-            f"{prod} delete deployment,service,hpa,pdb -l app={name},track=shadow --ignore-not-found"]
+    return [f"{prod} delete deployment,service,hpa,pdb -l app={name},track={t} --ignore-not-found"
+            for t in ([track] if track else ["canary", "shadow"])]
 
 
 def _knative_steps(spec: Any, d: str, prod: str, mode: str) -> list[dict[str, Any]]:
