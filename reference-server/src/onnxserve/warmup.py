@@ -108,7 +108,8 @@ def load_sample(path: Path, spec: ModelSpec) -> dict[str, np.ndarray]:
                 f"warm-up sample {path.name}: input {name!r} holds strings; the model expects "
                 f"{t.datatype}"
             )
-        feeds[name] = np.ascontiguousarray(arr.astype(t.dtype, copy=False))
+        # np.require, not ascontiguousarray: that one turns a 0-d array (a sample rate) into [1].
+        feeds[name] = np.require(arr.astype(t.dtype, copy=False), requirements="C")
     if spec.batching:
         rows = {a.shape[0] for a in feeds.values()}
         if len(rows) > 1 or 0 in rows:
