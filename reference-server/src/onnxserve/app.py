@@ -52,6 +52,7 @@ from .model import (
 from .providers import CPU, ProviderReport, create_session, tune_intra_op_threads
 from .settings import Settings
 from .shadow import ShadowScorer
+from .stats import ModelStats
 from .warmup import SampleError, load_sample
 
 log = logging.getLogger("onnxserve")
@@ -75,6 +76,7 @@ class ServerState:
         self.settings = settings
         self.on_fatal = on_fatal
         self.metrics = Metrics(settings.max_batch_size)
+        self.stats = ModelStats()
         self.started = time.time()
         self.session: ort.InferenceSession | None = None
         self.spec: ModelSpec | None = None
@@ -163,7 +165,10 @@ class ServerState:
                 actual=provider.actual,
                 ort_version=provider.ort_version,
             ).set(1)
-            hooks: list[Callable[[BatchReport], None]] = [self._observe_batch]
+            hooks: list[Callable[[BatchReport], None]] = [
+                self._observe_batch,
+                self.stats.observe_batch,
+            ]
             if s.drift_reference:
                 self.drift = DriftMonitor.from_file(
                     s.drift_reference,
@@ -341,6 +346,36 @@ def model_extra_parameters(spec: ModelSpec) -> dict[str, Any]:
         # BYTES outputs holding one JSON object ({class: probability}) per row.
         extra["json_map_outputs"] = ",".join(sorted(spec.map_outputs))
     return extra
+
+
+def model_config(spec: ModelSpec, max_batch_delay_ms: float) -> dict[str, Any]:
+    """The model configuration extension's body (REST /config and gRPC ModelConfig alike):
+    dims without the batch dimension when the model batches, as max_batch_size > 0 says."""
+
+    def dims(t: Any) -> list[int]:
+        shape = t.v2_shape()
+        return shape[1:] if spec.batching else shape
+
+    def config_type(datatype: str) -> str:
+        return "TYPE_STRING" if datatype == "BYTES" else "TYPE_" + datatype
+
+    return {
+        "name": spec.name,
+        "platform": "onnxruntime_onnx",
+        "backend": "onnxruntime",
+        "max_batch_size": spec.max_batch_size if spec.batching else 0,
+        "input": [
+            {"name": t.name, "data_type": config_type(t.datatype), "dims": dims(t)}
+            for t in spec.inputs
+        ],
+        "output": [
+            {"name": t.name, "data_type": config_type(t.datatype), "dims": dims(t)}
+            for t in spec.outputs
+        ],
+        "dynamic_batching": {"max_queue_delay_microseconds": int(max_batch_delay_ms * 1000)}
+        if spec.dynamic_batching
+        else None,
+    }
 
 
 class _Sent(Response):
@@ -522,7 +557,10 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             await send({"type": "http.response.body", "body": payload})
         finally:
             state.inflight -= 1
-            m.record_request(kind, status, time.perf_counter() - start)
+            took = time.perf_counter() - start
+            m.record_request(kind, status, took)
+            if status != 404:  # a request for another model is not this model's
+                state.stats.observe_request(status == 200, took)
 
     # Exact paths of this model go straight to the handler; anything else (another model name,
     # a malformed path) takes the normal routes below, which give the same answers.
@@ -555,7 +593,7 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             {
                 "name": "onnxserve",
                 "version": __version__,
-                "extensions": ["binary_tensor_data", "model_configuration"],
+                "extensions": ["binary_tensor_data", "model_configuration", "statistics"],
             }
         )
 
@@ -614,36 +652,22 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
             return _json({"name": settings.model_name, "ready": False}, 503)
         return _json({"name": settings.model_name, "ready": True})
 
-    async def model_config(request: Request) -> Response:
+    async def config_route(request: Request) -> Response:
         try:
             spec = _model_call(request)
         except ApiError as exc:
             return error_response(exc)
+        return _json(model_config(spec, settings.max_batch_delay_ms))
 
-        def dims(t: Any) -> list[int]:
-            shape = t.v2_shape()
-            return shape[1:] if spec.batching else shape
-
-        return _json(
-            {
-                "name": spec.name,
-                "platform": "onnxruntime_onnx",
-                "max_batch_size": spec.max_batch_size,
-                "input": [
-                    {"name": t.name, "data_type": "TYPE_" + t.datatype, "dims": dims(t)}
-                    for t in spec.inputs
-                ],
-                "output": [
-                    {"name": t.name, "data_type": "TYPE_" + t.datatype, "dims": dims(t)}
-                    for t in spec.outputs
-                ],
-                "dynamic_batching": {
-                    "max_queue_delay_microseconds": int(settings.max_batch_delay_ms * 1000)
-                }
-                if spec.dynamic_batching
-                else None,
-            }
-        )
+    async def stats_route(request: Request) -> Response:
+        params = request.path_params
+        try:
+            if "name" in params:
+                state.check_model(params["name"], params.get("version"))
+        except ApiError as exc:
+            return error_response(exc)
+        entry = state.stats.as_dict(settings.model_name, settings.model_version)
+        return _json({"model_stats": [entry]})
 
     async def health(request: Request) -> Response:
         provider = state.provider
@@ -679,10 +703,12 @@ def create_app(settings: Settings, on_fatal: Callable[[str], None] | None = None
     app.add_route("/v2", server_metadata, methods=["GET"])
     app.add_route("/v2/health/live", live, methods=["GET"])
     app.add_route("/v2/health/ready", ready, methods=["GET"])
+    app.add_route("/v2/models/stats", stats_route, methods=["GET"])  # before /v2/models/{name}
     for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
         app.add_route(base, model_metadata, methods=["GET"])
         app.add_route(base + "/ready", model_ready, methods=["GET"])
-        app.add_route(base + "/config", model_config, methods=["GET"])
+        app.add_route(base + "/config", config_route, methods=["GET"])
+        app.add_route(base + "/stats", stats_route, methods=["GET"])
     app.add_route("/health", health, methods=["GET"])
     app.add_route("/metrics", metrics, methods=["GET"])
     return app

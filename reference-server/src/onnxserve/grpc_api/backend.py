@@ -38,7 +38,11 @@ class StateBackend:
         return self.state.ready
 
     def server_metadata(self) -> dict[str, Any]:
-        return {"name": "onnxserve", "version": __version__, "extensions": ["grpc_health_v1"]}
+        return {
+            "name": "onnxserve",
+            "version": __version__,
+            "extensions": ["model_configuration", "statistics", "grpc_health_v1"],
+        }
 
     def model_parameters(self) -> dict[str, Any]:
         provider = self.state.provider
@@ -78,4 +82,15 @@ class StateBackend:
             raise
         finally:
             state.inflight -= 1
-            state.metrics.record_request("grpc", status, time.perf_counter() - start)
+            took = time.perf_counter() - start
+            state.metrics.record_request("grpc", status, took)
+            state.stats.observe_request(status == 200, took)
+
+    def model_config(self) -> dict[str, Any]:
+        from ..app import model_config
+
+        return model_config(self.spec(), self.state.settings.max_batch_delay_ms)
+
+    def model_statistics(self) -> dict[str, Any]:
+        s = self.state.settings
+        return self.state.stats.as_dict(s.model_name, s.model_version)

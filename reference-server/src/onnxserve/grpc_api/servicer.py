@@ -45,6 +45,10 @@ class Backend(Protocol):
 
     async def infer(self, decode: Any) -> tuple[ModelSpec, Any, list[np.ndarray]]: ...
 
+    def model_config(self) -> dict[str, Any]: ...
+
+    def model_statistics(self) -> dict[str, Any]: ...
+
 
 def _param(value: Any) -> pb.InferParameter:
     if isinstance(value, bool):
@@ -119,6 +123,73 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
             await self._abort(context, exc)
             raise  # context.abort raises; this line only tells type checkers so
         return encode_response(request, spec, outputs, wanted)
+
+    async def ModelConfig(
+        self, request: pb.ModelConfigRequest, context: Any
+    ) -> pb.ModelConfigResponse:
+        try:
+            self.backend.check_model(request.name, request.version)
+            cfg = self.backend.model_config()
+        except ApiError as exc:
+            await self._abort(context, exc)
+            raise
+        return pb.ModelConfigResponse(config=config_message(cfg))
+
+    async def ModelStatistics(
+        self, request: pb.ModelStatisticsRequest, context: Any
+    ) -> pb.ModelStatisticsResponse:
+        try:
+            if request.name:  # empty: every model this server has (one)
+                self.backend.check_model(request.name, request.version)
+        except ApiError as exc:
+            await self._abort(context, exc)
+            raise
+        entry = statistics_message(self.backend.model_statistics())
+        return pb.ModelStatisticsResponse(model_stats=[entry])
+
+
+def _duration(d: dict[str, int]) -> pb.StatisticDuration:
+    return pb.StatisticDuration(count=d["count"], ns=d["ns"])
+
+
+def config_message(cfg: dict[str, Any]) -> pb.ModelConfigMessage:
+    """The REST configuration body as the gRPC message (same fields, DataType enum values)."""
+    msg = pb.ModelConfigMessage(
+        name=cfg["name"],
+        platform=cfg["platform"],
+        backend=cfg["backend"],
+        max_batch_size=cfg["max_batch_size"],
+    )
+    for t in cfg["input"]:
+        msg.input.add(name=t["name"], data_type=pb.DataType.Value(t["data_type"]), dims=t["dims"])
+    for t in cfg["output"]:
+        msg.output.add(name=t["name"], data_type=pb.DataType.Value(t["data_type"]), dims=t["dims"])
+    batching = cfg.get("dynamic_batching")
+    if batching:
+        msg.dynamic_batching.max_queue_delay_microseconds = batching[
+            "max_queue_delay_microseconds"
+        ]
+    return msg
+
+
+def statistics_message(entry: dict[str, Any]) -> pb.ModelStatistics:
+    stats = entry["inference_stats"]
+    msg = pb.ModelStatistics(
+        name=entry["name"],
+        version=entry["version"],
+        last_inference=entry["last_inference"],
+        inference_count=entry["inference_count"],
+        execution_count=entry["execution_count"],
+        inference_stats=pb.InferStatistics(**{k: _duration(v) for k, v in stats.items()}),
+    )
+    for b in entry["batch_stats"]:
+        msg.batch_stats.add(
+            batch_size=b["batch_size"],
+            compute_input=_duration(b["compute_input"]),
+            compute_infer=_duration(b["compute_infer"]),
+            compute_output=_duration(b["compute_output"]),
+        )
+    return msg
 
 
 class HealthService(health_pb2_grpc.HealthServicer):
