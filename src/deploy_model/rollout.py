@@ -101,6 +101,8 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
                     break
         elif obj["kind"] == "Ingress" and (obj["metadata"].get("annotations") or {}).get("nginx.ingress.kubernetes.io/canary") == "true":
             splitters.append(Splitter("Ingress", obj["metadata"]["name"], res))
+    # The state lives on the HTTPRoute (or the canary Ingress); a GRPCRoute twin follows its weight.
+    splitters.sort(key=lambda sp: ("HTTPRoute", "Ingress", "GRPCRoute").index(sp.kind))
     if not splitters:
         raise StageError(f"no traffic split found in {out}/k8s (an HTTPRoute rule with the stable and canary Services, "
                          "or an ingress-nginx canary Ingress), or the cluster does not serve its kind: render the "

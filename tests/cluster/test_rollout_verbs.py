@@ -131,3 +131,15 @@ def test_refusals_name_the_reason(fake: FakeKube, planned_dir: Path, tmp_path: P
     assert usage.returncode == 2
     nocluster = cli("status", "--out", str(planned_dir), "--kubeconfig", str(tmp_path / "none"))
     assert nocluster.returncode == 1 and "no kubeconfig" in nocluster.stderr and "Traceback" not in nocluster.stderr
+
+
+def test_grpc_route_follows_the_http_route(fake: FakeKube, planned_dir: Path, tmp_path: Path) -> None:
+    out, kc = applied(planned_dir, fake, tmp_path, protocol="grpc")
+    assert (out / "k8s" / "grpcroute.yaml").is_file()
+    proc = cli("advance", "--out", str(out), "--kubeconfig", str(kc), "--prometheus", NOWHERE)
+    assert proc.returncode == 0, proc.stderr
+    weights = run_status(out, kc)["live_weights"]
+    assert weights == {f"HTTPRoute/{NAME}": 10, f"GRPCRoute/{NAME}-grpc": 10}
+    assert route_state(fake)["weight"] == 10  # the state is on the HTTPRoute
+    run_rollback(out, kc)
+    assert set(run_status(out, kc)["live_weights"].values()) == {0}
