@@ -180,6 +180,12 @@ def test_release_one_two_and_promotion(profiles: dict[str, Path], tmp_path: Path
         assert weights == [[100, 0], [100, 0]], "gRPC split with the same weights as REST"
         assert two[("Deployment", f"{NAME}-canary")]["spec"]["replicas"] == 1  # 10% of 2 replicas
         assert ("HorizontalPodAutoscaler", f"{NAME}-canary") in two, "the canary has its own autoscaler"
+    if label == "batch":
+        # Input and output on a claim that outlives the pod: a retried job resumes from committed shards.
+        assert ("PersistentVolumeClaim", f"{NAME}-data") in two
+        for key in (("CronJob", f"{NAME}-batch"), ("Job", f"{NAME}-batch-manual")):
+            volumes = {v["name"]: v for v in pod_template(two[key])["spec"]["volumes"]}
+            assert volumes["data"] == {"name": "data", "persistentVolumeClaim": {"claimName": f"{NAME}-data"}}
     assert_backends_select_pods(two)
     assert {k: v for k, v in selectors(one).items() if k in two} == {k: v for k, v in selectors(two).items() if k in one}
     if direct:
