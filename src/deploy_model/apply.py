@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from deploy_model.errors import StageError
 from deploy_model.files import read_yaml
 from deploy_model.kubeclient import (
     FIELD_MANAGER,
+    RELEASE_ANNOTATION,
     ROLLOUT_MANAGER,
     Kube,
     KubeError,
@@ -95,6 +98,27 @@ def bundle_objects(out: Path) -> tuple[str, list[dict[str, Any]]]:
         raise StageError(f"no Kubernetes objects under {out}/k8s: run `deploy-model render --out {out}` first")
     objects.sort(key=rank)  # stable: files keep their order within a rank
     return namespace, objects
+
+
+def finished_release(kube: Kube, resolved: list[tuple[dict[str, Any], Resource]], namespace: str) -> str | None:
+    """'<candidate> <phase>' when the route carries a release `rollout` finished (rolled back or
+    promoted): the fields it set then (weights, canary replicas) are this apply's to take back."""
+    for obj, res in resolved:
+        if obj["kind"] in ("HTTPRoute", "Ingress"):
+            live = kube.get(kube.path(res, namespace, obj["metadata"]["name"]))
+            raw = ((live or {}).get("metadata", {}).get("annotations") or {}).get(RELEASE_ANNOTATION)
+            try:
+                state = json.loads(raw) if raw else None
+            except ValueError:
+                state = None
+            if isinstance(state, dict) and state.get("phase") in ("rolled-back", "promoted"):
+                return f"{state.get('candidate')} {state['phase']}"
+    return None
+
+
+def _only_rollout(exc: KubeError) -> bool:
+    managers = set(re.findall(r'conflict with "([^"]+)"', exc.message))
+    return managers == {ROLLOUT_MANAGER}
 
 
 def _conflict_hint(exc: KubeError) -> str:
@@ -196,14 +220,14 @@ def run_apply(out: Path, kubeconfig: Path | None, context: str | None, timeout_s
     namespace, objects = bundle_objects(out)
     try:
         kube = load(kubeconfig, context)
-        return _apply(kube, namespace, objects, timeout_s, dry_run, force_conflicts, wait)
+        return apply_objects(kube, namespace, objects, timeout_s, dry_run, force_conflicts, wait)
     except KubeUnavailable as exc:
         raise StageError(f"no cluster to apply to: {exc}") from None
     except KubeError as exc:  # an answer the steps above do not expect (RBAC, a webhook down): said, not a traceback
         raise StageError(f"context {kube.context}: the API server refused a request: {exc}") from None
 
 
-def _apply(kube: Kube, namespace: str, objects: list[dict[str, Any]], timeout_s: float, dry_run: bool,
+def apply_objects(kube: Kube, namespace: str, objects: list[dict[str, Any]], timeout_s: float, dry_run: bool,
            force_conflicts: bool, wait: bool) -> dict[str, Any]:
     ns_live = kube.get(f"/api/v1/namespaces/{namespace}")
     if ns_live is None and not any(o["kind"] == "Namespace" for o in objects):
@@ -231,6 +255,7 @@ def _apply(kube: Kube, namespace: str, objects: list[dict[str, Any]], timeout_s:
     # 1. server-side dry-run of everything (the namespace first: nothing namespaced can be checked without it).
     problems: list[str] = []
     conflicted: list[str] = []
+    finished: str | None = None  # read once, at the first conflict with the rollout's fields
     for obj, res in resolved:
         if ns_live is None and res.namespaced:
             if dry_run:
@@ -244,6 +269,14 @@ def _apply(kube: Kube, namespace: str, objects: list[dict[str, Any]], timeout_s:
         try:
             kube.apply(res, obj, dry_run=True)
         except KubeError as exc:
+            if exc.status == 409 and not force_conflicts and _only_rollout(exc) and finished is None:
+                finished = finished_release(kube, resolved, namespace) or ""
+            if exc.status == 409 and not force_conflicts and _only_rollout(exc) and finished:
+                # A finished rollout left these fields (canary at 0): a new release takes them back, said so.
+                kube.apply(res, obj, dry_run=True, force=True)
+                conflicted.append(ref(obj))
+                notes.append(f"{ref(obj)}: takes back the fields the finished rollout ({finished}) set: {exc.message}")
+                continue
             if exc.status == 409 and force_conflicts:
                 kube.apply(res, obj, dry_run=True, force=True)
                 conflicted.append(ref(obj))

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 FIELD_MANAGER = "deploy-model"  # what `apply` writes: the bundle's own fields
 ROLLOUT_MANAGER = "deploy-model-rollout"  # what `rollout` changes: weights, replicas, release state
+RELEASE_ANNOTATION = "deploy-model.dev/release"  # the release state `rollout` keeps on the route (JSON)
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"

@@ -26,9 +26,16 @@ from deploy_model.apply import bundle_objects, group_of, workload_state
 from deploy_model.errors import StageError
 from deploy_model.files import read_yaml
 from deploy_model.gates import GateConfig, Prometheus, PrometheusError, Verdict, evaluate
-from deploy_model.kubeclient import Kube, KubeError, KubeUnavailable, Resource, load
+from deploy_model.kubeclient import (
+    RELEASE_ANNOTATION,
+    Kube,
+    KubeError,
+    KubeUnavailable,
+    Resource,
+    load,
+)
 
-ANNOTATION = "deploy-model.dev/release"
+ANNOTATION = RELEASE_ANNOTATION
 NGINX_WEIGHT = "nginx.ingress.kubernetes.io/canary-weight"
 HISTORY = 30  # state entries kept in the annotation
 
@@ -411,7 +418,7 @@ def run_promote(out: Path, promoted: Path | None, kubeconfig: Path | None = None
                 dry_run: bool = False, timeout_s: float = 600.0) -> dict[str, Any]:
     """Make the candidate the stable version: apply the re-planned bundle's stable objects, then move
     the traffic back onto the stable track (now the candidate) and scale the canary to 0."""
-    from deploy_model.apply import _apply
+    from deploy_model.apply import apply_objects
     from deploy_model.releases import PROMOTED, mode
     from deploy_model.spec import parse_spec
 
@@ -441,12 +448,12 @@ def run_promote(out: Path, promoted: Path | None, kubeconfig: Path | None = None
             return _result("promote", rel, state, "would promote", f"would apply {len(first)} object(s) of {promoted} "
                            f"(stable -> {rel.candidate}), move 100% to stable, apply {len(routes)} route(s), scale "
                            f"Deployment/{rel.canary_workload} to 0", True, True)
-        _apply(kube, namespace, first, timeout_s, False, False, True)  # stable now runs the candidate, available
+        apply_objects(kube, namespace, first, timeout_s, False, False, True)  # stable now runs the candidate, available
         live, state = current(kube, rel)
         state = write(kube, rel, live, {**state, "phase": "promoted", "reason": None}, 0, "promoted",
                       f"stable runs {rel.candidate}")
         if routes:
-            _apply(kube, namespace, routes, timeout_s, False, True, False)  # the rollout's weights end here: taken back
+            apply_objects(kube, namespace, routes, timeout_s, False, True, False)  # the rollout's weights end here: taken back
         canary_scale(kube, rel, 0)
         return _result("promote", rel, state, "promoted", f"{rel.candidate} is the stable version; all traffic on "
                        f"stable; Deployment/{rel.canary_workload} scaled to 0 (delete it when no longer needed)",

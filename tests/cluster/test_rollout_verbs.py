@@ -143,3 +143,18 @@ def test_grpc_route_follows_the_http_route(fake: FakeKube, planned_dir: Path, tm
     assert route_state(fake)["weight"] == 10  # the state is on the HTTPRoute
     run_rollback(out, kc)
     assert set(run_status(out, kc)["live_weights"].values()) == {0}
+
+
+def test_the_next_apply_takes_back_what_a_finished_rollout_set(fake: FakeKube, planned_dir: Path, tmp_path: Path) -> None:
+    out, kc = applied(planned_dir, fake, tmp_path)
+    assert cli("advance", "--out", str(out), "--kubeconfig", str(kc), "--prometheus", NOWHERE).returncode == 0
+    # In progress: an apply must not undo the rollout's weights.
+    with pytest.raises(StageError, match="deploy-model rollout"):
+        run_apply(out, kc, None, timeout_s=5)
+    run_rollback(out, kc)
+    assert fake.find("Deployment", f"{NAME}-canary", "ml-serving")["spec"]["replicas"] == 0
+    # Rolled back: applying a (fixed) candidate takes the canary's replicas back, and says so.
+    again = run_apply(out, kc, None, timeout_s=5)
+    assert any(n.startswith(f"Deployment/{NAME}-canary: takes back the fields the finished rollout (1.0.0 rolled-back)")
+               for n in again["notes"])
+    assert fake.find("Deployment", f"{NAME}-canary", "ml-serving")["spec"]["replicas"] == 1
