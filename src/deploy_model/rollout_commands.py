@@ -183,14 +183,24 @@ def _common_start(spec: Any, d: str, service: str) -> list[dict[str, Any]]:
             (f"kubectl argo rollouts --context staging -n {ns} status {spec.name} --timeout 10m" if _argo(spec)
              else f"{staging} wait {_serverless_object(spec)} --for=condition=Ready --timeout=10m" if _knative(spec)
              else f"{staging} rollout status deployment/{releases.workload_name(spec.name, releases.candidate_track(spec))} --timeout=10m")]},
-        {"title": "Run the smoke tests against staging", "commands": [
-            f"{staging} port-forward svc/{service} 8000:{port} &",
+        {"title": f"Run the smoke tests against {spec.model.version} in staging (Service {_tested_service(spec, service)})", "commands": [
+            f"{staging} port-forward svc/{_tested_service(spec, service)} 8000:{port} &",
             f"deploy-model smoke --out {d} --url http://127.0.0.1:8000",
             f"deploy-model loadtest --out {d} --url http://127.0.0.1:8000 --concurrency 1,4,16 --seconds 10",
             "kill %1"]},
         {"title": "Production: monitoring objects first, so every gate below has its series before traffic moves",
          "commands": [f"{_kubectl('production', ns)} apply -f {d}/monitoring/podmonitor.yaml -f {d}/monitoring/prometheusrule.yaml"]},
     ]
+
+
+def _tested_service(spec: Any, service: str) -> str:
+    """The Service whose pods run the candidate (the main one on a first release or a promotion)."""
+    track = releases.candidate_track(spec)
+    if releases.mode(spec) != releases.CANDIDATE or _argo(spec) or _knative(spec) or track == "stable":
+        return service
+    if track == "shadow" and spec.rollout.shadow and spec.rollout.shadow.mechanism.value == "in-process":
+        return service  # its shadow pods answer with the stable model; the candidate is scored, not served
+    return releases.workload_name(spec.name, track)
 
 
 def _weight_commands(spec: Any, weight: int, prod: str) -> list[str]:
