@@ -206,6 +206,11 @@ def plan_cmd(
 # --- serve, smoke, loadtest, report (measure and report) --------------------------------------
 
 UrlOpt = typer.Option(None, "--url", help="Server base URL [default: the running server recorded in server.json].")
+ServiceOpt = typer.Option(None, "--service", help="Instead of --url: this Service of the cluster (`-`: the deployment's own) "
+                          "through a port-forward of the kubernetes client (one pod, via the API server: load figures are "
+                          "indicative only); --kubeconfig / --context pick the cluster.")
+KubeconfigUrlOpt = typer.Option(None, "--kubeconfig", help="With --service: kubeconfig file [default: $KUBECONFIG, ~/.kube/config].")
+ContextUrlOpt = typer.Option(None, "--context", help="With --service: kubeconfig context [default: the current one].")
 
 
 @app.command("serve", epilog=EXIT_CODES)
@@ -235,6 +240,9 @@ def serve_cmd(
 def smoke_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Deployment directory holding model-profile.json; writes smoke.json."),
     url: str | None = UrlOpt,
+    service: str | None = ServiceOpt,
+    kubeconfig: Path | None = KubeconfigUrlOpt,
+    context: str | None = ContextUrlOpt,
     model_name: str | None = typer.Option(None, "--model-name", help="Name in /v2/models/{name} [default: from server.json or the spec]."),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, max=300, help="Per-request timeout, seconds."),
     as_json: bool = JsonOpt,
@@ -246,15 +254,20 @@ def smoke_cmd(
     Every check is listed with pass/fail and its time in smoke.json (written on failure too, so the
     failing check can be read). Exits 1 naming the failing checks.
     """
+    from deploy_model.portforward import through_service
     from deploy_model.smoke import run_smoke
 
-    run_stage("smoke", as_json, lambda: run_smoke(out, url, model_name, timeout, dry_run=dry_run))
+    run_stage("smoke", as_json, lambda: through_service(
+        out, service, kubeconfig, context, url, lambda u: run_smoke(out, u, model_name, timeout, dry_run=dry_run)))
 
 
 @app.command("loadtest", epilog=EXIT_CODES)
 def loadtest_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Deployment directory; writes loadtest.json and loadtest.png."),
     url: str | None = UrlOpt,
+    service: str | None = ServiceOpt,
+    kubeconfig: Path | None = KubeconfigUrlOpt,
+    context: str | None = ContextUrlOpt,
     concurrency: str = typer.Option("1,4,16", "--concurrency", "-c", help="Closed-loop levels, comma-separated (1-512); with --rate: the most requests in flight."),
     seconds: float = typer.Option(2.0, "--seconds", "-s", help="Seconds per level (at most 600)."),
     rate: float | None = typer.Option(None, "--rate", help="Open loop instead: this many requests/s for --seconds, latency from each due time."),
@@ -277,13 +290,14 @@ def loadtest_cmd(
     to stderr. Bounded by --seconds and --max-requests per level and --timeout per request.
     """
     from deploy_model.loadtest import parse_levels, run_loadtest
+    from deploy_model.portforward import through_service
 
     def work() -> dict[str, Any]:
-        result = run_loadtest(
-            out, url, levels=parse_levels(concurrency), seconds=seconds, rate=rate, batch=batch,
+        result = through_service(out, service, kubeconfig, context, url, lambda u: run_loadtest(
+            out, u, levels=parse_levels(concurrency), seconds=seconds, rate=rate, batch=batch,
             max_requests=max_requests, timeout_s=timeout, model_name=model_name, chart=not no_chart, dry_run=dry_run,
             engine=engine,
-        )
+        ))
         verdict = result["result"]["verdict"]
         if enforce_sla and not verdict["go"]:
             raise StageError(f"load test verdict no-go: {verdict['reason']}")

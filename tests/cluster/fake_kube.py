@@ -12,8 +12,13 @@ reaches it through a kubeconfig like any cluster.
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import json
+import select
+import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -77,6 +82,9 @@ class FakeKube:
         self.rejections: dict[tuple[str, str], str] = {}  # (kind, name) -> 422 message
         # A lazy stand-in for the controllers: Deployments report available this long after an apply.
         self.ready_after_s: float | None = 0.0
+        # Port-forward: (namespace, pod) -> the loopback port a real process listens on for that pod.
+        self.pod_ports: dict[tuple[str, str], int] = {}
+        self.forwards = 0
         self.lock = threading.RLock()
         self._rv = 100
         self.server: ThreadingHTTPServer | None = None
@@ -140,6 +148,9 @@ class FakeKube:
                 pass
 
             def do_GET(self) -> None:
+                if self.headers.get("Upgrade", "").lower() == "websocket" and "/portforward" in self.path:
+                    fake._portforward(self)
+                    return
                 fake._handle(self, "GET")
 
             def do_PATCH(self) -> None:
@@ -157,6 +168,52 @@ class FakeKube:
         if self.server:
             self.server.shutdown()
             self.server.server_close()
+
+    # --- port-forward: the websocket v4.channel.k8s.io protocol, bytes relayed to a real port ---
+
+    def _portforward(self, h: BaseHTTPRequestHandler) -> None:
+        url = urlparse(h.path)
+        parts = url.path.strip("/").split("/")  # api v1 namespaces NS pods NAME portforward
+        key = (parts[3], parts[5])
+        port = int(parse_qs(url.query).get("ports", ["0"])[0])
+        with self.lock:
+            self.log.append(("GET", url.path, {"ports": str(port)}))
+        if h.headers.get("Authorization") != f"Bearer {TOKEN}":
+            return self._send(h, 401, _status(401, "Unauthorized", "no valid bearer token"))
+        if key not in self.pod_ports:
+            return self._send(h, 404, _status(404, "NotFound", f'pods "{key[1]}" not found'))
+        accept = base64.b64encode(hashlib.sha1((h.headers["Sec-WebSocket-Key"] + WS_GUID).encode()).digest()).decode()
+        h.send_response(101)
+        h.send_header("Upgrade", "websocket")
+        h.send_header("Connection", "Upgrade")
+        h.send_header("Sec-WebSocket-Accept", accept)
+        h.send_header("Sec-WebSocket-Protocol", "v4.channel.k8s.io")
+        h.end_headers()
+        h.wfile.flush()
+        h.close_connection = True
+        self.forwards += 1
+        client = h.connection
+        target = socket.create_connection(("127.0.0.1", self.pod_ports[key]))
+        port_bytes = bytes((port & 0xFF, port >> 8))
+        client.sendall(_ws_frame(b"\x00" + port_bytes) + _ws_frame(b"\x01" + port_bytes))
+        try:
+            while True:
+                ready, _, _ = select.select([client, target], [], [], 30)
+                if not ready:
+                    break
+                if target in ready:
+                    data = target.recv(65536)
+                    if not data:
+                        break
+                    client.sendall(_ws_frame(b"\x00" + data))
+                if client in ready:
+                    frame = _ws_read(client)
+                    if frame is None:
+                        break
+                    if frame and frame[0] == 0 and len(frame) > 1:
+                        target.sendall(frame[1:])
+        finally:
+            target.close()
 
     # --- the API ---------------------------------------------------------------------------
 
@@ -365,6 +422,45 @@ class FakeKube:
         live["metadata"]["resourceVersion"] = self._next_rv()
         stored.obj = live
         return 200, self._view(stored)
+
+
+WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _ws_frame(payload: bytes) -> bytes:
+    """One unmasked binary frame (server to client)."""
+    n = len(payload)
+    head = bytes((0x82, n)) if n < 126 else bytes((0x82, 126)) + struct.pack(">H", n) if n < 65536 \
+        else bytes((0x82, 127)) + struct.pack(">Q", n)
+    return head + payload
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    data = b""
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def _ws_read(sock: socket.socket) -> bytes | None:
+    """The payload of one client frame (b'' for control frames); None when the client closed."""
+    head = _recv_exact(sock, 2)
+    if head is None:
+        return None
+    opcode, n = head[0] & 0x0F, head[1] & 0x7F
+    if n == 126:
+        n = struct.unpack(">H", _recv_exact(sock, 2) or b"\0\0")[0]
+    elif n == 127:
+        n = struct.unpack(">Q", _recv_exact(sock, 8) or b"\0" * 8)[0]
+    mask = _recv_exact(sock, 4) if head[1] & 0x80 else b"\0\0\0\0"
+    payload = _recv_exact(sock, n) if n else b""
+    if mask is None or payload is None or opcode == 0x8:
+        return None
+    data = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    return data if opcode in (0x0, 0x2) else b""
 
 
 def _status(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
