@@ -180,7 +180,8 @@ def _common_start(spec: Any, d: str, service: str) -> list[dict[str, Any]]:
             f"kubectl --context staging create namespace {ns} --dry-run=client -o yaml | kubectl --context staging apply -f -",
             f"{staging} apply -f {d}/monitoring/podmonitor.yaml -f {d}/monitoring/prometheusrule.yaml",
             f"{staging} apply -f {d}/k8s/",
-            (f"kubectl argo rollouts --context staging -n {ns} status {spec.name} --timeout 10m" if _argo(spec)
+            (f"kubectl argo rollouts --context staging -n {ns} promote {spec.name} --full && "
+             f"kubectl argo rollouts --context staging -n {ns} status {spec.name} --timeout 10m" if _argo(spec)
              else f"{staging} wait {_serverless_object(spec)} --for=condition=Ready --timeout=10m" if _knative(spec)
              else f"{staging} rollout status deployment/{releases.workload_name(spec.name, releases.candidate_track(spec))} --timeout=10m")]},
         {"title": f"Run the smoke tests against {spec.model.version} in staging (Service {_tested_service(spec, service)})", "commands": [
