@@ -46,11 +46,11 @@ system-tools:
 	  command -v "$${pair%%:*}" >/dev/null 2>&1 || { missing="$$missing $${pair%%:*}"; packages="$$packages $${pair#*:}"; }; \
 	done; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
-	if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	if [ -n "$(ALLOW_MISSING)" ]; then \
+	  echo "make: missing$$missing: the tests that need them will skip (ALLOW_MISSING=1)"; \
+	elif [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	  echo "make: installing Debian packages$$packages (for$$missing)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$packages >/dev/null || exit 1; \
-	elif [ -n "$(ALLOW_MISSING)" ]; then \
-	  echo "make: missing$$missing: the tests that need them will skip (ALLOW_MISSING=1)"; \
 	else \
 	  echo "make: the test suite needs$$missing (Debian/Ubuntu packages:$$packages)."; \
 	  echo "      Install them (as root, make test does it with apt-get), or run: make test ALLOW_MISSING=1"; \
