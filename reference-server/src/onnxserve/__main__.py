@@ -20,7 +20,8 @@ from typing import Any
 
 import uvicorn
 
-from .app import ServerState, create_app
+from .core import ServerState
+from .server import build_app
 from .settings import Settings, SettingsError, load_settings
 from .warmup import check_sample_path
 
@@ -179,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # busy parsing requests; the default 5 ms switch interval leaves the model idle that long
     # (measured: +25% throughput on a compute-bound model with 0.5 ms).
     sys.setswitchinterval(0.0005)
-    app = create_app(settings, on_fatal=on_fatal)
+    app = build_app(settings, on_fatal=on_fatal)
     config = uvicorn.Config(
         app,
         host=settings.host,

@@ -1,18 +1,21 @@
-"""The REST app's ServerState seen through the gRPC service's Backend interface."""
+"""The shared core (``core.ServerState``) seen through the gRPC service's Backend interface, and
+the gRPC front end that starts and stops with the REST app. Nothing here imports the REST app."""
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import grpc
 import numpy as np
 
-from .. import __version__
 from ..codec import ApiError
+from ..core import ServerState, model_config, model_extra_parameters, server_metadata
 from ..model import ModelSpec
+from .servicer import start_grpc_server
 
-if TYPE_CHECKING:
-    from ..app import ServerState
+log = logging.getLogger("onnxserve")
 
 
 class StateBackend:
@@ -38,17 +41,11 @@ class StateBackend:
         return self.state.ready
 
     def server_metadata(self) -> dict[str, Any]:
-        return {
-            "name": "onnxserve",
-            "version": __version__,
-            "extensions": ["model_configuration", "statistics", "grpc_health_v1"],
-        }
+        return server_metadata("grpc_health_v1")
 
     def model_parameters(self) -> dict[str, Any]:
         provider = self.state.provider
         spec = self.spec()
-        from ..app import model_extra_parameters
-
         params: dict[str, Any] = {
             "dynamic_batching": spec.dynamic_batching,
             "max_batch_size": spec.max_batch_size,
@@ -82,15 +79,30 @@ class StateBackend:
             raise
         finally:
             state.inflight -= 1
-            took = time.perf_counter() - start
-            state.metrics.record_request("grpc", status, took)
-            state.stats.observe_request(status == 200, took)
+            state.finish_request("grpc", status, time.perf_counter() - start)
 
     def model_config(self) -> dict[str, Any]:
-        from ..app import model_config
-
         return model_config(self.spec(), self.state.settings.max_batch_delay_ms)
 
     def model_statistics(self) -> dict[str, Any]:
+        return self.state.model_statistics()
+
+
+class GrpcFrontEnd:
+    """The V2 gRPC service and grpc.health.v1 on the REST app's loop and core: one model
+    session, one engine, one lifecycle for both protocols."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.server: grpc.aio.Server | None = None
+
+    async def start(self) -> None:
         s = self.state.settings
-        return self.state.stats.as_dict(s.model_name, s.model_version)
+        self.server = await start_grpc_server(
+            StateBackend(self.state), s.host, s.grpc_port, s.max_request_bytes
+        )
+        log.info("gRPC (V2 + grpc.health.v1) on %s:%d", s.host, s.grpc_port)
+
+    async def stop(self, grace: float) -> None:
+        if self.server is not None:
+            await self.server.stop(grace=grace)
