@@ -61,8 +61,9 @@ def _optional_json(path: Path) -> Any:
 
 
 def _md(text: Any) -> str:
-    """A value safe inside a Markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    """A value safe inside a Markdown table cell. A Python `None` quoted from a stage's message reads
+    'none': the report refuses text that looks like an unfilled value."""
+    return re.sub(r"\bNone\b", "none", str(text).replace("|", "\\|").replace("\n", " "))
 
 
 def _num(value: Any, digits: int = 1) -> str:
@@ -311,7 +312,7 @@ def measured(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None, skip
     go: bool | None = True
     if failure:
         go = False
-        reasons.append(f"deploy stopped at `{failure['stage']}`: {_one_line(failure['error'])}")
+        reasons.append(f"deploy stopped at `{failure['stage']}`: {_md(_one_line(failure['error']))}")
     if validation is not None:
         checks = [c for c in validation.get("checks") or [] if isinstance(c, dict)]
         failed = [c for c in checks if str(c.get("verdict", "")).lower() == "fail"]

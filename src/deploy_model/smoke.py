@@ -74,6 +74,11 @@ def batch_symbols(inputs: Sequence[Mapping[str, Any]]) -> set[str]:
     return {str(t["shape"][0]) for t in inputs if t.get("shape") and isinstance(t["shape"][0], str)}
 
 
+def fmt_shape(shape: Sequence[Any]) -> str:
+    """A declared shape as text: symbolic dims by name, unnamed dynamic ones as '?' (never 'None')."""
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
 def shape_differences(declared: Sequence[Any], got: Sequence[int], batch: int, symbols: set[str]) -> list[str]:
     """Where a returned shape differs from the declared one: fixed dims, rank, and dim 0 when it is the batch.
 
@@ -82,7 +87,7 @@ def shape_differences(declared: Sequence[Any], got: Sequence[int], batch: int, s
     if not declared:
         return []  # no declared shape: nothing to hold the answer to
     if len(declared) != len(got):
-        return [f"rank {len(got)} {list(got)}, declared rank {len(declared)} {list(declared)}"]
+        return [f"rank {len(got)} {list(got)}, declared rank {len(declared)} {fmt_shape(declared)}"]
     diffs = []
     for index, (want, have) in enumerate(zip(declared, got, strict=True)):
         if isinstance(want, int) and want > 0 and want != have:
@@ -227,7 +232,7 @@ class SmokeTest:
                 got = served[tensor["name"]]
                 want_type = v2_datatype(tensor["dtype"])
                 if is_tensor_dtype(tensor["dtype"]) and got.get("datatype") != want_type:
-                    problems.append(f"{kind} {tensor['name']!r}: datatype {got.get('datatype')}, profile says {want_type}")
+                    problems.append(f"{kind} {tensor['name']!r}: datatype {got.get('datatype') or 'missing'}, profile says {want_type}")
                 want_shape = expected_v2_shape(tensor["shape"])
                 have_shape = list(got.get("shape", []))
                 if have_shape == want_shape or not tensor["shape"]:
@@ -269,10 +274,10 @@ class SmokeTest:
             diffs = shape_differences(tensor["shape"], shape, batch, self.symbols)
             if diffs:
                 self.warn(f"output {tensor['name']!r} came back as {shape}, not its declared shape "
-                          f"{list(tensor['shape'])}: {', '.join(diffs)}")
+                          f"{fmt_shape(tensor['shape'])}: {', '.join(diffs)}")
             want = self.expected_datatype(tensor)
             if want is not None and got.get("datatype") != want:
-                problems.append(f"output {tensor['name']!r}: datatype {got.get('datatype')}, expected {want}")
+                problems.append(f"output {tensor['name']!r}: datatype {got.get('datatype') or 'missing'}, expected {want}")
             data = got.get("data", [])
             size = math.prod(shape)
             if not isinstance(data, list) or len(data) != size:
@@ -296,7 +301,7 @@ class SmokeTest:
         answer = self.post_inputs("/predict", body, arrays, source).json()
         if "prediction" not in answer:
             raise Failed(f"/predict answered without 'prediction': keys {sorted(answer)[:10]}")
-        return f"/predict answered with prediction and model_version {answer.get('model_version')!r}"
+        return f"/predict answered with prediction and model_version {answer.get('model_version') or 'not reported'!r}"
 
     def bad_requests(self) -> list[tuple[str, dict[str, Any]]]:
         """Requests invalid for every model: all inputs sent, one of them wrong in name, datatype or rank.
@@ -351,7 +356,8 @@ class SmokeTest:
                       f"{condense(str(body.get('warmup_error') or 'no reason given'))[:200]}")
         details = {k: body[k] for k in HEALTH_FIELDS}
         details.update({k: body[k] for k in WARMUP_FIELDS if k in body})
-        return f"status {body['status']!r}, provider {body['execution_provider']!r}, version {body['model_version']!r}", details
+        said = {k: body[k] if body[k] not in (None, "") else "not reported" for k in ("status", "execution_provider", "model_version")}
+        return f"status {said['status']!r}, provider {said['execution_provider']!r}, version {said['model_version']!r}", details
 
     def metrics(self) -> tuple[str, dict[str, Any]]:
         text = self.get("/metrics").text

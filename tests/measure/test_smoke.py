@@ -89,7 +89,7 @@ def test_a_declared_output_shape_the_model_does_not_honour_is_a_warning(tmp_path
     assert code == 0, stderr[-2000:]
     assert record["ok"] and record["failed"] == []
     infer = check(record, "infer_v2")
-    assert infer["warnings"] == ["output 'y' came back as [1, 5], not its declared shape ['batch', 10]: dim 1 is 5, declared 10"]
+    assert infer["warnings"] == ["output 'y' came back as [1, 5], not its declared shape [batch, 10]: dim 1 is 5, declared 10"]
     assert "warning:" in infer["message"]
     assert any("the graph declares [-1, 10]" in w for w in record["warnings"])
 
@@ -161,7 +161,10 @@ def test_shape_differences_name_the_dims() -> None:
     assert shape_differences(["batch", 3], [4, 3], 4, symbols) == []
     assert shape_differences(["batch", 3], [4, 2], 4, symbols) == ["dim 1 is 2, declared 3"]
     assert shape_differences(["batch", 3], [1, 3], 4, symbols) == ["dim 0 ('batch', the inputs' batch dim) is 1 with 4 row(s) sent"]
-    assert shape_differences(["batch", 3], [4, 3, 1], 4, symbols) == ["rank 3 [4, 3, 1], declared rank 2 ['batch', 3]"]
+    assert shape_differences(["batch", 3], [4, 3, 1], 4, symbols) == ["rank 3 [4, 3, 1], declared rank 2 [batch, 3]"]
+    # An unnamed dynamic dim reads '?', never 'None' (the report refuses text that looks unfilled).
+    assert shape_differences([None, 3], [1, 2], 1, symbols) == ["dim 1 is 2, declared 3"]
+    assert shape_differences([None, 3], [1, 3, 1], 1, symbols) == ["rank 3 [1, 3, 1], declared rank 2 [?, 3]"]
     assert shape_differences(["seq"], [8], 4, symbols) == []  # dim 0 of an output is not assumed to be the batch
     assert shape_differences([None, "k"], [1, 8], 4, symbols) == []
     assert shape_differences([], [4], 4, symbols) == []
