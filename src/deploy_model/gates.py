@@ -47,6 +47,9 @@ class GateConfig:
     max_error_ratio: float  # the SLO
     latency_sla_s: float
     rate_window: str = "1m"
+    # How a series is told to be the canary's or the stable's: the pods' track label, or (Knative
+    # revisions) their version label.
+    track_selectors: dict[str, str] = field(default_factory=lambda: {"canary": 'track="canary"', "stable": 'track="stable"'})
 
     def rate_window_s(self) -> float:
         units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
@@ -110,7 +113,7 @@ class Prometheus:
 
 
 def queries(cfg: GateConfig, track: str) -> dict[str, str]:
-    sel = f'namespace="{cfg.namespace}", app="{cfg.app}", track="{track}"'
+    sel = f'namespace="{cfg.namespace}", app="{cfg.app}", {cfg.track_selectors[track]}'
     r = cfg.rate_window
     return {
         "traffic": f"sum(rate(model_requests_total{{{sel}}}[{r}]))",

@@ -52,11 +52,11 @@ def _iso(ts: float) -> str:
 class Splitter:
     """One object that splits traffic between the stable and the canary Service."""
 
-    kind: str
+    kind: str  # HTTPRoute, GRPCRoute, Ingress (ingress-nginx canary), KnativeService
     name: str
     res: Resource
     rule: int = 0  # routes: the rule carrying the weights
-    stable_ref: int = 0
+    stable_ref: int = 0  # routes: backendRefs index; Knative: spec.traffic index
     canary_ref: int = 1
 
 
@@ -69,12 +69,13 @@ class Release:
     steps: list[int]
     window_s: float
     gates: GateConfig
-    canary_workload: str
+    canary_workload: str | None  # the canary Deployment; None for Knative (revisions scale themselves)
     splitters: list[Splitter]
     workload_res: Resource
 
 
 def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str | None) -> Release:
+    from deploy_model import releases
     from deploy_model.releases import CANDIDATE, mode
     from deploy_model.spec import parse_spec
 
@@ -87,6 +88,7 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
     if mech == "argo-rollouts":
         raise StageError(f"{spec.name} is a canary run by Argo Rollouts in the cluster: follow it with "
                          f"`kubectl argo rollouts -n {spec.kubernetes.namespace} get rollout {spec.name} --watch`")
+    knative = releases.layout(spec) == "knative"
     if mode(spec) != CANDIDATE:
         raise StageError(f"{out}/deployment.yaml has no candidate beside a stable version (a first release or a "
                          "promotion): `deploy-model apply` is the whole release")
@@ -108,14 +110,19 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
                     break
         elif obj["kind"] == "Ingress" and (obj["metadata"].get("annotations") or {}).get("nginx.ingress.kubernetes.io/canary") == "true":
             splitters.append(Splitter("Ingress", obj["metadata"]["name"], res))
+        elif knative and obj["kind"] == "Service" and group_of(obj) == "serving.knative.dev":
+            tags = [t.get("tag") for t in obj["spec"].get("traffic", [])]
+            if "stable" in tags and "candidate" in tags:
+                splitters.append(Splitter("KnativeService", obj["metadata"]["name"], res,
+                                          stable_ref=tags.index("stable"), canary_ref=tags.index("candidate")))
     # The state lives on the HTTPRoute (or the canary Ingress); a GRPCRoute twin follows its weight.
-    splitters.sort(key=lambda sp: ("HTTPRoute", "Ingress", "GRPCRoute").index(sp.kind))
+    splitters.sort(key=lambda sp: ("HTTPRoute", "Ingress", "KnativeService", "GRPCRoute").index(sp.kind))
     if not splitters:
         raise StageError(f"no traffic split found in {out}/k8s (an HTTPRoute rule with the stable and canary Services, "
                          "or an ingress-nginx canary Ingress), or the cluster does not serve its kind: render the "
                          "bundle, and check `deploy-model cluster`")
     canary = [o for o in objects if o["kind"] == "Deployment" and (o["metadata"].get("labels") or {}).get("track") == "canary"]
-    if not canary:
+    if not canary and not knative:
         raise StageError(f"no canary Deployment (label track=canary) in {out}/k8s")
     wl_res = kube.resource("apps/v1", "Deployment")
     assert wl_res is not None
@@ -124,6 +131,9 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
                      max_p95_latency_ratio=gates.max_p95_latency_ratio, min_request_rate=gates.min_request_rate,
                      max_error_ratio=spec.slo.max_error_ratio, latency_sla_s=spec.slo.latency_p95_ms / 1000,
                      rate_window=rate_window or "1m")
+    assert spec.stable is not None
+    if knative:  # revisions differ by version, not track
+        cfg.track_selectors = {"canary": f'version="{spec.model.version}"', "stable": f'version="{spec.stable.version}"'}
     try:
         cfg.rate_window_s()
     except ValueError as exc:
@@ -131,7 +141,7 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
     assert spec.stable is not None
     return Release(spec.name, namespace, spec.model.version, spec.stable.version, list(spec.rollout.canary.steps),
                    window_s if window_s is not None else spec.rollout.canary.pause_minutes * 60.0, cfg,
-                   canary[0]["metadata"]["name"], splitters, wl_res)
+                   canary[0]["metadata"]["name"] if canary else None, splitters, wl_res)
 
 
 # --- the state in the cluster -----------------------------------------------------------------
@@ -158,6 +168,11 @@ def live_weight(sp: Splitter, live: dict[str, Any]) -> int | None:
     if sp.kind == "Ingress":
         raw = (live["metadata"].get("annotations") or {}).get(NGINX_WEIGHT, "0")
         return int(raw) if str(raw).isdigit() else None
+    if sp.kind == "KnativeService":
+        try:
+            return int(live["spec"]["traffic"][sp.canary_ref].get("percent", 0))
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
     try:
         return int(live["spec"]["rules"][sp.rule]["backendRefs"][sp.canary_ref].get("weight", 1))
     except (KeyError, IndexError, TypeError, ValueError):
@@ -167,21 +182,27 @@ def live_weight(sp: Splitter, live: dict[str, Any]) -> int | None:
 def _weight_patch(sp: Splitter, live: dict[str, Any], weight: int) -> dict[str, Any]:
     if sp.kind == "Ingress":
         return {"metadata": {"annotations": {NGINX_WEIGHT: str(weight)}}}
+    if sp.kind == "KnativeService":
+        traffic = copy.deepcopy(live["spec"]["traffic"])
+        traffic[sp.stable_ref]["percent"], traffic[sp.canary_ref]["percent"] = 100 - weight, weight
+        return {"spec": {"traffic": traffic}}
     rules = copy.deepcopy(live["spec"]["rules"])
     refs = rules[sp.rule]["backendRefs"]
     refs[sp.stable_ref]["weight"], refs[sp.canary_ref]["weight"] = 100 - weight, weight
     return {"spec": {"rules": rules}}  # a merge patch replaces the list: the whole rules, as read
 
 
-def write(kube: Kube, rel: Release, live: dict[str, Any], state: dict[str, Any], weight: int, event: str,
+def write(kube: Kube, rel: Release, live: dict[str, Any], state: dict[str, Any], weight: int | None, event: str,
           detail: str) -> dict[str, Any]:
-    """Move every splitter to `weight`; the primary one carries the new state, in the same patch."""
+    """Move every splitter to `weight` (None: leave the weights); the primary one carries the new
+    state, in the same patch."""
     state = dict(state)
-    state["weight"] = weight
-    state["history"] = [*state.get("history", []), {"at": _iso(time.time()), "event": event, "weight": weight,
+    if weight is not None:
+        state["weight"] = weight
+    state["history"] = [*state.get("history", []), {"at": _iso(time.time()), "event": event, "weight": state["weight"],
                                                     "detail": detail}][-HISTORY:]
     primary = rel.splitters[0]
-    patch = _weight_patch(primary, live, weight)
+    patch = _weight_patch(primary, live, weight) if weight is not None else {}
     patch.setdefault("metadata", {})["annotations"] = {**patch.get("metadata", {}).get("annotations", {}),
                                                         ANNOTATION: json.dumps(state, sort_keys=True)}
     patch["metadata"]["resourceVersion"] = live["metadata"]["resourceVersion"]  # no second driver in between
@@ -192,7 +213,7 @@ def write(kube: Kube, rel: Release, live: dict[str, Any], state: dict[str, Any],
             raise StageError(f"{primary.kind}/{primary.name} changed while this step was decided (another driver?); "
                              "nothing was changed: run the verb again") from None
         raise
-    for sp in rel.splitters[1:]:  # the gRPC twin follows (idempotent: re-run converges)
+    for sp in rel.splitters[1:] if weight is not None else []:  # the gRPC twin follows (a re-run converges)
         other = kube.get(kube.path(sp.res, rel.namespace, sp.name))
         if other is not None and live_weight(sp, other) != weight:
             kube.patch(sp.res, rel.namespace, sp.name, _weight_patch(sp, other, weight))
@@ -200,7 +221,14 @@ def write(kube: Kube, rel: Release, live: dict[str, Any], state: dict[str, Any],
 
 
 def canary_scale(kube: Kube, rel: Release, replicas: int | None = None) -> tuple[bool, str, int]:
-    """(available, phrase, spec replicas) of the canary Deployment; scales it first when asked."""
+    """(available, phrase, spec replicas) of the canary Deployment; scales it first when asked.
+    Knative: the candidate revision is judged by the Service's Ready condition; a revision at 0%
+    scales itself down to its min-scale."""
+    if rel.canary_workload is None:
+        sp = rel.splitters[0]
+        live = kube.get(kube.path(sp.res, rel.namespace, sp.name))
+        ok, phrase = workload_state("Service", live) if live else (False, "not found")
+        return ok, f"Knative Service {phrase}", 0
     path = kube.path(rel.workload_res, rel.namespace, rel.canary_workload)
     if replicas is not None:
         live = kube.get(path)
@@ -211,6 +239,12 @@ def canary_scale(kube: Kube, rel: Release, replicas: int | None = None) -> tuple
         return False, "not found", 0
     ok, phrase = workload_state("Deployment", live)
     return ok, phrase, int(live["spec"].get("replicas", 1))
+
+
+def _canary(rel: Release) -> str:
+    if rel.canary_workload is None:
+        return f"the candidate revision of Knative Service/{rel.splitters[0].name}"
+    return f"Deployment/{rel.canary_workload}"
 
 
 def new_state(rel: Release) -> dict[str, Any]:
@@ -265,9 +299,9 @@ def advance_once(kube: Kube, prom: Prometheus, rel: Release, dry_run: bool, reso
     if state["step"] < 0:
         ok, phrase, _ = canary_scale(kube, rel)
         if not ok:
-            return _result("advance", rel, state, "hold", f"canary Deployment/{rel.canary_workload} is not available "
+            return _result("advance", rel, state, "hold", f"canary {_canary(rel)} is not available "
                            f"({phrase}): no traffic moves to it", True, dry_run)
-        return _step(kube, rel, live, state, 0, f"canary Deployment/{rel.canary_workload} available ({phrase})", dry_run)
+        return _step(kube, rel, live, state, 0, f"canary {_canary(rel)} available ({phrase})", dry_run)
     prom_verdict = evaluate(prom, rel.gates, float(state["step_started"]), rel.window_s, resolution_s)
     check = {"at": _iso(time.time()), **prom_verdict.as_dict()}
     if prom_verdict.action == "fail":
@@ -409,7 +443,7 @@ def run_rollback(out: Path, kubeconfig: Path | None = None, context: str | None 
         state = rollback(kube, rel, live, state if done else {**state, "reason": reason}, state.get("reason") if done else reason, dry_run)
         verb = "would send" if dry_run else "sent"
         return _result("rollback", rel, state, "rolled-back", f"{verb} all traffic to stable {rel.stable} and scaled "
-                       f"Deployment/{rel.canary_workload} to 0", True, dry_run)
+                       f"{_canary(rel)} to 0", True, dry_run)
 
     return _guard(work)
 
@@ -442,13 +476,24 @@ def run_promote(out: Path, promoted: Path | None, kubeconfig: Path | None = None
             raise StageError(f"{promoted} does not run {rel.candidate} as its stable version (mode {mode(pspec)}, "
                              f"model {pspec.model.version}); make it with: {how}")
         namespace, objects = bundle_objects(promoted)
-        routes = [o for o in objects if o["kind"] in ("HTTPRoute", "GRPCRoute", "Ingress")]
+        knative = rel.canary_workload is None
+        routes = [o for o in objects if o["kind"] in ("HTTPRoute", "GRPCRoute", "Ingress")
+                  or (knative and group_of(o) == "serving.knative.dev")]
         first = [o for o in objects if o not in routes]
         if dry_run:
             return _result("promote", rel, state, "would promote", f"would apply {len(first)} object(s) of {promoted} "
                            f"(stable -> {rel.candidate}), move 100% to stable, apply {len(routes)} route(s), scale "
-                           f"Deployment/{rel.canary_workload} to 0", True, True)
+                           f"{_canary(rel)} to 0", True, True)
         apply_objects(kube, namespace, first, timeout_s, False, False, True)  # stable now runs the candidate, available
+        if knative:
+            # The promoted Knative Service sends 100% to the candidate's revision as its stable one: apply it
+            # (taking the traffic block back from the rollout), then mark the release; no step back to the old revision.
+            apply_objects(kube, namespace, routes, timeout_s, False, True, True)
+            live, state = current(kube, rel)
+            state = write(kube, rel, live, {**state, "phase": "promoted", "reason": None}, None, "promoted",
+                          f"Knative Service serves {rel.candidate} as stable")
+            return _result("promote", rel, state, "promoted", f"{rel.candidate} is the stable revision with all traffic",
+                           True, False)
         live, state = current(kube, rel)
         state = write(kube, rel, live, {**state, "phase": "promoted", "reason": None}, 0, "promoted",
                       f"stable runs {rel.candidate}")
@@ -456,7 +501,7 @@ def run_promote(out: Path, promoted: Path | None, kubeconfig: Path | None = None
             apply_objects(kube, namespace, routes, timeout_s, False, True, False)  # the rollout's weights end here: taken back
         canary_scale(kube, rel, 0)
         return _result("promote", rel, state, "promoted", f"{rel.candidate} is the stable version; all traffic on "
-                       f"stable; Deployment/{rel.canary_workload} scaled to 0 (delete it when no longer needed)",
+                       f"stable; {_canary(rel)} scaled to 0 (delete it when no longer needed)",
                        True, False)
 
     return _guard(work)

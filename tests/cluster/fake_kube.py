@@ -325,6 +325,10 @@ class FakeKube:
             obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": want,
                              "updatedReplicas": want, "readyReplicas": want, "availableReplicas": want,
                              "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]}
+        if obj["kind"] in ("Service", "InferenceService") and "/" in obj["apiVersion"] and "status" not in obj \
+                and self.ready_after_s is not None and time.monotonic() - stored.applied_at >= self.ready_after_s:
+            obj["status"] = {"observedGeneration": obj["metadata"]["generation"],
+                             "conditions": [{"type": "Ready", "status": "True"}]}
         return obj
 
     def _apply(self, key: tuple[str, str, str, str], kind: str, applied: Any, query: dict[str, str]) -> tuple[int, Any]:

@@ -158,3 +158,22 @@ def test_the_next_apply_takes_back_what_a_finished_rollout_set(fake: FakeKube, p
     assert any(n.startswith(f"Deployment/{NAME}-canary: takes back the fields the finished rollout (1.0.0 rolled-back)")
                for n in again["notes"])
     assert fake.find("Deployment", f"{NAME}-canary", "ml-serving")["spec"]["replicas"] == 1
+
+
+def test_knative_canary_moves_revision_percents_and_gates_on_versions(planned_dir: Path, tmp_path: Path) -> None:
+    fake = FakeKube(addons=("knative", "prometheus-operator")).start()
+    try:
+        out, kc = applied(planned_dir, fake, tmp_path, target="serverless")
+        rel = load_release(out, load(kc), None, None)
+        assert rel.canary_workload is None and rel.splitters[0].kind == "KnativeService"
+        assert rel.gates.track_selectors == {"canary": 'version="1.0.0"', "stable": 'version="0.9.0"'}
+        proc = cli("advance", "--out", str(out), "--kubeconfig", str(kc), "--prometheus", NOWHERE)
+        assert proc.returncode == 0, proc.stderr
+        ksvc = fake.find("Service", NAME, "ml-serving")
+        assert [(t["tag"], t["percent"]) for t in ksvc["spec"]["traffic"]] == [("stable", 90), ("candidate", 10)]
+        assert json.loads(ksvc["metadata"]["annotations"][ANNOTATION])["weight"] == 10
+        run_rollback(out, kc)
+        ksvc = fake.find("Service", NAME, "ml-serving")
+        assert [t["percent"] for t in ksvc["spec"]["traffic"]] == [100, 0]
+    finally:
+        fake.stop()
