@@ -201,6 +201,15 @@ def _wheel_tags() -> list[str]:
     return []
 
 
+def _pip_default_index() -> str | None:
+    """The index pip uses when none is configured, from pip itself (the launcher names no host)."""
+    try:
+        from pip._internal.models.index import PyPI  # a constant; pip keeps it in this place
+    except ImportError:
+        return None
+    return str(PyPI.simple_url)
+
+
 class _Links(HTMLParser):
     def __init__(self) -> None:
         super().__init__()
@@ -224,7 +233,7 @@ def fetch_uv_wheel(target: Path, config: dict[str, str], env: dict[str, str]) ->
     try:
         version, hashes = _uv_pin()
         tags = _wheel_tags()
-        index = (env.get("PIP_INDEX_URL") or config.get("index-url") or "https://pypi.org/simple").split()[0]
+        index = (env.get("PIP_INDEX_URL") or config.get("index-url") or _pip_default_index() or "").split()[0]
         if not tags or not index.startswith(("https://", "http://")):
             return "no direct download for this platform or index"
         context = ssl.create_default_context(cafile=config.get("cert") if config.get("cert") and Path(config["cert"]).is_file() else None)

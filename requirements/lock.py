@@ -46,8 +46,8 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     "worker": ("worker: Redis Streams", ["redis"]),
     "cluster": ("apply and rollout: the Kubernetes client", ["kubernetes"]),
 }
-PYTHON_FLOOR = "3.10"
-UV_IN = "# the installer the launcher bootstraps with pip when no uv is on PATH (requirements/install.py)\nuv\n"  # requires-python of both projects
+PYTHON_FLOOR = "3.10"  # requires-python of both projects
+UV_IN = "# the installer the launcher fetches once when no uv is on PATH (requirements/install.py)\nuv\n"
 
 
 def _name(requirement: str) -> str:
@@ -91,7 +91,7 @@ def in_text(group: str, lines: dict[str, list[str]]) -> str:
 def compile_all(uv: str) -> None:
     lines = group_inputs()
     common = [uv, "pip", "compile", "--quiet", "--universal", "--python-version", PYTHON_FLOOR,
-              "--generate-hashes", "--no-header", "--no-annotate", "--index-url", "https://pypi.org/simple"]
+              "--generate-hashes", "--no-header", "--no-annotate", "--no-config"]
     with tempfile.TemporaryDirectory() as tmp:
         union = Path(tmp) / "all.in"
         union.write_text("\n".join(r for group in GROUPS for r in lines[group]) + "\n")
