@@ -1,5 +1,10 @@
-"""Does a plan fit the cluster `deploy-model cluster` described? Each mechanism the plan needs and
-the cluster lacks is one refusal line naming what is missing and what the cluster offers instead.
+"""Does a plan fit the cluster `deploy-model cluster` described?
+
+Before planning, answers the user left to their default are fitted to the cluster (a canary
+through ingress-nginx or Argo Rollouts where Gateway API is not served, KServe where only it is,
+the cluster's Kubernetes version), each pick recorded as a decision. After planning, each
+mechanism the plan needs and the cluster lacks is one refusal line naming what is missing and
+what the cluster offers instead.
 """
 
 from __future__ import annotations
@@ -70,7 +75,7 @@ def check_plan_against_cluster(spec: Any, cluster: dict[str, Any]) -> list[str]:
         if mech == "gateway-api" and not _served(cluster, "gateway-api"):
             problems.append(f"shadow_mechanism gateway-api: context {context} serves no Gateway API; {offers}")
     if target == "serverless" and realtime:
-        wanted = _value(getattr(spec, "serverless", None) and getattr(spec.serverless, "mechanism", None)) or "knative"
+        wanted = _value(getattr(spec.kubernetes, "serverless_mechanism", None)) or "knative"
         addon = "kserve" if wanted == "kserve" else "knative-serving"
         if not _served(cluster, addon):
             problems.append(f"target serverless ({wanted}): context {context} does not serve "
@@ -92,6 +97,50 @@ def check_plan_against_cluster(spec: Any, cluster: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _nginx_classes(cluster: dict[str, Any]) -> list[str]:
+    return [c["name"] for c in cluster.get("ingress_classes") or [] if "ingress-nginx" in str(c.get("controller"))]
+
+
+def fit_answers(out_dir: Path, answers: Any) -> tuple[Any, list[str]]:
+    """(answers with unanswered mechanisms picked from what cluster.json says is served, the picks)."""
+    cluster = read_cluster(out_dir)
+    if not cluster or not cluster.get("available"):
+        return answers, []
+    given = answers.model_fields_set
+    context = cluster.get("context", "?")
+    update: dict[str, Any] = {}
+    notes: list[str] = []
+    gateway = _served(cluster, "gateway-api")
+    nginx = _nginx_classes(cluster)
+    if "kubernetes_version" not in given and 25 <= int(cluster.get("minor") or 0) <= 37:  # the versions plan knows
+        update["kubernetes_version"] = f"1.{cluster['minor']}"
+        notes.append(f"kubernetes_version 1.{cluster['minor']}: the server version of context {context} "
+                     f"({cluster.get('server_version')}); manifests are checked against it")
+    if "canary_mechanism" not in given and not gateway and _value(answers.rollout) == "canary":
+        from deploy_model.spec import CanaryMechanism
+
+        if nginx:
+            update["canary_mechanism"] = CanaryMechanism.ingress_nginx
+            notes.append(f"canary_mechanism ingress-nginx: context {context} serves no Gateway API; IngressClass "
+                         f"{nginx[0]} runs ingress-nginx")
+        elif _served(cluster, "argo-rollouts"):
+            update["canary_mechanism"] = CanaryMechanism.argo_rollouts
+            notes.append(f"canary_mechanism argo-rollouts: context {context} serves no Gateway API; Argo Rollouts is installed")
+    mech = update.get("canary_mechanism", answers.canary_mechanism)
+    if "argo_traffic_router" not in given and _value(mech) == "argo-rollouts" and not gateway and nginx:
+        from deploy_model.spec import ArgoTrafficRouter
+
+        update["argo_traffic_router"] = ArgoTrafficRouter.ingress_nginx
+        notes.append(f"argo_traffic_router ingress-nginx: context {context} serves no Gateway API; IngressClass {nginx[0]}")
+    if ("serverless_mechanism" not in given and _value(answers.target) == "serverless"
+            and not _served(cluster, "knative-serving") and _served(cluster, "kserve")):
+        from deploy_model.spec import ServerlessMechanism
+
+        update["serverless_mechanism"] = ServerlessMechanism.kserve
+        notes.append(f"serverless_mechanism kserve: context {context} serves KServe InferenceService, not Knative Serving")
+    return (answers.model_copy(update=update) if update else answers), notes
+
+
 def read_cluster(out_dir: Path) -> dict[str, Any] | None:
     path = out_dir / CLUSTER_FILE
     if not path.is_file():
@@ -103,11 +152,16 @@ def read_cluster(out_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def enforce_cluster(out_dir: Path, spec: Any) -> None:
-    """Plan's hook: refuse a plan whose mechanisms the recorded cluster does not have."""
+def enforce_cluster(out_dir: Path, spec: Any, picks: list[str] | None = None) -> None:
+    """Plan's hook: refuse a plan whose mechanisms the recorded cluster does not have; record the
+    answers fit_answers picked from it as decisions."""
     cluster = read_cluster(out_dir)
     if cluster is None:
         return
+    from deploy_model.spec import Decision
+
+    for pick in picks or []:
+        spec.decisions.append(Decision(decision="cluster", value=cluster.get("context"), rule=pick))
     problems = check_plan_against_cluster(spec, cluster)
     if problems:
         raise StageError(f"the plan needs what context {cluster.get('context')} (cluster.json) does not have", problems)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy_model import bounds, releases
-from deploy_model.cluster_fit import enforce_cluster
+from deploy_model.cluster_fit import enforce_cluster, fit_answers
 from deploy_model.errors import StageError
 from deploy_model.files import read_json, read_yaml, write_yaml
 from deploy_model.inspection import PROFILE_FILE
@@ -454,10 +454,11 @@ def run_plan(
     if not isinstance(profile, dict) or "model" not in profile or "inputs" not in profile:
         raise StageError(f"{out_dir / PROFILE_FILE} is not a model profile (run inspect first)")
     answers = load_answers(answers_file, overrides)
+    answers, cluster_picks = fit_answers(out_dir, answers)  # unanswered mechanisms: what cluster.json serves
     planner = Planner(profile, answers, previous)
     planner.prior_replicas = prior_replicas(out_dir / SPEC_FILE, profile)
     spec = planner.plan()
-    enforce_cluster(out_dir, spec)  # cluster.json (deploy-model cluster), when present: refuse what it lacks
+    enforce_cluster(out_dir, spec, cluster_picks)  # cluster.json (deploy-model cluster), when present: refuse what it lacks
     out = out_dir / SPEC_FILE
     if not dry_run:
         header = (

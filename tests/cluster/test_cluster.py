@@ -155,3 +155,34 @@ def test_fit_rules_directly() -> None:
     spec.resources.gpu = 4
     cluster["nodes"] = {"count": 2, "gpu_total": 4, "gpu_max_per_node": 2}
     assert any("largest GPU node" in p for p in check_plan_against_cluster(spec, cluster))
+
+
+def test_plan_picks_unanswered_mechanisms_the_cluster_serves(planned_dir: Path, tmp_path: Path) -> None:
+    nginx_only = FakeKube(version="v1.30.4").start()
+    nginx_only.add({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "public"},
+                    "spec": {"controller": "k8s.io/ingress-nginx"}})
+    kserve_only = FakeKube(addons=("kserve", "gateway")).start()
+    try:
+        nginx_c = describe(nginx_only, tmp_path / "nginx")
+        kserve_c = describe(kserve_only, tmp_path / "kserve")
+    finally:
+        nginx_only.stop()
+        kserve_only.stop()
+    plan_with(planned_dir, nginx_c, rollout="canary")
+    (planned_dir / "cluster.json").write_text(json.dumps(nginx_c))
+    run_plan(planned_dir, None, {"latency_sla_ms": 50, "requests_per_second": 100, "rollout": "canary"})
+    import yaml
+
+    spec = yaml.safe_load((planned_dir / "deployment.yaml").read_text())
+    assert spec["rollout"]["canary"]["mechanism"] == "ingress-nginx" and spec["kubernetes"]["version"] == "1.30"
+    picks = [d["rule"] for d in spec["decisions"] if d["decision"] == "cluster"]
+    assert any("serves no Gateway API; IngressClass public runs ingress-nginx" in p for p in picks)
+    # An explicit answer is never overridden: it is refused with the reason instead.
+    with pytest.raises(StageError, match="serves no Gateway API"):
+        plan_with(planned_dir, nginx_c, rollout="canary", canary_mechanism="gateway-api")
+    served = plan_with(planned_dir, kserve_c, rollout="direct", target="serverless")
+    assert served["ok"]
+    (planned_dir / "cluster.json").write_text(json.dumps(kserve_c))
+    run_plan(planned_dir, None, {"latency_sla_ms": 50, "requests_per_second": 100, "rollout": "direct", "target": "serverless"})
+    spec = yaml.safe_load((planned_dir / "deployment.yaml").read_text())
+    assert spec["kubernetes"]["serverless_mechanism"] == "kserve"
