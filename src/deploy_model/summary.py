@@ -123,6 +123,10 @@ def build_summary(directory: Path) -> dict[str, Any]:
             problems.append(f"{name} is not JSON")
             continue
         summary[key] = reader(doc)
+    run = _json(directory / "deploy.json")  # the last `deploy` run, when one wrote here (it says when)
+    if run and "unreadable" not in run:
+        summary["deploy_run"] = {k: run.get(k) for k in ("outcome", "failed_stage", "error", "finished_at")
+                                 if run.get(k) is not None}
     server = _json(directory / "server.json")
     if server and "unreadable" not in server:
         summary["server"] = {k: server.get(k) for k in ("state", "provider", "url", "grpc_target") if server.get(k)}
