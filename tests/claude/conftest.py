@@ -30,7 +30,7 @@ def claude() -> Path:
     cli = claude_cli()
     if cli is None:
         if shutil.which("npm") is None:
-            pytest.skip("npm is not installed, so the pinned Claude Code CLI (package.json) cannot be; CI installs it")
+            pytest.skip("npm is not installed, so the pinned Claude Code CLI (package.json) cannot be (make test installs it as root; README, Tests)")
         pytest.fail("the Claude Code CLI is not installed: run `npm ci` at the repository root (make test does)")
     return cli
 
