@@ -52,7 +52,7 @@ def _iso(ts: float) -> str:
 class Splitter:
     """One object that splits traffic between the stable and the canary Service."""
 
-    kind: str  # HTTPRoute, GRPCRoute, Ingress (ingress-nginx canary), KnativeService
+    kind: str  # HTTPRoute, GRPCRoute, Ingress (ingress-nginx canary), KnativeService, InferenceService
     name: str
     res: Resource
     rule: int = 0  # routes: the rule carrying the weights
@@ -88,7 +88,7 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
     if mech == "argo-rollouts":
         raise StageError(f"{spec.name} is a canary run by Argo Rollouts in the cluster: follow it with "
                          f"`kubectl argo rollouts -n {spec.kubernetes.namespace} get rollout {spec.name} --watch`")
-    knative = releases.layout(spec) == "knative"
+    knative = releases.layout(spec) in ("knative", "kserve")  # revisions, split by percent, told apart by version
     if mode(spec) != CANDIDATE:
         raise StageError(f"{out}/deployment.yaml has no candidate beside a stable version (a first release or a "
                          "promotion): `deploy-model apply` is the whole release")
@@ -115,8 +115,10 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
             if "stable" in tags and "candidate" in tags:
                 splitters.append(Splitter("KnativeService", obj["metadata"]["name"], res,
                                           stable_ref=tags.index("stable"), canary_ref=tags.index("candidate")))
+        elif knative and obj["kind"] == "InferenceService" and "canaryTrafficPercent" in (obj["spec"].get("predictor") or {}):
+            splitters.append(Splitter("InferenceService", obj["metadata"]["name"], res))
     # The state lives on the HTTPRoute (or the canary Ingress); a GRPCRoute twin follows its weight.
-    splitters.sort(key=lambda sp: ("HTTPRoute", "Ingress", "KnativeService", "GRPCRoute").index(sp.kind))
+    splitters.sort(key=lambda sp: ("HTTPRoute", "Ingress", "KnativeService", "InferenceService", "GRPCRoute").index(sp.kind))
     if not splitters:
         raise StageError(f"no traffic split found in {out}/k8s (an HTTPRoute rule with the stable and canary Services, "
                          "or an ingress-nginx canary Ingress), or the cluster does not serve its kind: render the "
@@ -168,6 +170,9 @@ def live_weight(sp: Splitter, live: dict[str, Any]) -> int | None:
     if sp.kind == "Ingress":
         raw = (live["metadata"].get("annotations") or {}).get(NGINX_WEIGHT, "0")
         return int(raw) if str(raw).isdigit() else None
+    if sp.kind == "InferenceService":
+        raw = (live["spec"].get("predictor") or {}).get("canaryTrafficPercent")
+        return int(raw) if isinstance(raw, int) else None
     if sp.kind == "KnativeService":
         try:
             return int(live["spec"]["traffic"][sp.canary_ref].get("percent", 0))
@@ -182,6 +187,8 @@ def live_weight(sp: Splitter, live: dict[str, Any]) -> int | None:
 def _weight_patch(sp: Splitter, live: dict[str, Any], weight: int) -> dict[str, Any]:
     if sp.kind == "Ingress":
         return {"metadata": {"annotations": {NGINX_WEIGHT: str(weight)}}}
+    if sp.kind == "InferenceService":  # KServe splits the latest revision (the candidate) from the last rolled-out one
+        return {"spec": {"predictor": {"canaryTrafficPercent": weight}}}
     if sp.kind == "KnativeService":
         traffic = copy.deepcopy(live["spec"]["traffic"])
         traffic[sp.stable_ref]["percent"], traffic[sp.canary_ref]["percent"] = 100 - weight, weight
@@ -228,7 +235,7 @@ def canary_scale(kube: Kube, rel: Release, replicas: int | None = None) -> tuple
         sp = rel.splitters[0]
         live = kube.get(kube.path(sp.res, rel.namespace, sp.name))
         ok, phrase = workload_state("Service", live) if live else (False, "not found")
-        return ok, f"Knative Service {phrase}", 0
+        return ok, f"{sp.kind} {phrase}", 0
     path = kube.path(rel.workload_res, rel.namespace, rel.canary_workload)
     if replicas is not None:
         live = kube.get(path)
@@ -243,7 +250,7 @@ def canary_scale(kube: Kube, rel: Release, replicas: int | None = None) -> tuple
 
 def _canary(rel: Release) -> str:
     if rel.canary_workload is None:
-        return f"the candidate revision of Knative Service/{rel.splitters[0].name}"
+        return f"the candidate revision of {rel.splitters[0].kind}/{rel.splitters[0].name}"
     return f"Deployment/{rel.canary_workload}"
 
 
@@ -478,7 +485,7 @@ def run_promote(out: Path, promoted: Path | None, kubeconfig: Path | None = None
         namespace, objects = bundle_objects(promoted)
         knative = rel.canary_workload is None
         routes = [o for o in objects if o["kind"] in ("HTTPRoute", "GRPCRoute", "Ingress")
-                  or (knative and group_of(o) == "serving.knative.dev")]
+                  or (knative and group_of(o) in ("serving.knative.dev", "serving.kserve.io"))]
         first = [o for o in objects if o not in routes]
         if dry_run:
             return _result("promote", rel, state, "would promote", f"would apply {len(first)} object(s) of {promoted} "
@@ -489,9 +496,12 @@ def run_promote(out: Path, promoted: Path | None, kubeconfig: Path | None = None
             # The promoted Knative Service sends 100% to the candidate's revision as its stable one: apply it
             # (taking the traffic block back from the rollout), then mark the release; no step back to the old revision.
             apply_objects(kube, namespace, routes, timeout_s, False, True, True)
+            sp = rel.splitters[0]
+            if sp.kind == "InferenceService":  # the promoted predictor has no canary split: drop the rollout's
+                kube.patch(sp.res, rel.namespace, sp.name, {"spec": {"predictor": {"canaryTrafficPercent": None}}})
             live, state = current(kube, rel)
             state = write(kube, rel, live, {**state, "phase": "promoted", "reason": None}, None, "promoted",
-                          f"Knative Service serves {rel.candidate} as stable")
+                          f"{sp.kind} serves {rel.candidate} as stable")
             return _result("promote", rel, state, "promoted", f"{rel.candidate} is the stable revision with all traffic",
                            True, False)
         live, state = current(kube, rel)

@@ -177,3 +177,19 @@ def test_knative_canary_moves_revision_percents_and_gates_on_versions(planned_di
         assert [t["percent"] for t in ksvc["spec"]["traffic"]] == [100, 0]
     finally:
         fake.stop()
+
+
+def test_kserve_canary_is_canary_traffic_percent(planned_dir: Path, tmp_path: Path) -> None:
+    fake = FakeKube(addons=("kserve", "prometheus-operator")).start()
+    try:
+        out, kc = applied(planned_dir, fake, tmp_path, target="serverless", serverless_mechanism="kserve")
+        rel = load_release(out, load(kc), None, None)
+        assert rel.splitters[0].kind == "InferenceService" and rel.gates.track_selectors["canary"] == 'version="1.0.0"'
+        proc = cli("advance", "--out", str(out), "--kubeconfig", str(kc), "--prometheus", NOWHERE)
+        assert proc.returncode == 0, proc.stderr
+        isvc = fake.find("InferenceService", NAME, "ml-serving")
+        assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 10
+        run_rollback(out, kc)
+        assert fake.find("InferenceService", NAME, "ml-serving")["spec"]["predictor"]["canaryTrafficPercent"] == 0
+    finally:
+        fake.stop()
