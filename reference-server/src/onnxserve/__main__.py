@@ -141,31 +141,9 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        settings = load_settings(argv)
-    except SettingsError as exc:
-        print(f"onnxserve: {exc}", file=sys.stderr)
-        return 2
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not settings.model.is_file():
-        print(f"onnxserve: model file {str(settings.model)!r} does not exist", file=sys.stderr)
-        return 1
-    if settings.shadow_model is not None and not settings.shadow_model.is_file():
-        print(
-            f"onnxserve: shadow model {str(settings.shadow_model)!r} does not exist",
-            file=sys.stderr,
-        )
-        return 1
-    if settings.warmup_sample is not None and settings.warmup:
-        problem = check_sample_path(settings.warmup_sample)
-        if problem:
-            print(f"onnxserve: {problem}", file=sys.stderr)
-            return 1
+def serve(settings: Settings, sockets: list[Any] | None = None) -> int:
+    """Run one server process until it is stopped; its exit code. ``sockets``: listen on these
+    (a ``--workers`` child gets the supervisor's socket) instead of binding host:port."""
     exit_code = 0
     server: DrainingServer | None = None
 
@@ -192,10 +170,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         server_header=False,
     )
     server = DrainingServer(config, app.state.onnxserve, settings)
-    server.run()
+    server.run(sockets=sockets)
     if exit_code == 0 and not server.started:
         return 1  # uvicorn could not bind or start; it has logged why
     return exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        settings = load_settings(argv)
+    except SettingsError as exc:
+        print(f"onnxserve: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not settings.model.is_file():
+        print(f"onnxserve: model file {str(settings.model)!r} does not exist", file=sys.stderr)
+        return 1
+    if settings.shadow_model is not None and not settings.shadow_model.is_file():
+        print(
+            f"onnxserve: shadow model {str(settings.shadow_model)!r} does not exist",
+            file=sys.stderr,
+        )
+        return 1
+    if settings.warmup_sample is not None and settings.warmup:
+        problem = check_sample_path(settings.warmup_sample)
+        if problem:
+            print(f"onnxserve: {problem}", file=sys.stderr)
+            return 1
+    if settings.workers > 1:
+        from .workers import run_workers
+
+        return run_workers(settings)
+    return serve(settings)
 
 
 if __name__ == "__main__":

@@ -367,7 +367,8 @@ def add_model_routes(app: FastAPI, state: ServerState) -> None:
 
 def add_metrics_route(app: FastAPI, state: ServerState) -> None:
     async def metrics(request: Request) -> Response:
-        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+        body = await asyncio.to_thread(state.render_metrics)  # merging workers reads files
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.add_route("/metrics", metrics, methods=["GET"])
 

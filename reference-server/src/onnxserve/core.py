@@ -24,6 +24,7 @@ from .batching import BatchEngine, BatchFailed, BatchReport, QueueFull
 from .codec import ApiError, shown
 from .drift import DriftMonitor
 from .metrics import Metrics, gauge
+from .metrics_merge import shared_from_env
 from .model import (
     ModelSpec,
     UnservableModel,
@@ -82,11 +83,20 @@ class ServerState:
         self._drift_last = 0.0
         self._drift_interval = settings.drift_interval_ms / 1000.0
         self.metrics.add_source(self._collect)
+        # --workers N: every worker's metrics in one scrape (None with one process).
+        self.shared_metrics = shared_from_env(self.metrics.render)
 
     # -- lifecycle -----------------------------------------------------------------------
 
+    def render_metrics(self) -> bytes:
+        if self.shared_metrics is not None:
+            return self.shared_metrics.render()
+        return self.metrics.render()
+
     async def load(self) -> None:
         s = self.settings
+        if self.shared_metrics is not None:
+            self.shared_metrics.start()
         try:
             start = time.perf_counter()
             session, provider = await asyncio.to_thread(create_session, s.model, s)
@@ -240,6 +250,8 @@ class ServerState:
             await self.engine.stop(self.time_left(self.settings.drain_timeout_s))
         if self.shadow is not None:
             await asyncio.to_thread(self.shadow.stop, self.time_left(5.0))
+        if self.shared_metrics is not None:
+            self.shared_metrics.stop()
 
     # -- metrics hooks -------------------------------------------------------------------
 

@@ -60,6 +60,7 @@ class Settings:
     drift_bins: int = 10
     drift_max_features: int = 64
     drift_interval_ms: float = 10.0
+    workers: int = 1
     log_level: str = "info"
     access_log: bool = False
 
@@ -94,6 +95,8 @@ class Settings:
                 f"({self.drain_timeout_s:g}), the whole shutdown's budget; got "
                 f"{self.shutdown_delay_s:g}"
             )
+        if not 1 <= self.workers <= 64:
+            raise SettingsError(f"workers must be in 1..64, got {self.workers}")
         if self.drift_bins < 2:
             raise SettingsError(f"drift_bins must be >= 2, got {self.drift_bins}")
         if not self.model_name:
@@ -164,6 +167,9 @@ HELP: dict[str, str] = {
     "drift_bins": "bins per feature for the PSI",
     "drift_max_features": "features tracked for drift at most",
     "drift_interval_ms": "at most one drift update per interval (0: every batch)",
+    "workers": "server processes sharing the port, each with its own session and batcher "
+    "(onnxruntime threads split between them unless --intra-op-threads is set); metrics add "
+    "up across them; SIGTERM drains them all",
     "log_level": "debug | info | warning | error",
     "access_log": "log every request (costs throughput)",
 }

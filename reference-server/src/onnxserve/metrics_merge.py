@@ -1,0 +1,134 @@
+"""Metrics that add up across worker processes (``--workers N``).
+
+prometheus-client's multiprocess mode covers only its own Counter/Histogram/Gauge, and this
+server also exposes histograms fed with numpy arrays and gauges computed at scrape time. So each
+worker writes its whole rendering to a file in a shared directory (at most every second, and at
+each scrape and at exit), and a scrape of any worker answers the merge of every worker's file:
+counters and histograms add up, gauges add up too except the ones listed below, and the process's
+own file is always fresh. A sibling's figures are at most about a second old.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+ENV_DIR = "ONNXSERVE_METRICS_DIR"
+WRITE_INTERVAL_S = 1.0
+
+# Gauges that are a fact of the deployment, not a per-process quantity: the largest value.
+MAX_GAUGES = (
+    "model_version_info",
+    "model_execution_provider_info",
+    "model_load_seconds",
+    "model_warmup_seconds",
+    "model_uptime_seconds",
+    "process_start_time_seconds",
+    "process_max_fds",
+    "input_feature_drift",
+    "model_shadow_agreement_ratio",
+)
+# Gauges that are true only when every worker says so.
+MIN_GAUGES = ("model_ready", "model_warmed")
+
+
+def _mode(name: str) -> str:
+    if name.startswith(MIN_GAUGES):
+        return "min"
+    if name.startswith(MAX_GAUGES):
+        return "max"
+    return "sum"
+
+
+def merge(texts: Iterable[str]) -> bytes:
+    """One Prometheus text document from several workers' documents."""
+    families: dict[str, tuple[str, str]] = {}  # name -> (type, documentation)
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    texts = list(texts)
+    families["model_worker_processes"] = ("gauge", "Worker processes whose metrics are summed")
+    values["model_worker_processes"] = {("model_worker_processes", ()): float(len(texts))}
+    for text in texts:
+        for fam in text_string_to_metric_families(text):
+            families.setdefault(fam.name, (fam.type, fam.documentation))
+            bucket = values.setdefault(fam.name, {})
+            mode = _mode(fam.name) if fam.type == "gauge" else "sum"
+            for sample in fam.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                old = bucket.get(key)
+                if old is None:
+                    bucket[key] = sample.value
+                elif mode == "sum":
+                    bucket[key] = old + sample.value
+                elif mode == "max":
+                    bucket[key] = max(old, sample.value)
+                else:
+                    bucket[key] = min(old, sample.value)
+
+    class _Merged:
+        def collect(self) -> Iterable[Metric]:
+            for name, (kind, doc) in families.items():
+                family = Metric(name, doc, kind)
+                for (sample_name, labels), value in values[name].items():
+                    family.add_sample(sample_name, dict(labels), value)
+                yield family
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Merged())
+    return generate_latest(registry)
+
+
+class SharedMetrics:
+    """This worker's file in the shared directory, and the merged view of all of them."""
+
+    def __init__(self, folder: Path, render_own: Callable[[], bytes]) -> None:
+        self.folder = folder
+        self.path = folder / f"worker-{os.getpid()}.prom"
+        self._render_own = render_own
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def write(self) -> bytes:
+        own = self._render_own()
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(own)
+        os.replace(tmp, self.path)  # a reader never sees half a file
+        return own
+
+    def render(self) -> bytes:
+        own = self.write()
+        texts = [own.decode()]
+        for path in sorted(self.folder.glob("worker-*.prom")):
+            if path != self.path:
+                try:
+                    texts.append(path.read_text())
+                except OSError:
+                    continue  # a worker replacing its file right now: next scrape has it
+        return merge(texts)
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(WRITE_INTERVAL_S):
+                with contextlib.suppress(OSError):
+                    self.write()
+
+        self._thread = threading.Thread(target=loop, name="onnxserve-metrics-file", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with contextlib.suppress(OSError):
+            self.write()  # the final counts of this worker stay in the sum
+
+
+def shared_from_env(render_own: Callable[[], bytes]) -> SharedMetrics | None:
+    folder = os.environ.get(ENV_DIR)
+    if not folder:
+        return None
+    return SharedMetrics(Path(folder), render_own)
