@@ -58,6 +58,7 @@ class Splitter:
     rule: int = 0  # routes: the rule carrying the weights
     stable_ref: int = 0  # routes: backendRefs index; Knative: spec.traffic index
     canary_ref: int = 1
+    colours: tuple[str, str] | None = None  # ServiceSelector: (the live track, the candidate's)
 
 
 @dataclass
@@ -72,6 +73,7 @@ class Release:
     canary_workload: str | None  # the canary Deployment; None for Knative (revisions scale themselves)
     splitters: list[Splitter]
     workload_res: Resource
+    colours: tuple[str, str] | None = None  # blue-green: (the live track, the candidate's)
 
 
 def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str | None) -> Release:
@@ -81,11 +83,12 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
 
     spec = parse_spec(read_yaml(out / "deployment.yaml", "deployment spec"), str(out / "deployment.yaml"))
     strategy = spec.rollout.strategy.value
-    if strategy != "canary" or spec.rollout.canary is None:
-        raise StageError(f"{spec.name} rolls out by {strategy}, not canary: `deploy-model rollout` steps canaries "
-                         f"(apply the bundle with `deploy-model apply`)")
-    mech = spec.rollout.canary.mechanism.value
-    if mech == "argo-rollouts":
+    blue_green = strategy == "blue-green" and releases.layout(spec) == "blue-green"
+    if not blue_green and (strategy != "canary" or spec.rollout.canary is None):
+        raise StageError(f"{spec.name} rolls out by {strategy}: `deploy-model rollout` steps canaries and blue-green "
+                         f"switches (apply this bundle with `deploy-model apply`)")
+    mech = spec.rollout.canary.mechanism.value if spec.rollout.canary else ""
+    if mech == "argo-rollouts" and not blue_green:
         raise StageError(f"{spec.name} is a canary run by Argo Rollouts in the cluster: follow it with "
                          f"`kubectl argo rollouts -n {spec.kubernetes.namespace} get rollout {spec.name} --watch`")
     knative = releases.layout(spec) in ("knative", "kserve")  # revisions, split by percent, told apart by version
@@ -98,6 +101,7 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
     canary_svcs = {n for n, t in services.items() if t == "canary"}
     stable_svcs = {n for n, t in services.items() if t != "canary"}
     splitters: list[Splitter] = []
+    live_track, cand_track = releases.live_track(spec), releases.candidate_track(spec)
     for obj in objects:
         res = kube.resource(obj["apiVersion"], obj["kind"])
         if res is None:
@@ -115,17 +119,25 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
             if "stable" in tags and "candidate" in tags:
                 splitters.append(Splitter("KnativeService", obj["metadata"]["name"], res,
                                           stable_ref=tags.index("stable"), canary_ref=tags.index("candidate")))
+        elif blue_green and obj["kind"] == "Service" and group_of(obj) == "" and obj["metadata"]["name"] == spec.name:
+            splitters.append(Splitter("ServiceSelector", obj["metadata"]["name"], res))
         elif knative and obj["kind"] == "InferenceService" and "canaryTrafficPercent" in (obj["spec"].get("predictor") or {}):
             splitters.append(Splitter("InferenceService", obj["metadata"]["name"], res))
     # The state lives on the HTTPRoute (or the canary Ingress); a GRPCRoute twin follows its weight.
-    splitters.sort(key=lambda sp: ("HTTPRoute", "Ingress", "KnativeService", "InferenceService", "GRPCRoute").index(sp.kind))
+    splitters.sort(key=lambda sp: ("HTTPRoute", "Ingress", "KnativeService", "InferenceService", "ServiceSelector",
+                                   "GRPCRoute").index(sp.kind))
+    if blue_green:  # the main Service's selector is the only switch; routes point at that Service
+        splitters = [sp for sp in splitters if sp.kind == "ServiceSelector"]
+        for sp in splitters:
+            sp.colours = (live_track, cand_track)
     if not splitters:
         raise StageError(f"no traffic split found in {out}/k8s (an HTTPRoute rule with the stable and canary Services, "
                          "or an ingress-nginx canary Ingress), or the cluster does not serve its kind: render the "
                          "bundle, and check `deploy-model cluster`")
-    canary = [o for o in objects if o["kind"] == "Deployment" and (o["metadata"].get("labels") or {}).get("track") == "canary"]
+    want = cand_track if blue_green else "canary"
+    canary = [o for o in objects if o["kind"] == "Deployment" and (o["metadata"].get("labels") or {}).get("track") == want]
     if not canary and not knative:
-        raise StageError(f"no canary Deployment (label track=canary) in {out}/k8s")
+        raise StageError(f"no candidate Deployment (label track={want}) in {out}/k8s")
     wl_res = kube.resource("apps/v1", "Deployment")
     assert wl_res is not None
     gates = spec.rollout.gates
@@ -136,14 +148,19 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
     assert spec.stable is not None
     if knative:  # revisions differ by version, not track
         cfg.track_selectors = {"canary": f'version="{spec.model.version}"', "stable": f'version="{spec.stable.version}"'}
+    if blue_green:  # colours: after the switch the old colour takes no traffic, so the SLO alone judges
+        cfg.track_selectors = {"canary": f'track="{cand_track}"', "stable": f'track="{live_track}"'}
     try:
         cfg.rate_window_s()
     except ValueError as exc:
         raise StageError(f"--rate-window: {exc}") from None
     assert spec.stable is not None
-    return Release(spec.name, namespace, spec.model.version, spec.stable.version, list(spec.rollout.canary.steps),
-                   window_s if window_s is not None else spec.rollout.canary.pause_minutes * 60.0, cfg,
-                   canary[0]["metadata"]["name"] if canary else None, splitters, wl_res)
+    steps = [100] if blue_green else list(spec.rollout.canary.steps)  # type: ignore[union-attr]
+    pause = 60.0 if blue_green else spec.rollout.canary.pause_minutes  # type: ignore[union-attr]
+    return Release(spec.name, namespace, spec.model.version, spec.stable.version, steps,
+                   window_s if window_s is not None else pause * 60.0, cfg,
+                   canary[0]["metadata"]["name"] if canary else None, splitters, wl_res,
+                   (live_track, cand_track) if blue_green else None)
 
 
 # --- the state in the cluster -----------------------------------------------------------------
@@ -170,6 +187,9 @@ def live_weight(sp: Splitter, live: dict[str, Any]) -> int | None:
     if sp.kind == "Ingress":
         raw = (live["metadata"].get("annotations") or {}).get(NGINX_WEIGHT, "0")
         return int(raw) if str(raw).isdigit() else None
+    if sp.kind == "ServiceSelector":
+        track = (live["spec"].get("selector") or {}).get("track")
+        return 100 if sp.colours and track == sp.colours[1] else 0 if sp.colours and track == sp.colours[0] else None
     if sp.kind == "InferenceService":
         raw = (live["spec"].get("predictor") or {}).get("canaryTrafficPercent")
         return int(raw) if isinstance(raw, int) else None
@@ -187,6 +207,8 @@ def live_weight(sp: Splitter, live: dict[str, Any]) -> int | None:
 def _weight_patch(sp: Splitter, live: dict[str, Any], weight: int) -> dict[str, Any]:
     if sp.kind == "Ingress":
         return {"metadata": {"annotations": {NGINX_WEIGHT: str(weight)}}}
+    if sp.kind == "ServiceSelector" and sp.colours:  # blue-green: all or nothing
+        return {"spec": {"selector": {"track": sp.colours[1] if weight >= 100 else sp.colours[0]}}}
     if sp.kind == "InferenceService":  # KServe splits the latest revision (the candidate) from the last rolled-out one
         return {"spec": {"predictor": {"canaryTrafficPercent": weight}}}
     if sp.kind == "KnativeService":
@@ -483,27 +505,31 @@ def run_promote(out: Path, promoted: Path | None, kubeconfig: Path | None = None
             raise StageError(f"{promoted} does not run {rel.candidate} as its stable version (mode {mode(pspec)}, "
                              f"model {pspec.model.version}); make it with: {how}")
         namespace, objects = bundle_objects(promoted)
-        knative = rel.canary_workload is None
+        # Knative, KServe and blue-green switch in place: the promoted bundle's splitter already sends
+        # everything to the candidate, so it is applied as is, never stepping back to the old version.
+        in_place = rel.canary_workload is None or rel.colours is not None
+        switch = rel.splitters[0]
         routes = [o for o in objects if o["kind"] in ("HTTPRoute", "GRPCRoute", "Ingress")
-                  or (knative and group_of(o) in ("serving.knative.dev", "serving.kserve.io"))]
+                  or (in_place and group_of(o) in ("serving.knative.dev", "serving.kserve.io"))
+                  or (switch.kind == "ServiceSelector" and o["kind"] == "Service" and group_of(o) == ""
+                      and o["metadata"]["name"] == switch.name)]
         first = [o for o in objects if o not in routes]
         if dry_run:
             return _result("promote", rel, state, "would promote", f"would apply {len(first)} object(s) of {promoted} "
                            f"(stable -> {rel.candidate}), move 100% to stable, apply {len(routes)} route(s), scale "
                            f"{_canary(rel)} to 0", True, True)
         apply_objects(kube, namespace, first, timeout_s, False, False, True)  # stable now runs the candidate, available
-        if knative:
-            # The promoted Knative Service sends 100% to the candidate's revision as its stable one: apply it
-            # (taking the traffic block back from the rollout), then mark the release; no step back to the old revision.
-            apply_objects(kube, namespace, routes, timeout_s, False, True, True)
+        if in_place:
+            apply_objects(kube, namespace, routes, timeout_s, False, True, True)  # taking the split back from the rollout
             sp = rel.splitters[0]
             if sp.kind == "InferenceService":  # the promoted predictor has no canary split: drop the rollout's
                 kube.patch(sp.res, rel.namespace, sp.name, {"spec": {"predictor": {"canaryTrafficPercent": None}}})
             live, state = current(kube, rel)
             state = write(kube, rel, live, {**state, "phase": "promoted", "reason": None}, None, "promoted",
                           f"{sp.kind} serves {rel.candidate} as stable")
-            return _result("promote", rel, state, "promoted", f"{rel.candidate} is the stable revision with all traffic",
-                           True, False)
+            kept = f"; the old colour {rel.colours[0]} stays as it is until the next release" if rel.colours else ""
+            return _result("promote", rel, state, "promoted", f"{rel.candidate} is the stable version with all "
+                           f"traffic{kept}", True, False)
         live, state = current(kube, rel)
         state = write(kube, rel, live, {**state, "phase": "promoted", "reason": None}, 0, "promoted",
                       f"stable runs {rel.candidate}")

@@ -193,3 +193,17 @@ def test_kserve_canary_is_canary_traffic_percent(planned_dir: Path, tmp_path: Pa
         assert fake.find("InferenceService", NAME, "ml-serving")["spec"]["predictor"]["canaryTrafficPercent"] == 0
     finally:
         fake.stop()
+
+
+def test_blue_green_switch_is_the_service_selector(fake: FakeKube, planned_dir: Path, tmp_path: Path) -> None:
+    out, kc = applied(planned_dir, fake, tmp_path, rollout="blue-green")
+    rel = load_release(out, load(kc), None, None)
+    assert rel.steps == [100] and rel.colours == ("stable", "green") and rel.canary_workload == f"{NAME}-green"
+    assert rel.gates.track_selectors == {"canary": 'track="green"', "stable": 'track="stable"'}
+    proc = cli("advance", "--out", str(out), "--kubeconfig", str(kc), "--prometheus", NOWHERE)
+    assert proc.returncode == 0, proc.stderr
+    svc = fake.find("Service", NAME, "ml-serving")
+    assert svc["spec"]["selector"]["track"] == "green" and json.loads(svc["metadata"]["annotations"][ANNOTATION])["weight"] == 100
+    run_rollback(out, kc)
+    assert fake.find("Service", NAME, "ml-serving")["spec"]["selector"]["track"] == "stable"
+    assert fake.find("Deployment", f"{NAME}-green", "ml-serving")["spec"]["replicas"] == 0
