@@ -74,8 +74,10 @@ def apply_cmd(
 
 
 rollout_app = typer.Typer(
-    help="Drive a canary release from the client: status, advance (gated by Prometheus), promote, rollback. "
-    "The state is kept in the cluster (annotation deploy-model.dev/release on the route). Exit codes: 0 done or "
+    help="Drive a release from the client: status, advance (gated by Prometheus), promote, rollback. Canary "
+    "through Gateway API (HTTPRoute, and its GRPCRoute twin), ingress-nginx, Knative or KServe; blue-green through "
+    "the Service's selector; Argo Rollouts runs its own. The state is kept in the cluster (annotation "
+    "deploy-model.dev/release on the route, Service or InferenceService). Exit codes: 0 done or "
     "holding normally; 1 refused, rolled back, or held past --max-hold / --timeout (a person decides); 2 usage error.",
     no_args_is_help=True,
 )

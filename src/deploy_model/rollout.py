@@ -1,7 +1,11 @@
-"""`deploy-model rollout status|advance|promote|rollback`: a canary release driven from the client.
+"""`deploy-model rollout status|advance|promote|rollback`: a release driven from the client.
+
+Canaries split by a Gateway API HTTPRoute (a GRPCRoute twin follows), an ingress-nginx canary
+Ingress, a Knative Service's traffic percents or a KServe canaryTrafficPercent; blue-green switches
+the main Service's selector in one step. Argo Rollouts bundles are left to Argo's controller.
 
 The release state lives in the cluster, as the annotation `deploy-model.dev/release` (JSON) on
-the object that splits the traffic (the HTTPRoute, or the ingress-nginx canary Ingress), so any
+the object that splits the traffic (the HTTPRoute, the canary Ingress, ...), so any
 machine, agent or CI job can pick it up: candidate and stable versions, phase, step, weight, when
 the step began, the latest gate results and a short history. Each change of weight is one patch
 of that object carrying the new weight and the new state together, with a resourceVersion
