@@ -287,12 +287,16 @@ def verdict(levels: list[dict[str, Any]], slo: dict[str, Any], replicas: int = 1
     replicas = max(1, int(replicas))
     share = target_rps / replicas
     base = {"sla_p95_ms": sla, "target_rps": target_rps, "replicas_planned": replicas, "share_rps": round(share, 2)}
-    within = [lv for lv in levels if lv["p95_ms"] is not None and lv["p95_ms"] <= sla and (lv["error_ratio"] or 0) <= max_err]
+    # A level counts only when something was answered: a level with no answer has no latency at all.
+    answered = [lv for lv in levels if lv["p95_ms"] is not None and lv.get("ok", lv.get("requests", 0)) > 0 and lv["rps"] > 0]
+    within = [lv for lv in answered if lv["p95_ms"] <= sla and (lv["error_ratio"] or 0) <= max_err]
     best = max(within, key=lambda lv: lv["rps"], default=None)
     if best is None:
-        worst = min((lv for lv in levels if lv["p95_ms"] is not None), key=lambda lv: lv["p95_ms"], default=None)
+        worst = min(answered, key=lambda lv: lv["p95_ms"], default=None)
         why = (f"no level met p95 <= {sla:g} ms with errors <= {max_err:.1%}"
-               + (f"; the best p95 was {worst['p95_ms']} ms at {_label(worst)}" if worst else "; no request succeeded"))
+               + (f"; the best p95 was {worst['p95_ms']} ms at {_label(worst)}" if worst
+                  else f"; no request was answered within a level ({max(lv.get('seconds', 0) for lv in levels):g} s)" if levels
+                  else "; no request succeeded"))
         return {"go": False, "reason": why, **base, "capacity_rps_within_sla": 0.0, "replicas_needed": None}
     capacity = float(best["rps"])
     needed = math.ceil(target_rps / capacity) if capacity > 0 else None

@@ -131,7 +131,11 @@ def test_verdict_picks_the_best_level_within_the_sla() -> None:
     failing = verdict([level(4, 300, 5.0, errors=50)], SLO)
     assert not failing["go"] and "errors <= 1.0%" in failing["reason"]
     nothing = verdict([level(1, 0, None, errors=10, requests=10)], SLO)
-    assert not nothing["go"] and "no request succeeded" in nothing["reason"]
+    assert not nothing["go"] and "no request was answered" in nothing["reason"]
+    # wrk reports 0 ms when nothing was answered in the level: that is no latency, not a met SLA.
+    silent = level(1, 0.0, 0.0, requests=1)
+    silent["ok"] = 0
+    assert not verdict([silent], SLO)["go"] and "no request was answered" in verdict([silent], SLO)["reason"]
 
 
 def test_verdict_judges_one_replica_against_its_share_and_says_what_the_figure_implies() -> None:
