@@ -506,7 +506,10 @@ def rollback_steps(spec: Any, service: str) -> list[dict[str, Any]]:
             steps.append({"title": f"Point the service back at {live} ({stable}, kept warm)",
                           "commands": [_selector_patch(spec, service, live, prod)]})
         elif strategy == "shadow":
+            in_process = spec.rollout.shadow and spec.rollout.shadow.mechanism.value == "in-process"
+            # In-process shadow pods take a weighted share of real requests: weight 0 before they stop.
             steps.append({"title": f"Stop the shadow (callers only ever got {stable}'s answers)", "commands": [
+                *(_weight_commands(spec, 0, prod) if in_process else []),
                 f"{prod} scale deployment/{name}-shadow --replicas=0"]})
     elif mode == releases.CANDIDATE:
         steps.append({"title": f"Stop the candidate ({spec.stable.version} never stopped)", "commands": [
