@@ -162,6 +162,10 @@ def test_release_one_two_and_promotion(profiles: dict[str, Path], tmp_path: Path
         assert canary["trafficRouting"], "Argo sets the weights on a router, so setWeight moves real traffic"
         router = "nginx" if "nginx" in label else "plugins"
         assert router in canary["trafficRouting"]
+        # Both Services select the Rollout's pods: scraping goes by pod (one PodMonitor), so each pod once.
+        assert not (v2 / "monitoring" / "servicemonitor.yaml").exists()
+        (monitor,) = yaml.safe_load_all((v2 / "monitoring" / "podmonitor.yaml").read_text())
+        assert monitor["kind"] == "PodMonitor" and [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["http"]
     if label == "serverless-kserve":
         (before,), (after,) = [d["spec"]["predictor"] for d in one.values() if d["kind"] == "InferenceService"], \
             [d["spec"]["predictor"] for d in two.values() if d["kind"] == "InferenceService"]
