@@ -303,3 +303,22 @@ def test_leaving_blue_green_emits_the_migration(profiles: dict[str, Path], tmp_p
     switch = commands.index(next(c for c in commands if "production" in c and c.endswith("apply -f deploy/v3/k8s/")))
     assert first < switch, "the stable workload is ready before the Service selects it"
     assert any(f"deployment/{NAME}-green" in c and "delete" in c for c in commands[switch:])
+
+
+def test_ci_installs_the_validator_from_a_pinned_source_the_user_controls(profiles: dict[str, Path], tmp_path: Path) -> None:
+    import subprocess
+
+    v1 = plan_release(profiles["1.0.0"], tmp_path / "v1", {"rollout": "direct"}, None)
+    workflow = yaml.safe_load((v1 / "ci" / "validate.yml").read_text())
+    text = (v1 / "ci" / "validate.yml").read_text()
+    assert "deploy-model==" not in text, "never an unpublished package name from PyPI"
+    job = workflow["jobs"]["validate"]
+    assert job["env"]["DEPLOY_MODEL_SOURCE"] == "${{ vars.DEPLOY_MODEL_SOURCE }}"
+    (install,) = [s["run"] for s in job["steps"] if "DEPLOY_MODEL_SOURCE" in str(s.get("run", ""))]
+    # The step's own guard: a bare name or an unpinned URL stops the job before pip runs.
+    for source, ok in (("deploy-model", False), ("git+https://git.example.com/me/dm", False),
+                       ("git+https://git.example.com/me/dm@0123456789abcdef0123456789abcdef01234567", True)):
+        guard = install.split("python -m pip")[0]
+        done = subprocess.run(["bash", "-c", guard], env={"DEPLOY_MODEL_SOURCE": source, "PATH": "/usr/bin:/bin"},
+                              capture_output=True, text=True, timeout=30)
+        assert (done.returncode == 0) is ok, (source, done.stdout)
