@@ -325,7 +325,7 @@ def measured(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None, skip
         return {"go": None if go else go, "label": "not measured" if go else "NO-GO", "reasons": [*reasons, skip_reason]}
     if smoke is None:
         go = None if go else go  # missing evidence never hides a failure already found
-        reasons.append("smoke test did not run (`deploy-model smoke`)")
+        reasons.append(f"smoke test did not run ({'deploy stopped before it' if failure else '`deploy-model smoke`'})")
     elif not smoke.get("ok"):
         go = False
         reasons.append(f"smoke test failed: {', '.join(smoke.get('failed', []))}")
@@ -333,7 +333,7 @@ def measured(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None, skip
         reasons.append(f"smoke test passed {smoke.get('passed')}/{len(smoke.get('checks', []))} checks")
     if loadtest is None:
         go = None if go else go
-        reasons.append("load test did not run (`deploy-model loadtest`)")
+        reasons.append(f"load test did not run ({'deploy stopped before it' if failure else '`deploy-model loadtest`'})")
     else:
         v = loadtest["verdict"]
         reasons.append(("load test meets the SLA: " if v["go"] else "load test misses the SLA: ") + v["reason"])
