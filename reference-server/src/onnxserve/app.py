@@ -43,6 +43,7 @@ from .core import (
     server_metadata,
 )
 from .model import ModelSpec
+from .openapi import openapi_document
 from .settings import Settings
 
 log = logging.getLogger("onnxserve")
@@ -373,6 +374,20 @@ def add_metrics_route(app: FastAPI, state: ServerState) -> None:
     app.add_route("/metrics", metrics, methods=["GET"])
 
 
+def add_openapi_route(app: FastAPI, state: ServerState) -> None:
+    """The hand-written OpenAPI document of these routes (the bodies are decoded by hand, so
+    FastAPI's generated one would describe none of them)."""
+    doc = orjson.dumps(
+        openapi_document(state.settings.model_name, state.settings.model_version)
+    )
+
+    async def openapi(request: Request) -> Response:
+        return Response(doc, media_type=JSON)
+
+    app.add_route("/openapi.json", openapi, methods=["GET"])
+    app.add_route("/v2/openapi.json", openapi, methods=["GET"])
+
+
 def _lifespan(state: ServerState, front_ends: Sequence[FrontEnd]) -> Callable[..., Any]:
     """Load the model in the background; start the other front ends; drain and stop."""
 
@@ -422,4 +437,5 @@ def create_app(
     add_health_routes(app, state)
     add_model_routes(app, state)
     add_metrics_route(app, state)
+    add_openapi_route(app, state)
     return app
