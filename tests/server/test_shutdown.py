@@ -22,8 +22,8 @@ class KeepAliveLoad:
     answer carries Connection: close (a load balancer would send its next request to another
     pod) or when a new connection is refused. Anything else is a reset of a sent request."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url + "/v2/models/mlp/infer"
+    def __init__(self, url: str, model: str = "mlp") -> None:
+        self.url = f"{url}/v2/models/{model}/infer"
         self.outcomes: Counter[str] = Counter()
         self.errors: list[str] = []
         self.closed_answers = 0
