@@ -8,9 +8,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import grpc
 import httpx
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from onnxserve.metrics_merge import merge
+
+from tests.server.conftest import free_port
 
 BODY = {"inputs": [{"name": "features", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}]}
 
@@ -40,7 +44,11 @@ def _alive(pid: int) -> bool:
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["flag", "env"])
 def test_two_workers_share_the_port_add_up_metrics_and_drain(start_server, models, metric, how):
-    args, env = (("--workers", "2"), None) if how == "flag" else ((), {"ONNXSERVE_WORKERS": "2"})
+    grpc_port = free_port()
+    args, env = (
+        (("--workers", "2"), None) if how == "flag" else ((), {"ONNXSERVE_WORKERS": "2"})
+    )
+    args = (*args, "--grpc-port", str(grpc_port))  # every worker binds it (SO_REUSEPORT)
     server = start_server(models["mlp"], "--drain-timeout-s", "8", *args, env=env, wait=False)
     server.wait_ready(60)
     deadline = time.monotonic() + 60
@@ -66,6 +74,16 @@ def test_two_workers_share_the_port_add_up_metrics_and_drain(start_server, model
     assert metric(text, "model_worker_processes") == 2
     total = metric(text, "model_requests_total", {"endpoint": "infer", "status": "200"})
     assert total == n, text[:2000]
+    # The statistics extension adds up across workers too.
+    stats = httpx.get(server.url + "/v2/models/mlp/stats").json()["model_stats"][0]
+    assert stats["inference_stats"]["success"]["count"] == n
+    assert stats["inference_count"] == n
+    # gRPC is served by the workers on one shared port.
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=10
+        )
+    assert health.status == health_pb2.HealthCheckResponse.SERVING
     # Both workers did some of the work: each one's share shows in its own file.
     assert metric(text, "model_batch_size_count") >= 1
     start = time.monotonic()

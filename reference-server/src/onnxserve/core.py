@@ -36,7 +36,7 @@ from .model import (
 from .providers import CPU, ProviderReport, create_session, tune_intra_op_threads
 from .settings import Settings
 from .shadow import ShadowScorer
-from .stats import ModelStats
+from .stats import ModelStats, merge_stats
 from .warmup import SampleError, load_sample
 
 log = logging.getLogger("onnxserve")
@@ -84,7 +84,7 @@ class ServerState:
         self._drift_interval = settings.drift_interval_ms / 1000.0
         self.metrics.add_source(self._collect)
         # --workers N: every worker's metrics in one scrape (None with one process).
-        self.shared_metrics = shared_from_env(self.metrics.render)
+        self.shared_metrics = shared_from_env(self.metrics.render, self._own_statistics)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -332,8 +332,14 @@ class ServerState:
         if status != 404:  # a request for another model is not this model's
             self.stats.observe_request(status == 200, seconds)
 
-    def model_statistics(self) -> dict[str, Any]:
+    def _own_statistics(self) -> dict[str, Any]:
         return self.stats.as_dict(self.settings.model_name, self.settings.model_version)
+
+    def model_statistics(self) -> dict[str, Any]:
+        """This process's statistics, or with --workers N every worker's added up."""
+        if self.shared_metrics is not None:
+            return merge_stats(self.shared_metrics.all_stats())
+        return self._own_statistics()
 
     def check_ready(self) -> tuple[ModelSpec, BatchEngine]:
         if self.spec is None or self.engine is None or not (self.ready or self.draining):

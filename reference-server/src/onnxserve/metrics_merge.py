@@ -11,10 +11,12 @@ own file is always fresh. A sibling's figures are at most about a second old.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import Metric
@@ -87,19 +89,40 @@ def merge(texts: Iterable[str]) -> bytes:
 class SharedMetrics:
     """This worker's file in the shared directory, and the merged view of all of them."""
 
-    def __init__(self, folder: Path, render_own: Callable[[], bytes]) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        render_own: Callable[[], bytes],
+        stats_own: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.folder = folder
         self.path = folder / f"worker-{os.getpid()}.prom"
+        self.stats_path = folder / f"worker-{os.getpid()}.stats.json"
         self._render_own = render_own
+        self._stats_own = stats_own
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def write(self) -> bytes:
         own = self._render_own()
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_bytes(own)
-        os.replace(tmp, self.path)  # a reader never sees half a file
+        _replace(self.path, own)
+        if self._stats_own is not None:
+            _replace(self.stats_path, json.dumps(self._stats_own()).encode())
         return own
+
+    def all_stats(self) -> list[dict[str, Any]]:
+        """Every worker's statistics entry, this worker's fresh one first."""
+        assert self._stats_own is not None
+        own = self._stats_own()
+        _replace(self.stats_path, json.dumps(own).encode())
+        entries = [own]
+        for path in sorted(self.folder.glob("worker-*.stats.json")):
+            if path != self.stats_path:
+                try:
+                    entries.append(json.loads(path.read_text()))
+                except (OSError, ValueError):
+                    continue
+        return entries
 
     def render(self) -> bytes:
         own = self.write()
@@ -127,8 +150,16 @@ class SharedMetrics:
             self.write()  # the final counts of this worker stay in the sum
 
 
-def shared_from_env(render_own: Callable[[], bytes]) -> SharedMetrics | None:
+def _replace(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)  # a reader never sees half a file
+
+
+def shared_from_env(
+    render_own: Callable[[], bytes], stats_own: Callable[[], dict[str, Any]] | None = None
+) -> SharedMetrics | None:
     folder = os.environ.get(ENV_DIR)
     if not folder:
         return None
-    return SharedMetrics(Path(folder), render_own)
+    return SharedMetrics(Path(folder), render_own, stats_own)

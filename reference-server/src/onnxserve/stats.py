@@ -8,6 +8,7 @@ one lock keeps the counters consistent with each other.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -91,3 +92,29 @@ class ModelStats:
                     for size, d in sorted(self._batches.items())
                 ],
             }
+
+
+def merge_stats(entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One ``model_stats`` entry from several workers' entries (``--workers N``): counts and
+    durations add up, ``last_inference`` is the latest, batch sizes are merged."""
+    out = json.loads(json.dumps(entries[0]))  # a deep copy of plain JSON
+    batches = {b["batch_size"]: b for b in out["batch_stats"]}
+    for entry in entries[1:]:
+        out["last_inference"] = max(out["last_inference"], entry["last_inference"])
+        for key in ("inference_count", "execution_count"):
+            out[key] += entry[key]
+        for key, d in entry["inference_stats"].items():
+            mine = out["inference_stats"][key]
+            mine["count"] += d["count"]
+            mine["ns"] += d["ns"]
+        for b in entry["batch_stats"]:
+            mine = batches.get(b["batch_size"])
+            if mine is None:
+                batches[b["batch_size"]] = json.loads(json.dumps(b))
+                continue
+            for key in ("compute_input", "compute_infer", "compute_output"):
+                mine[key]["count"] += b[key]["count"]
+                mine[key]["ns"] += b[key]["ns"]
+    out["batch_stats"] = [batches[k] for k in sorted(batches)]
+    return out
+
