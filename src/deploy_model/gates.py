@@ -226,7 +226,7 @@ def _judge(cfg: GateConfig, t: float, c: dict[str, dict[float, float]], s: dict[
         return out
     if s_p95:
         limit = min(cfg.latency_sla_s, max(s_p95 * cfg.max_p95_latency_ratio, cfg.latency_sla_s * LATENCY_FLOOR))
-        basis = f"stable {s_p95 * 1000:.1f} ms x {cfg.max_p95_latency_ratio:g}, floor {cfg.latency_sla_s * LATENCY_FLOOR * 1000:.0f} ms, SLA {cfg.latency_sla_s * 1000:.0f} ms"
+        basis = f"stable {s_p95 * 1000:.1f} ms x {cfg.max_p95_latency_ratio:g}, floor {cfg.latency_sla_s * LATENCY_FLOOR * 1000:.1f} ms, SLA {cfg.latency_sla_s * 1000:.0f} ms"
     else:
         limit, basis = cfg.latency_sla_s, "the SLA: no stable traffic to compare with"
     out["p95 latency"] = GateResult("p95 latency", "fail" if p95 > limit else "pass", p95, limit, t,

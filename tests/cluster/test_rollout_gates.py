@@ -42,7 +42,8 @@ NAME = "tabular-classifier"
 BODY = {"inputs": [{"name": "features", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}]}
 # Valid for the stable model; the flaky candidate cannot index its table with 9 (a 400).
 ODD = {"inputs": [{"name": "features", "shape": [1, 16], "datatype": "FP32", "data": [9.0] + [0.5] * 15}]}
-FAST = ["--window", "6", "--rate-window", "4s", "--resolution", "1", "--interval", "1"]
+# Seconds, not minutes; the rate window long enough that ~2 canary requests/s give a p95 of more than a handful.
+FAST = ["--window", "6", "--rate-window", "6s", "--resolution", "1", "--interval", "1"]
 
 
 def wait_until(what: str, probe: Any, seconds: float) -> Any:
