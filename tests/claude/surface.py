@@ -24,11 +24,14 @@ NOT_AVAILABLE = "not available yet"  # what a stage this version lacks answers (
 LAUNCHER = "${CLAUDE_PLUGIN_ROOT}/bin/deploy-model"
 REQUEST = "deploy/model/request.txt"  # where the agent writes what the user typed (Write tool)
 # The local trial of each pattern, as the command's step 4 says: verbs a pattern's run leaves out.
+# The cluster steps need a Kubernetes context, which no test machine has: no local flow runs them
+# (tests/cluster drives those verbs against a fake API server and a real Prometheus).
+CLUSTER_VERBS = {"cluster", "apply", "rollout"}
 NOT_FOR = {
-    "realtime": {"quantize", "trial"},
-    "edge": {"serve", "smoke", "loadtest", "trial"},
-    "batch": {"quantize", "serve", "smoke", "loadtest"},
-    "event-driven": {"quantize", "serve", "smoke", "loadtest"},
+    "realtime": {"quantize", "trial"} | CLUSTER_VERBS,
+    "edge": {"serve", "smoke", "loadtest", "trial"} | CLUSTER_VERBS,
+    "batch": {"quantize", "serve", "smoke", "loadtest"} | CLUSTER_VERBS,
+    "event-driven": {"quantize", "serve", "smoke", "loadtest"} | CLUSTER_VERBS,
 }
 
 

@@ -69,8 +69,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory, example_models: dict[str, Pat
 
 def test_files_document_command_lines() -> None:
     verbs = [c.verb for c in COMMAND_LINES]
-    assert verbs == ["plugins", "inspect", "answers", "plan", "quantize", "render", "validate", "serve", "smoke",
-                     "loadtest", "serve", "trial", "report"]
+    assert verbs == ["plugins", "inspect", "cluster", "answers", "plan", "quantize", "render", "validate", "serve",
+                     "smoke", "loadtest", "serve", "trial", "report", "apply", "apply", "rollout", "rollout"]
     assert SKILL_LINES, "the skill documents no runnable command"
     for command in COMMAND_LINES:
         assert command.argv[0] == LAUNCHER, f"{command.source}: {command.line!r} does not use the plugin's launcher"
