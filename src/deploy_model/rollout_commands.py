@@ -144,9 +144,7 @@ def build_steps(spec: Any, d: str) -> list[dict[str, Any]]:
     """Build the Dockerfile the manifests use and push it with the tag they pull (GPU: Dockerfile.gpu, :<v>-gpu)."""
     image = releases.candidate_image(spec)
     dockerfile = releases.dockerfile(spec)
-    if releases.mode(spec) == releases.PROMOTED:
-        return [{"title": f"The image {image} was built and pushed with the candidate release; nothing to build", "commands": [
-            f"docker manifest inspect {image} > /dev/null && echo present"]}]
+    # Also after a promotion: the same Dockerfile and tag, so a rebuild is a no-op and a direct release needs it.
     return [{"title": f"Build and push the image the manifests pull ({dockerfile} -> {image})", "commands": [
         f"docker build -f {d}/{dockerfile} -t {image} {d}",
         f"docker push {image}"]}]
@@ -157,7 +155,7 @@ def _release_step(spec: Any, d: str) -> dict[str, Any]:
     strategy = spec.rollout.strategy.value
     if mode == releases.FIRST:
         title = (f"Release 1 of {spec.name}: {spec.model.version} is the first version (nothing to compare with), "
-                 f"so it is deployed directly; the {strategy} rollout starts with the next release")
+                 "so it is deployed directly" + (f"; the {strategy} rollout starts with the next release" if strategy != "direct" else ""))
         commands = ["# the next release: profile the new model in its own directory and plan it against this one",
                     f"deploy-model inspect NEW_MODEL.onnx --out {d}-next",
                     f"deploy-model plan --out {d}-next --previous {d} --answers ANSWERS.yaml   # this deployment's answers",
@@ -165,8 +163,8 @@ def _release_step(spec: Any, d: str) -> dict[str, Any]:
         return {"title": title, "commands": commands}
     stable = spec.stable
     if mode == releases.PROMOTED:
-        return {"title": f"Promotion of {spec.model.version}: the stable objects run it now (image {stable.image}); "
-                         "the candidate objects of the previous plan go", "commands": []}
+        return {"title": f"Release of {spec.model.version} to the stable objects (image {stable.image}): a direct rolling "
+                         "update, or the promotion of the candidate planned before (its candidate objects go)", "commands": []}
     return {"title": f"Release of {spec.model.version} (candidate) replacing {stable.version} (stable, image {stable.image}) "
                      f"by {strategy}: applying k8s/ at any step leaves {stable.version} serving", "commands": []}
 
