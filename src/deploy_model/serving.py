@@ -29,7 +29,12 @@ PROFILE_FILE = "model-profile.json"
 SPEC_FILE = "deployment.yaml"
 LOOPBACK = "127.0.0.1"
 READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0
+# SIGKILL only after the server's own shutdown budget (--drain-timeout-s) plus this margin: the
+# same "drain + 5 s" the server documents for terminationGracePeriodSeconds (less preStop, which
+# a local process does not have).
+STOP_MARGIN_S = 5.0
+# The bound when the spec's drain budget is unknown (the server's default budget, 30 s, + margin).
+STOP_TIMEOUT_S = 30.0 + STOP_MARGIN_S
 # Patterns whose bundle has a request/response server worth smoke- and load-testing.
 SERVED_PATTERNS = {ServingPattern.realtime}
 
@@ -120,6 +125,8 @@ def server_argv(
         "--max-batch-delay-ms", str(batching.max_batch_delay_ms if batching.enabled else 0),
         "--max-queue-size", str(batching.max_queue_size),
         "--request-timeout-ms", str(spec.serving.request_timeout_ms),
+        # The spec's shutdown budget, as in the bundle's ONNXSERVE_DRAIN_TIMEOUT_S.
+        "--drain-timeout-s", str(spec.serving.drain_seconds),
     ]
     argv.append("--allow-cpu-fallback" if fallback else "--no-allow-cpu-fallback")
     if grpc_port:
@@ -181,6 +188,11 @@ def log_tail(log: Path | None, lines: int = 15) -> list[str]:
         return []
     text = log.read_text(encoding="utf-8", errors="replace").splitlines()
     return [f"server log: {line}" for line in text[-lines:]]
+
+
+def stop_timeout(drain_seconds: float | None) -> float:
+    """How long to wait after SIGTERM before SIGKILL: the server's drain budget + the margin."""
+    return STOP_TIMEOUT_S if drain_seconds is None else float(drain_seconds) + STOP_MARGIN_S
 
 
 def stop_pid(pid: int, timeout_s: float = STOP_TIMEOUT_S, proc: subprocess.Popen[bytes] | None = None) -> str:
@@ -275,6 +287,7 @@ class ServerProcess:
             "health": health,
             "warmup_sample": str(self.warmup_sample) if self.warmup_sample else None,
             "notes": self.notes,
+            "drain_timeout_s": self.spec.serving.drain_seconds,
             "ready_seconds": round(time.perf_counter() - started, 3),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "state": "running",
@@ -286,7 +299,7 @@ class ServerProcess:
     def stop(self) -> str:
         if self.proc is None:
             return "not started"
-        outcome = stop_pid(self.proc.pid, proc=self.proc)
+        outcome = stop_pid(self.proc.pid, timeout_s=stop_timeout(self.spec.serving.drain_seconds), proc=self.proc)
         if self.write and self.info:
             self.info.update(state="stopped", stopped=outcome, exit_code=self.proc.returncode)
             write_json(self.directory / SERVER_FILE, self.info)
@@ -340,7 +353,9 @@ def run_serve(directory: Path, port: int | None, device: str | None, detach: boo
         if not info or info.get("state") != "running":
             raise StageError(f"no running server recorded in {directory / SERVER_FILE}")
         pid = int(info["pid"])
-        outcome = stop_pid(pid) if _is_our_server(pid) else "not running (PID no longer serves onnxserve)"
+        drain = info.get("drain_timeout_s")
+        timeout_s = stop_timeout(drain if isinstance(drain, (int, float)) else None)
+        outcome = stop_pid(pid, timeout_s=timeout_s) if _is_our_server(pid) else "not running (PID no longer serves onnxserve)"
         info.update(state="stopped", stopped=outcome)
         if not dry_run:
             write_json(directory / SERVER_FILE, info)
