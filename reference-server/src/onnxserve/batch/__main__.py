@@ -61,6 +61,14 @@ def _ratio(text: str) -> float:
     return value
 
 
+def _shard_default(name: str, env: str, fallback: str) -> int:
+    text = os.environ.get(env, fallback)
+    try:
+        return int(text)
+    except ValueError:
+        raise SystemExit(f"batch: error: {env}={text!r} is not an integer ({name})") from None
+
+
 def build_parser(prog: str = "python -m onnxserve.batch") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
@@ -141,6 +149,20 @@ def build_parser(prog: str = "python -m onnxserve.batch") -> argparse.ArgumentPa
         f"[default: {DEFAULT_MAX_REJECT_RATIO}; 1 never fails on rejects]",
     )
     p.add_argument(
+        "--shard-index",
+        type=int,
+        default=_shard_default("--shard-index", "JOB_COMPLETION_INDEX", "0"),
+        help="this pod's share of the input, 0..N-1 [default: $JOB_COMPLETION_INDEX, set by an "
+        "Indexed Job, else 0]",
+    )
+    p.add_argument(
+        "--shard-count",
+        type=int,
+        default=_shard_default("--shard-count", "ONNXSERVE_BATCH_SHARD_COUNT", "1"),
+        help="how many pods share the input (the Job's completions); each scores a disjoint "
+        "share of the shards into the same --output [default: 1]",
+    )
+    p.add_argument(
         "--dry-run", action="store_true", help="check the model, inputs and mapping; write nothing"
     )
     p.add_argument(
@@ -215,6 +237,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m onnxserve.batch")
         progress=not args.no_progress,
         progress_interval=args.progress_interval,
         fault_delay_ms=args.fault_delay_ms,
+        shard_index=args.shard_index,
+        shard_count=args.shard_count,
     )
 
     def on_signal(signum: int, _frame: Any) -> None:

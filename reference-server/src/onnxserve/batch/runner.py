@@ -22,11 +22,13 @@ import numpy as np
 from ..datatypes import is_seq_map
 from ..model import batching_note, map_rows_to_json, tensor_spec, unservable_reasons
 from .errors import BatchError
-from .manifest import REJECTS_DIR, SUCCESS, Journal
+from .manifest import REJECTS_DIR, SUCCESS, Journal, manifest_name, success_name
 from .mapping import Mapper, TensorMeta, tensor_meta
 from .progress import Progress
-from .sinks import EXTENSIONS, ShardTable, check_format, commit_bytes, write_rejects, write_shard
-from .sources import Chunk, find_inputs, local_path, open_source
+from .sharding import Owners, finish_sharded
+from .sinks import EXTENSIONS, LocalFolder, ShardTable, check_format, rejects_bytes, shard_writer
+from .sources import FORMATS, Chunk, find_inputs, local_path, open_source
+from .store import RemoteFolder, find_remote_inputs, fingerprint_entry, is_remote, urls_overlap
 
 FORMAT_VERSION = 1
 AUTO_BATCH_BYTES = 4 << 20  # input bytes per session.run when --batch-size is auto
@@ -58,6 +60,9 @@ class BatchOptions:
     progress_interval: float | None = None
     # Fault injection for the kill -9 test: sleep this long at each step of a commit.
     fault_delay_ms: float = 0.0
+    # Pod `shard_index` of `shard_count` (an Indexed Job): it scores only its share of the shards.
+    shard_index: int = 0
+    shard_count: int = 1
     cancel: threading.Event = field(default_factory=threading.Event)
 
 
@@ -247,20 +252,41 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
         raise BatchError(
             f"--model {opts.model!r} is not a file; expected the path of an .onnx model"
         )
-    base, files = find_inputs(opts.input)
-    out = local_path(opts.output).absolute()
-    if out.exists() and not out.is_dir():
-        # A name like preds.parquet is fine (a Spark-style dataset folder); a file is not.
+    if not 0 <= opts.shard_index < opts.shard_count:
         raise BatchError(
-            f"--output {opts.output!r} is an existing file; expected a folder "
-            "(shards, manifest and rejects go in it)"
+            f"--shard-index {opts.shard_index} is not in [0, --shard-count {opts.shard_count}); "
+            "an Indexed Job sets JOB_COMPLETION_INDEX from 0 to completions-1: set "
+            "ONNXSERVE_BATCH_SHARD_COUNT (or --shard-count) to the Job's completions"
         )
-    base_abs = base.absolute()
-    if local_path(opts.input).is_dir() and (out == base_abs or base_abs in out.parents):
-        raise BatchError(
-            f"--output {opts.output!r} is inside the input folder; "
-            "a re-run would read its own output"
-        )
+    in_fs: Any = None
+    if is_remote(opts.input):
+        in_fs, base, files = find_remote_inputs(opts.input, FORMATS)
+    else:
+        base, files = find_inputs(opts.input)
+    folder: LocalFolder | RemoteFolder
+    if is_remote(opts.output):
+        folder = RemoteFolder(opts.output)
+        if in_fs is not None and urls_overlap(opts.input, opts.output):
+            raise BatchError(
+                f"--output {opts.output!r} is inside the input {opts.input!r}; "
+                "a re-run would read its own output"
+            )
+    else:
+        out = local_path(opts.output).absolute()
+        if out.exists() and not out.is_dir():
+            # A name like preds.parquet is fine (a Spark-style dataset folder); a file is not.
+            raise BatchError(
+                f"--output {opts.output!r} is an existing file; expected a folder "
+                "(shards, manifest and rejects go in it)"
+            )
+        if in_fs is None:
+            base_abs = Path(base).absolute()
+            if local_path(opts.input).is_dir() and (out == base_abs or base_abs in out.parents):
+                raise BatchError(
+                    f"--output {opts.output!r} is inside the input folder; "
+                    "a re-run would read its own output"
+                )
+        folder = LocalFolder(out)
     check_format(opts.output_format)
     if not 0.0 <= opts.max_reject_ratio <= 1.0:
         raise BatchError(f"--max-reject-ratio must be in [0, 1], got {opts.max_reject_ratio}")
@@ -273,7 +299,7 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
     sources, mappers = [], []
     for path in files:
         try:
-            source = open_source(path, base)
+            source = open_source(path, base, in_fs)
             mappers.append(Mapper(source, scorer.inputs, opts.id_column, opts.allow_nan))
             sources.append(source)
         except BatchError as exc:
@@ -297,20 +323,36 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
     fingerprint = {
         "format_version": FORMAT_VERSION,
         "model_sha256": _sha256(model),
-        "inputs": [[s.rel, s.path.stat().st_size, s.path.stat().st_mtime_ns] for s in sources],
+        "inputs": [
+            fingerprint_entry(in_fs, s.path, s.rel)
+            if in_fs is not None
+            else [s.rel, s.path.stat().st_size, s.path.stat().st_mtime_ns]
+            for s in sources
+        ],
         "output_format": opts.output_format,
         "batch_size": batch,
         "shard_rows": shard_rows,
         "id_column": opts.id_column,
         "allow_nan": opts.allow_nan,
     }
-    journal = Journal.open(out, fingerprint, dry_run=opts.dry_run)
+    sharded = opts.shard_count > 1
+    if sharded:  # absent from an unsharded run's fingerprint: earlier outputs still resume
+        fingerprint["shard"] = [opts.shard_index, opts.shard_count]
+    tag = f"{opts.shard_index}-" if sharded else ""
+    journal = Journal.open(
+        folder,
+        fingerprint,
+        dry_run=opts.dry_run,
+        name=manifest_name(opts.shard_index, opts.shard_count),
+        tag=tag,
+    )
     counts = [s.count_rows() for s in sources]
-    total = sum(c for c in counts if c is not None) if None not in counts else None
+    owners = Owners(counts, shard_rows, opts.shard_count)
+    total = owners.rows_of(opts.shard_index) if None not in counts else None
     summary: dict[str, Any] = {
         "model": str(model),
         "input": opts.input,
-        "output": str(out),
+        "output": str(folder),
         "output_format": opts.output_format,
         "files": len(sources),
         "provider": scorer.provider,
@@ -319,9 +361,11 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
         "mapping": [m.describe() for m in mappers],
         "per_row_runs": scorer.per_row_reason,
         "join_columns": ["source", "row", *sorted(n for n in id_names if n)],
+        "shard_index": opts.shard_index,
+        "shard_count": opts.shard_count,
     }
     if opts.dry_run:
-        shards = sum(math.ceil(c / shard_rows) for c in counts if c)
+        shards = owners.shards_of(opts.shard_index)
         summary.update(
             {
                 "dry_run": True,
@@ -332,12 +376,15 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
         )
         return summary
     journal.clean_temporaries()
-    (out / REJECTS_DIR).mkdir(exist_ok=True)
+    if isinstance(folder, LocalFolder):
+        (folder.root / REJECTS_DIR).mkdir(exist_ok=True)
     committed_before = len(journal.done)
     progress = Progress(total, enabled=opts.progress, interval=opts.progress_interval)
     started = time.perf_counter()
     try:
-        _pipeline(opts, scorer, sources, mappers, journal, progress, batch, shard_rows, out)
+        _pipeline(
+            opts, scorer, sources, mappers, journal, progress, batch, shard_rows, folder, owners
+        )
     finally:
         journal.close()
         progress.close()
@@ -361,15 +408,16 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
     rows = summary["rows"]
     summary["reject_ratio"] = round(summary["rejected"] / rows, 6) if rows else 0.0
     summary["max_reject_ratio"] = opts.max_reject_ratio
+    done_name = success_name(opts.shard_index, opts.shard_count)
     if not opts.cancel.is_set() and rows and summary["rejected"] / rows > opts.max_reject_ratio:
-        (out / SUCCESS).unlink(missing_ok=True)
+        folder.delete(done_name)
         summary["rejects_files"] = len(summary["rejects_files"])
         raise BatchError(
             f"{summary['rejected']:,} of {rows:,} rows were rejected "
             f"({summary['rejected'] / rows:.1%}), more than --max-reject-ratio "
             f"{opts.max_reject_ratio:g} allows; no _SUCCESS.json was written",
             [
-                f"each rejected row and its reason: {out / REJECTS_DIR}/",
+                f"each rejected row and its reason: {folder}/{REJECTS_DIR}/",
                 "fix the inputs (or the model) and re-run into a new --output, or raise "
                 "--max-reject-ratio if rejects are expected",
             ],
@@ -379,7 +427,9 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
         parts = sorted(e["file"] for e in entries if e.get("file"))
         record = {**summary, "parts": parts}
         data = (json.dumps(record, indent=2) + "\n").encode()
-        commit_bytes(out / SUCCESS, lambda handle: handle.write(data))
+        folder.commit(done_name, lambda handle: handle.write(data), tag)
+        if sharded:  # the last pod to finish writes _SUCCESS.json for the whole output
+            summary["complete"] = finish_sharded(folder, opts.shard_count, SUCCESS, tag)
     summary["rejects_files"] = len(summary["rejects_files"])
     return summary
 
@@ -393,13 +443,16 @@ def _pipeline(
     progress: Progress,
     batch: int,
     shard_rows: int,
-    out: Path,
+    folder: LocalFolder | RemoteFolder,
+    owners: Owners,
 ) -> None:
     stop = threading.Event()  # set when any stage fails: the others wind down
     errors: list[BaseException] = []
     to_score: queue.Queue[Any] = queue.Queue(maxsize=2)
     to_write: queue.Queue[Any] = queue.Queue(maxsize=2)
     ext = EXTENSIONS[opts.output_format]
+    write_table = shard_writer(opts.output_format)
+    tag = journal.tag
     fixed = scorer.fixed_outputs()
 
     def put(q: queue.Queue[Any], item: Any) -> bool:
@@ -425,8 +478,14 @@ def _pipeline(
     def reader() -> None:
         try:
             for fi, source in enumerate(sources):
+                if not owners.file_has(fi, opts.shard_index):
+                    continue  # none of this file's shards is ours: not even opened
                 for chunk in source.chunks(
-                    shard_rows, lambda k, fi=fi: shard_name(fi, k) not in journal.done
+                    shard_rows,
+                    lambda k, fi=fi: (
+                        owners.owner(fi, k) == opts.shard_index
+                        and shard_name(fi, k) not in journal.done
+                    ),
                 ):
                     if opts.cancel.is_set() or not put(to_score, (fi, chunk)):
                         return
@@ -447,10 +506,11 @@ def _pipeline(
                 rejects_file = f"{REJECTS_DIR}/{work.name}.jsonl" if work.rejects else None
                 pause()
                 if data_file:
-                    write_shard(opts.output_format, out / data_file, work.table)
+                    folder.commit(data_file, lambda h, t=work.table: write_table(h, t), tag)
                 pause()
                 if rejects_file:
-                    write_rejects(out / rejects_file, work.source, work.rejects, work.table.id_name)
+                    data = rejects_bytes(work.source, work.rejects, work.table.id_name)
+                    folder.commit(rejects_file, lambda h, d=data: h.write(d), tag)
                 pause()
                 journal.commit(
                     {
@@ -481,7 +541,8 @@ def _pipeline(
         while (item := get(to_score)) is not _END:
             fi, chunk = item
             if chunk.columns is None:
-                progress.skip(chunk.rows)
+                if owners.owner(fi, chunk.index) == opts.shard_index:
+                    progress.skip(chunk.rows)  # another pod's shard is not progress of ours
                 continue
             put(
                 to_write,

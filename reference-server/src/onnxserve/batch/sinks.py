@@ -53,9 +53,13 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def commit_bytes(final: Path, write: Any) -> None:
-    """write(handle) into a temporary sibling, fsync, rename over `final`."""
-    tmp = final.with_name(f".tmp-{final.name}")
+def commit_bytes(final: Path, write: Any, tag: str = "") -> None:
+    """write(handle) into a temporary sibling, fsync, rename over `final`.
+
+    `tag` (the pod's shard index) keeps the temporaries of concurrent runs apart, so one pod's
+    clean-up never deletes a file another pod is writing.
+    """
+    tmp = final.with_name(f".tmp-{tag}{final.name}")
     try:
         with open(tmp, "wb") as handle:
             write(handle)
@@ -68,6 +72,33 @@ def commit_bytes(final: Path, write: Any) -> None:
     fsync_dir(final.parent)
 
 
+class LocalFolder:
+    """The output folder on a local (or mounted) filesystem: commits by fsync + rename."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def __str__(self) -> str:
+        return str(self.root)
+
+    def commit(self, rel: str, write: Any, tag: str = "") -> None:
+        final = self.root / rel
+        final.parent.mkdir(parents=True, exist_ok=True)
+        commit_bytes(final, write, tag)
+
+    def delete(self, rel: str) -> None:
+        (self.root / rel).unlink(missing_ok=True)
+
+    def exists(self, rel: str) -> bool:
+        return (self.root / rel).exists()
+
+    def read(self, rel: str) -> bytes | None:
+        try:
+            return (self.root / rel).read_bytes()
+        except FileNotFoundError:
+            return None
+
+
 def check_format(fmt: str) -> None:
     if fmt not in EXTENSIONS:
         raise BatchError(
@@ -78,13 +109,21 @@ def check_format(fmt: str) -> None:
 
 
 def write_shard(fmt: str, final: Path, table: ShardTable) -> None:
-    writer = {"parquet": _parquet, "csv": _csv, "jsonl": _jsonl, "npz": _npz}[fmt]
-    commit_bytes(final, lambda handle: writer(handle, table))
+    commit_bytes(final, lambda handle: shard_writer(fmt)(handle, table))
+
+
+def shard_writer(fmt: str) -> Any:
+    return {"parquet": _parquet, "csv": _csv, "jsonl": _jsonl, "npz": _npz}[fmt]
 
 
 def write_rejects(
     final: Path, source: str, rejects: list[tuple[int, Any, str]], id_name: str | None
 ) -> None:
+    data = rejects_bytes(source, rejects, id_name)
+    commit_bytes(final, lambda handle: handle.write(data))
+
+
+def rejects_bytes(source: str, rejects: list[tuple[int, Any, str]], id_name: str | None) -> bytes:
     lines = []
     for row, ident, reason in rejects:
         record: dict[str, Any] = {"source": source, "row": row}
@@ -92,8 +131,7 @@ def write_rejects(
             record[id_name] = _plain(ident)
         record["reason"] = reason
         lines.append(json.dumps(record, default=str))
-    data = ("\n".join(lines) + "\n").encode()
-    commit_bytes(final, lambda handle: handle.write(data))
+    return ("\n".join(lines) + "\n").encode()
 
 
 def _plain(value: Any) -> Any:

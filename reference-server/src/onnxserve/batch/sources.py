@@ -18,6 +18,7 @@ import io
 import json
 import math
 import os
+import posixpath
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,8 +57,8 @@ def local_path(spec: str) -> Path:
     if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and os.name == "nt"):
         return Path(unquote(parsed.path) if parsed.scheme == "file" else spec)
     raise BatchError(
-        f"{spec!r} is a {parsed.scheme}:// URL; expected a local path or file:// URL "
-        "(mount object storage into the container, e.g. with a CSI driver or an init container)"
+        f"{spec!r} is a {parsed.scheme}:// URL; expected a local path, a file:// URL or "
+        "object storage (s3://, gs://, az://)"
     )
 
 
@@ -144,8 +145,15 @@ class Source:
 
     kind = "table"
 
-    def __init__(self, path: Path, rel: str) -> None:
-        self.path, self.rel = path, rel
+    def __init__(self, path: Path | str, rel: str, fs: Any = None) -> None:
+        # fs: an fsspec filesystem for object storage (path is then its key), None: local
+        self.path, self.rel, self.fs = path, rel, fs
+
+    def open(self) -> BinaryIO:
+        return self.fs.open(self.path, "rb") if self.fs is not None else open(self.path, "rb")
+
+    def open_text(self) -> Any:
+        return io.TextIOWrapper(self.open(), encoding="utf-8", errors="replace", newline="")
 
     def columns(self) -> list[str]:
         raise NotImplementedError
@@ -161,9 +169,9 @@ class Source:
 class NpySource(Source):
     kind = "array"
 
-    def __init__(self, path: Path, rel: str) -> None:
-        super().__init__(path, rel)
-        with open(path, "rb") as handle:
+    def __init__(self, path: Path | str, rel: str, fs: Any = None) -> None:
+        super().__init__(path, rel, fs)
+        with self.open() as handle:
             stream = NpyStream(handle, rel, True)
         self.shapes = {"": stream.shape}
         self.dtypes = {"": stream.dtype}
@@ -175,7 +183,7 @@ class NpySource(Source):
         return self.shapes[""][0]
 
     def chunks(self, shard_rows: int, wanted: Callable[[int], bool]) -> Iterator[Chunk]:
-        with open(self.path, "rb") as handle:
+        with self.open() as handle:
             stream = NpyStream(handle, self.rel, True)
             yield from _array_chunks({"": stream}, stream.shape[0], shard_rows, wanted)
 
@@ -183,12 +191,12 @@ class NpySource(Source):
 class NpzSource(Source):
     kind = "array"
 
-    def __init__(self, path: Path, rel: str) -> None:
-        super().__init__(path, rel)
+    def __init__(self, path: Path | str, rel: str, fs: Any = None) -> None:
+        super().__init__(path, rel, fs)
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.dtypes: dict[str, np.dtype] = {}
         try:
-            with zipfile.ZipFile(path) as archive:
+            with self.open() as raw, zipfile.ZipFile(raw) as archive:
                 self.members = [n for n in archive.namelist() if n.endswith(".npy")]
                 for member in self.members:
                     with archive.open(member) as handle:
@@ -211,7 +219,7 @@ class NpzSource(Source):
         return next(iter(self.shapes.values()))[0]
 
     def chunks(self, shard_rows: int, wanted: Callable[[int], bool]) -> Iterator[Chunk]:
-        with zipfile.ZipFile(self.path) as archive:
+        with self.open() as raw, zipfile.ZipFile(raw) as archive:
             handles = [archive.open(m) for m in self.members]
             try:
                 streams = {
@@ -238,11 +246,11 @@ def _array_chunks(
 
 
 class ParquetSource(Source):
-    def __init__(self, path: Path, rel: str) -> None:
-        super().__init__(path, rel)
+    def __init__(self, path: Path | str, rel: str, fs: Any = None) -> None:
+        super().__init__(path, rel, fs)
         pq = _pyarrow_parquet("read .parquet input")
         try:
-            self.file = pq.ParquetFile(path)
+            self.file = pq.ParquetFile(self.open() if fs is not None else path)
         except Exception as exc:  # pyarrow raises several types for a bad file
             raise BatchError(f"{rel} is not a readable Parquet file: {exc}") from None
 
@@ -279,9 +287,9 @@ class ParquetSource(Source):
             yield cut(have)
 
 
-def _count_lines(path: Path) -> int:
+def _count_lines(source: Source) -> int:
     count, last = 0, b"\n"
-    with open(path, "rb") as handle:
+    with source.open() as handle:
         while block := handle.read(1 << 22):
             count += block.count(b"\n")
             last = block[-1:]
@@ -289,9 +297,9 @@ def _count_lines(path: Path) -> int:
 
 
 class CsvSource(Source):
-    def __init__(self, path: Path, rel: str) -> None:
-        super().__init__(path, rel)
-        with open(path, newline="", encoding="utf-8", errors="replace") as handle:
+    def __init__(self, path: Path | str, rel: str, fs: Any = None) -> None:
+        super().__init__(path, rel, fs)
+        with self.open_text() as handle:
             header = next(csv.reader(handle), None)
         if not header:
             raise BatchError(f"{rel} is empty; expected a header line naming the columns")
@@ -303,11 +311,11 @@ class CsvSource(Source):
         return self.header
 
     def count_rows(self) -> int:
-        return max(0, _count_lines(self.path) - 1)
+        return max(0, _count_lines(self) - 1)
 
     def chunks(self, shard_rows: int, wanted: Callable[[int], bool]) -> Iterator[Chunk]:
         width = len(self.header)
-        with open(self.path, newline="", encoding="utf-8", errors="replace") as handle:
+        with self.open_text() as handle:
             reader = csv.reader(handle)
             next(reader, None)
             index, start = 0, 0
@@ -344,10 +352,10 @@ except ImportError:  # pragma: no cover - orjson is a dependency of onnxserve
 
 
 class JsonlSource(Source):
-    def __init__(self, path: Path, rel: str) -> None:
-        super().__init__(path, rel)
+    def __init__(self, path: Path | str, rel: str, fs: Any = None) -> None:
+        super().__init__(path, rel, fs)
         self.keys: list[str] = []
-        with open(path, "rb") as handle:
+        with self.open() as handle:
             for line in handle:
                 if line.strip():
                     try:
@@ -362,10 +370,10 @@ class JsonlSource(Source):
         return self.keys
 
     def count_rows(self) -> int:
-        return _count_lines(self.path)
+        return _count_lines(self)
 
     def chunks(self, shard_rows: int, wanted: Callable[[int], bool]) -> Iterator[Chunk]:
-        with open(self.path, "rb") as handle:
+        with self.open() as handle:
             index, start = 0, 0
             lines = (line for line in handle if line.strip())
             while True:
@@ -413,9 +421,16 @@ def _pyarrow_parquet(why: str) -> Any:
     return pq
 
 
-def open_source(path: Path, base: Path) -> Source:
-    rel = path.name if path.parent == base and base != path else str(path.relative_to(base))
-    fmt = FORMATS[path.suffix.lower()]
+def open_source(path: Path | str, base: Path | str, fs: Any = None) -> Source:
+    """The source of one input file; with `fs` (fsspec), path and base are object keys."""
+    if fs is not None:
+        path, base = str(path), str(base)
+        rel = posixpath.relpath(path, base)
+        fmt = FORMATS[posixpath.splitext(path)[1].lower()]
+    else:
+        path, base = Path(path), Path(base)
+        rel = path.name if path.parent == base and base != path else str(path.relative_to(base))
+        fmt = FORMATS[path.suffix.lower()]
     cls = {
         "npy": NpySource,
         "npz": NpzSource,
@@ -423,4 +438,4 @@ def open_source(path: Path, base: Path) -> Source:
         "csv": CsvSource,
         "jsonl": JsonlSource,
     }[fmt]
-    return cls(path, rel)
+    return cls(path, rel, fs)
