@@ -48,7 +48,8 @@ ANSWER_BOUNDS: dict[str, tuple[float, float, str]] = {
 SPEC_BOUNDS: dict[str, tuple[float, float, str]] = {
     "serving.port": (1, 65535, "a TCP port"),
     "serving.grpc_port": (1, 65535, "a TCP port"),
-    "serving.drain_seconds": (0, 3600, "the pod's grace period is derived from it"),
+    "serving.drain_seconds": (1, 3600, "the pod's grace period is derived from it (the server needs a budget > 0)"),
+    "serving.workers": (1, 64, "server processes in one pod (onnxserve accepts 1..64)"),
     "serving.request_timeout_ms": (1, 3_600_000, "a request held over an hour is a stuck request"),
     "batching.max_batch_size": (1, 4096, "larger batches exceed any accelerator's memory for a request path"),
     "batching.max_batch_delay_ms": (0, 1000, "every request waits up to this long"),

@@ -67,6 +67,12 @@ REPLICA_HYSTERESIS = 0.25
 # response): FastAPI + uvicorn answer about 2-4k small requests/s per core. Capacity estimates add it
 # so a tiny model does not plan for millions of requests/s per replica.
 HTTP_OVERHEAD_MS = 0.5
+# Several server processes per pod pay off when one process is capped by its Python cost per
+# request, not by the model: batch-1 p50 at or under the HTTP overhead above. bench/README.md
+# measured 1.27x-1.71x the requests/s with 2 workers vs 1 on 2 cores for such a model. Capped at 4:
+# each worker holds its own session (memory) and the gain flattens past a few cores.
+OVERHEAD_BOUND_P50_MS = HTTP_OVERHEAD_MS
+MAX_WORKERS = 4
 
 
 class Planner:
@@ -225,6 +231,28 @@ class Planner:
             cpu_request=cpu, cpu_limit=cpu, memory_request=f"{memory}Mi", memory_limit=f"{memory}Mi", gpu=gpu
         )
 
+    def workers(self, pattern: ServingPattern, device: Device, resources: Resources) -> int:
+        """Server processes per pod, from the pod's CPU request and the model's batch-1 latency."""
+        cpus = max(1, math.floor(float(resources.cpu_request.rstrip("m"))
+                                 / (1000 if resources.cpu_request.endswith("m") else 1)))
+        p50 = self.batch_latency(1)
+        bench = "bench/README.md: 2 workers served 1.27x-1.71x the requests/s of 1 on 2 cores for an overhead-bound model"
+        if pattern != ServingPattern.realtime:
+            return self.decide("workers", 1, f"{pattern.value} pattern has no request path -> 1 server process")
+        if device != Device.cpu:
+            return self.decide("workers", 1, f"device {device.value}: one process per GPU (each worker would hold its own copy on the device)")
+        if cpus < 2:
+            return self.decide("workers", 1, f"{resources.cpu_request} CPU requested -> 1 server process")
+        if p50 is None:
+            return self.decide("workers", 1, "no batch-1 latency measured -> 1 server process")
+        if p50 > OVERHEAD_BOUND_P50_MS:
+            return self.decide("workers", 1, f"batch-1 p50 {p50:g} ms > {OVERHEAD_BOUND_P50_MS:g} ms: the model, not Python's "
+                               f"per-request cost, bounds throughput -> 1 process using all {cpus} CPUs for onnxruntime")
+        workers = min(cpus, MAX_WORKERS)
+        return self.decide("workers", workers, f"batch-1 p50 {p50:g} ms <= {OVERHEAD_BOUND_P50_MS:g} ms (overhead-bound) and "
+                           f"{cpus} CPUs requested -> {workers} processes (one per CPU, at most {MAX_WORKERS}), "
+                           f"{max(1, cpus // workers)} onnxruntime thread(s) each; {bench}")
+
     def scaling(self, pattern: ServingPattern, batching: Batching) -> Scaling:
         a = self.answers
         p50_1 = self.batch_latency(1)
@@ -320,6 +348,7 @@ class Planner:
         device = self.device()
         batching = self.batching(pattern)
         resources = self.resources(device, batching)
+        workers = self.workers(pattern, device, resources)
         scaling = self.scaling(pattern, batching)
         rollout = self.rollout(pattern)
         edge = None
@@ -356,7 +385,8 @@ class Planner:
                 dynamic_batch=bool(self.profile.get("dynamic_batch")),
                 parameters=int(self.profile.get("parameters", 0)),
             ),
-            serving=Serving(pattern=pattern, protocol=protocol, device=device, allow_cpu_fallback=a.allow_cpu_fallback),
+            serving=Serving(pattern=pattern, protocol=protocol, device=device, allow_cpu_fallback=a.allow_cpu_fallback,
+                            workers=workers),
             batching=batching,
             resources=resources,
             scaling=scaling,

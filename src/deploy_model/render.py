@@ -203,8 +203,11 @@ def server_env(spec: DeploymentSpec, model_file: str, shadow_file: str | None, g
         "ONNXSERVE_MAX_QUEUE_SIZE": str(s.batching.max_queue_size),
         "ONNXSERVE_REQUEST_TIMEOUT_MS": str(s.serving.request_timeout_ms),
         "ONNXSERVE_DRAIN_TIMEOUT_S": str(s.serving.drain_seconds),
-        # Threads = the CPUs of the limit, so onnxruntime does not oversubscribe a throttled pod.
-        "ONNXSERVE_INTRA_OP_THREADS": str(max(1, math.floor(cpu))),
+        # Processes sharing the port (the plan's `workers` decision); each gets its own session.
+        "ONNXSERVE_WORKERS": str(s.serving.workers),
+        # Threads = the CPUs of the limit split between the workers, so onnxruntime does not
+        # oversubscribe a throttled pod.
+        "ONNXSERVE_INTRA_OP_THREADS": str(max(1, math.floor(cpu) // max(1, s.serving.workers))),
     }
     if grpc:
         env["ONNXSERVE_GRPC_PORT"] = str(s.serving.grpc_port)

@@ -239,6 +239,8 @@ class Serving(Strict):
     allow_cpu_fallback: bool = False
     drain_seconds: int = 20
     request_timeout_ms: int = 10000
+    # Server processes per pod (ONNXSERVE_WORKERS), chosen by the plan from the pod's CPUs.
+    workers: int = 1
 
 
 class Batching(Strict):
