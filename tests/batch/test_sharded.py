@@ -25,7 +25,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from onnxserve.batch import BatchOptions, run_batch
 from onnxserve.batch.sharding import Owners
 
