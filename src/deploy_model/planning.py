@@ -356,7 +356,7 @@ class Planner:
             quantize = True if a.quantize is None else a.quantize
             self.decide("quantize", quantize, "edge deployment -> quantize to INT8 first" if a.quantize is None else "answered")
             edge = EdgeSpec(quantize=quantize)
-        batch = BatchJob(schedule=a.batch_schedule) if pattern == ServingPattern.batch else None
+        batch = self.batch_job(name) if pattern == ServingPattern.batch else None
         image = a.image or f"registry.example.com/{name}"
         self.refuse_unscalable(pattern, scaling)
         on_gpu = device in (Device.cuda, Device.tensorrt)
@@ -401,6 +401,23 @@ class Planner:
             stable=stable,
             decisions=self.decisions,
         )
+
+    def batch_job(self, name: str) -> BatchJob:
+        a = self.answers
+        remote = [u for u in (a.batch_input, a.batch_output) if "://" in u]
+        secret = (a.batch_credentials_secret or f"{name}-storage") if remote else None
+        on_volume = len(remote) < 2
+        if a.batch_parallelism > 1:
+            self.decide("batch_parallelism", a.batch_parallelism,
+                        f"an Indexed Job of {a.batch_parallelism} pods: pod i scores shard i of N into the same output, "
+                        "each with its own journal, so a retried index resumes"
+                        + (" (the data volume is ReadWriteMany: pods on several nodes mount it)" if on_volume else ""))
+        if secret:
+            self.decide("batch_credentials_secret", secret,
+                        f"{', '.join(remote)} on object storage: credentials come from the Secret {secret} (create it "
+                        "before the first run; its keys become the pod's environment)")
+        return BatchJob(schedule=a.batch_schedule, input_uri=a.batch_input, output_uri=a.batch_output,
+                        parallelism=a.batch_parallelism, credentials_secret=secret, volume=on_volume)
 
     def refuse_unscalable(self, pattern: ServingPattern, scaling: Scaling) -> None:
         """An HPA cannot hold zero replicas (minReplicas >= 1 on CPU); only Knative and KEDA scale to zero."""

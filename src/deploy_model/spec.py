@@ -28,6 +28,8 @@ SPEC_API_VERSION = "deploy-model/v1"
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 # An OCI repository reference without tag: registry/path segments of lowercase alphanumerics.
+# The batch job's input/output: on the PersistentVolumeClaim mounted at /data, or object storage.
+BATCH_URI = re.compile(r"^(/data(/[A-Za-z0-9._=-]+)*|(s3|gs|az)://[a-z0-9][a-z0-9.-]{1,62}(/[A-Za-z0-9._=-]+)*/?)$")
 IMAGE_REPO = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*$")
 CRON = re.compile(r"^(@(hourly|daily|weekly|monthly|yearly)|(\S+\s+){4}\S+)$")
 K8S_VERSION = re.compile(r"^1\.(\d+)(\.\d+)?$")
@@ -138,6 +140,12 @@ class Answers(BaseModel):
     max_batch_size: int | None = Field(None, ge=1, le=4096)
     max_batch_delay_ms: float | None = Field(None, ge=0, le=1000)
     batch_schedule: str = Field("0 2 * * *", description="cron schedule for batch jobs")
+    # Batch that scales out: an Indexed Job of this many pods, pod i scoring shard i of N.
+    batch_parallelism: int = Field(1, ge=1, le=1000, description="pods a batch run is spread over (an Indexed Job)")
+    batch_input: str = Field("/data/input", description="batch input: a path on the data volume (/data/...) or s3://, gs://, az:// URL")
+    batch_output: str = Field("/data/output", description="batch output: a path on the data volume (/data/...) or s3://, gs://, az:// URL")
+    batch_credentials_secret: str | None = Field(
+        None, description="Secret whose keys become the batch pod's env (object-storage credentials); default <name>-storage")
     network_policy: bool = Field(True, description="render a NetworkPolicy")
     quantize: bool | None = Field(None, description="quantize to INT8 first; default: yes for edge")
     # The version serving now (what the candidate replaces); `plan --previous DIR` fills these
@@ -176,6 +184,20 @@ class Answers(BaseModel):
                 "(lowercase, no tag: the tag is the model version)"
             )
         return value
+
+    @field_validator("batch_input", "batch_output")
+    @classmethod
+    def _batch_uri(cls, value: str, info: ValidationInfo) -> str:
+        if not BATCH_URI.match(value) or "/../" in f"{value}/":
+            raise ValueError(
+                f"{info.field_name} {bounds.short(value)} is not a path on the data volume (/data/...) or an "
+                "object-storage URL (s3://bucket/prefix, gs://bucket/prefix, az://container/prefix)")
+        return value
+
+    @field_validator("batch_credentials_secret")
+    @classmethod
+    def _secret(cls, value: str | None) -> str | None:
+        return _label(value, "batch_credentials_secret")
 
     @field_validator("batch_schedule")
     @classmethod
@@ -330,6 +352,9 @@ class BatchJob(Strict):
     schedule: str
     input_uri: str = "/data/input"
     output_uri: str = "/data/output"
+    parallelism: int = 1  # pods of the Indexed Job; each scores 1/N of the shards
+    credentials_secret: str | None = None  # Secret mapped into env for object storage
+    volume: bool = True  # a PersistentVolumeClaim at /data (input or output on it)
 
 
 class StableRelease(Strict):
