@@ -274,3 +274,22 @@ def test_shard_index_out_of_range_is_refused_naming_the_env(tabular_model: Path,
     assert done.returncode == 1
     assert "--shard-index 3 is not in [0, --shard-count 3)" in done.stderr
     assert "ONNXSERVE_BATCH_SHARD_COUNT" in done.stderr
+
+
+@pytest.mark.parametrize("wanted", [set(range(30)), set(range(10, 20)), {0, 29}, {7, 8, 13, 21}, set()])
+def test_parquet_reads_only_the_row_groups_of_wanted_shards(tmp_path: Path, wanted: set[int]) -> None:
+    from onnxserve.batch.sources import open_source
+
+    path = _input(tmp_path / "rows.parquet")  # row groups of 700 rows, shards of 100
+    source = open_source(path, tmp_path)
+    chunks = list(source.chunks(SHARD, lambda k: k in wanted))
+    assert [(c.index, c.start, c.rows) for c in chunks] == [(k, k * SHARD, SHARD) for k in range(30)]
+    whole = pq.read_table(path)
+    for chunk in chunks:
+        if chunk.index not in wanted:
+            assert chunk.columns is None
+            continue
+        expect = whole.slice(chunk.start, chunk.rows)
+        assert list(chunk.columns) == expect.column_names
+        for name, column in chunk.columns.items():  # NaN rows too (assert_array_equal: NaN == NaN)
+            np.testing.assert_array_equal(column.to_numpy(), expect.column(name).to_numpy())

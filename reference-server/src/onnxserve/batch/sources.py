@@ -13,6 +13,7 @@ of a file always holds the same rows: that is what makes shards resumable. Forma
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import json
@@ -263,8 +264,39 @@ class ParquetSource(Source):
     def chunks(self, shard_rows: int, wanted: Callable[[int], bool]) -> Iterator[Chunk]:
         import pyarrow as pa
 
+        # Only the row groups that hold a wanted chunk are read: a pod of a sharded run (or a
+        # resumed run) reads its own row range of a big file, not the whole file.
+        total = self.count_rows()
+        count = math.ceil(total / shard_rows)
+        want = [k for k in range(count) if wanted(k)]
+        first = want[0] if want else count
+        last = want[-1] if want else count - 1
+        for k in range(first):
+            yield Chunk(k, k * shard_rows, shard_rows, None)
+        if want:
+            yield from self._read(pa, shard_rows, wanted, first, last, total)
+        for k in range(last + 1, count):
+            yield Chunk(k, k * shard_rows, min(shard_rows, total - k * shard_rows), None)
+
+    def _read(
+        self,
+        pa: Any,
+        shard_rows: int,
+        wanted: Callable[[int], bool],
+        first: int,
+        last: int,
+        total: int,
+    ) -> Iterator[Chunk]:
+        meta = self.file.metadata
+        starts = [0]
+        for g in range(meta.num_row_groups):
+            starts.append(starts[-1] + meta.row_group(g).num_rows)
+        lo, hi = first * shard_rows, min(total, (last + 1) * shard_rows)
+        g1 = bisect.bisect_right(starts, lo) - 1
+        g2 = bisect.bisect_right(starts, hi - 1) - 1
+        drop = lo - starts[g1]  # rows of the first row group before the first wanted chunk
         pending: list[Any] = []
-        have, index, start = 0, 0, 0
+        have, index, start = 0, first, lo
 
         def cut(rows: int) -> Chunk:
             nonlocal pending, have, index, start
@@ -278,13 +310,21 @@ class ParquetSource(Source):
             index, start = index + 1, start + rows
             return chunk
 
-        for batch in self.file.iter_batches(batch_size=min(shard_rows, 65536)):
+        batches = self.file.iter_batches(
+            batch_size=min(shard_rows, 65536), row_groups=list(range(g1, g2 + 1))
+        )
+        for batch in batches:
+            if drop:
+                skip = min(drop, batch.num_rows)
+                batch, drop = batch.slice(skip), drop - skip
             pending.append(batch)
             have += batch.num_rows
-            while have >= shard_rows:
+            while have >= shard_rows and start < hi:
                 yield cut(shard_rows)
-        if have:
-            yield cut(have)
+            if start >= hi:
+                return
+        if have and start < hi:
+            yield cut(min(have, hi - start))
 
 
 def _count_lines(source: Source) -> int:
