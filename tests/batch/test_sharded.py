@@ -293,3 +293,25 @@ def test_parquet_reads_only_the_row_groups_of_wanted_shards(tmp_path: Path, want
         assert list(chunk.columns) == expect.column_names
         for name, column in chunk.columns.items():  # NaN rows too (assert_array_equal: NaN == NaN)
             np.testing.assert_array_equal(column.to_numpy(), expect.column(name).to_numpy())
+
+
+def test_pods_that_disagree_on_options_or_split_are_refused(tabular_model: Path, tmp_path: Path) -> None:
+    from onnxserve.batch import BatchError
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(2).standard_normal((600, 16)).astype(np.float32))
+    out = tmp_path / "out"
+
+    def run(index: int, count: int, shard_rows: int = 100) -> dict[str, Any]:
+        return run_batch(BatchOptions(model=str(tabular_model), input=str(tmp_path / "x.npy"), output=str(out),
+                                      shard_rows=shard_rows, progress=False, shard_index=index, shard_count=count))
+
+    first = run(0, 3)
+    assert first["shards"] == 2 and first["rows"] == 200 and not first["complete"]
+    with pytest.raises(BatchError, match="different shard_rows"):
+        run(1, 3, shard_rows=50)  # its shards would overlap pod 0's
+    with pytest.raises(BatchError, match="a run split another way"):
+        run(1, 4)  # another split: some rows twice, some never
+    with pytest.raises(BatchError, match="holds no _manifest.jsonl"):
+        run(0, 1)  # an unsharded run into a sharded output
+    assert run(1, 3)["rows"] == 200 and run(2, 3)["complete"]
+    assert json.loads((out / "_SUCCESS.json").read_text())["rows"] == 600

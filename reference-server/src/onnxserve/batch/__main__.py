@@ -8,6 +8,12 @@ it) plus the input's id column, `_rejects/*.jsonl` (rows that could not be score
 reason), `_manifest.jsonl` (the committed shards) and `_SUCCESS.json` when every row is done.
 Re-running the same command after a crash or kill resumes: committed shards are skipped and
 every input row ends up exactly once in the output or the rejects.
+
+Input and output may be object storage (s3://, gs://, az:// through fsspec; credentials from the
+environment). A run spread over N pods (an Indexed Job: --shard-index from JOB_COMPLETION_INDEX,
+--shard-count from ONNXSERVE_BATCH_SHARD_COUNT) gives pod i a contiguous, disjoint share of the
+shards, written into the same --output with its own journal; the last pod to finish writes
+_SUCCESS.json, and the union of the pods' shards is what one unsharded run writes.
 """
 
 from __future__ import annotations
@@ -210,6 +216,13 @@ def _print_summary(summary: dict[str, Any]) -> None:
             f"  rejects: {summary['output']}/_rejects/ "
             f"({summary['rejected']} row(s), each with its reason)"
         )
+    if summary.get("shard_count", 1) > 1 and not summary.get("dry_run"):
+        whole = (
+            "complete (_SUCCESS.json written)"
+            if summary.get("complete")
+            else "waiting for the other pods"
+        )
+        print(f"  pod {summary['shard_index']} of {summary['shard_count']}: whole output {whole}")
     if summary.get("interrupted"):
         print("  interrupted: re-run the same command to resume")
 

@@ -130,6 +130,11 @@ class Journal:
         return journal
 
     @staticmethod
+    def top_names(folder: Any) -> list[str]:
+        """Names at the top of the output folder (other pods' journals among them)."""
+        return sorted({n.split("/")[0] for n in Journal._names(folder)})
+
+    @staticmethod
     def _names(folder: Any) -> list[str]:
         if isinstance(folder, LocalFolder):
             return [p.name for p in folder.root.iterdir()] if folder.root.is_dir() else []

@@ -339,11 +339,14 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
     if sharded:  # absent from an unsharded run's fingerprint: earlier outputs still resume
         fingerprint["shard"] = [opts.shard_index, opts.shard_count]
     tag = f"{opts.shard_index}-" if sharded else ""
+    own_manifest = manifest_name(opts.shard_index, opts.shard_count)
+    if sharded:  # before this pod writes anything into the shared output
+        _check_siblings(folder, own_manifest, fingerprint, opts.shard_count)
     journal = Journal.open(
         folder,
         fingerprint,
         dry_run=opts.dry_run,
-        name=manifest_name(opts.shard_index, opts.shard_count),
+        name=own_manifest,
         tag=tag,
     )
     counts = [s.count_rows() for s in sources]
@@ -432,6 +435,36 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
             summary["complete"] = finish_sharded(folder, opts.shard_count, SUCCESS, tag)
     summary["rejects_files"] = len(summary["rejects_files"])
     return summary
+
+
+def _check_siblings(
+    folder: LocalFolder | RemoteFolder, own: str, fingerprint: dict[str, Any], shard_count: int
+) -> None:
+    """Every pod writing this output must cut the same shards and split them the same N ways,
+    or the union would miss or repeat rows: refuse a run that disagrees with another pod's."""
+    names = sorted(n for n in Journal.top_names(folder) if n.startswith("_manifest") and n != own)
+    suffix = f"-of-{shard_count:05d}.jsonl"
+    for name in names:
+        if not name.endswith(suffix):
+            raise BatchError(
+                f"output folder {str(folder)!r} holds {name}, a run split another way; "
+                f"every pod of one output needs the same --shard-count (here {shard_count}). "
+                "Use a new --output folder to start over"
+            )
+        raw = folder.read(name) or b""
+        try:
+            other = json.loads(raw.split(b"\n", 1)[0])["fingerprint"]
+        except (ValueError, KeyError, TypeError):
+            continue  # a header torn by a kill: that pod rewrites it
+        mine = {k: v for k, v in fingerprint.items() if k != "shard"}
+        theirs = {k: v for k, v in other.items() if k != "shard"}
+        if mine != theirs:
+            changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+            raise BatchError(
+                f"another pod of this output ({name}) runs with different {', '.join(changed)}; "
+                "every pod needs the same model, input and options",
+                [f"{k}: {name} {theirs.get(k)!r}, this pod {mine.get(k)!r}" for k in changed][:10],
+            )
 
 
 def _pipeline(
