@@ -495,8 +495,10 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path) -> tu
         if candidate:
             out_at = manual_command.index("--output") + 1
             manual_command[out_at] = manual_command[out_at].rstrip("/") + f"/candidate-{version}"
-        # The claim the Job and CronJob mount (beside the manual Job when no k8s/ folder is rendered).
-        files.append(("k8s/batch-data.yaml.j2", "k8s/batch-data.yaml" if kube else "batch/data.yaml", {}))
+        # The claim the Job and CronJob mount (beside the manual Job when no k8s/ folder is rendered);
+        # none when input and output are both on object storage.
+        if s.batch is None or s.batch.volume:
+            files.append(("k8s/batch-data.yaml.j2", "k8s/batch-data.yaml" if kube else "batch/data.yaml", {}))
         if kube:
             files.append(("k8s/cronjob.yaml.j2", "k8s/cronjob.yaml", {"job": {"kind": "CronJob", "name": f"{name}-batch", "workload": job_wl,
                                                                                "command": batch_command}}))

@@ -63,6 +63,7 @@ def test_object_storage_urls_and_secret(bundle: Callable[..., Path]) -> None:
         assert container["envFrom"] == [{"secretRef": {"name": "tabular-classifier-storage"}}], name
         assert all(m["name"] != "data" for m in container["volumeMounts"])  # nothing on the volume
         assert all(v["name"] != "data" for v in spec["template"]["spec"]["volumes"])
+    assert not (out / "k8s/batch-data.yaml").exists()  # no claim that nothing mounts
     result = run_validate(out, strict=True)
     failed = [c for c in result.get("checks", []) if c.get("verdict") == "fail"]
     assert result["ok"], failed
