@@ -116,6 +116,19 @@ def finished_release(kube: Kube, resolved: list[tuple[dict[str, Any], Resource]]
     return None
 
 
+def autoscaled_floors(objects: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """(kind, name) -> its HPA's minReplicas, for each workload the bundle leaves to an HPA (no
+    spec.replicas: an apply that set it would reset the autoscaler's count every time)."""
+    floors: dict[tuple[str, str], int] = {}
+    for o in objects:
+        if o["kind"] == "HorizontalPodAutoscaler":
+            target = (o.get("spec") or {}).get("scaleTargetRef") or {}
+            floor = (o.get("spec") or {}).get("minReplicas", 1)
+            floors[(str(target.get("kind")), str(target.get("name")))] = floor if isinstance(floor, int) else 1
+    return {(o["kind"], o["metadata"]["name"]): floors[(o["kind"], o["metadata"]["name"])] for o in objects
+            if (o["kind"], o["metadata"]["name"]) in floors and "replicas" not in (o.get("spec") or {})}
+
+
 def _only_rollout(exc: KubeError) -> bool:
     managers = set(re.findall(r'conflict with "([^"]+)"', exc.message))
     return managers == {ROLLOUT_MANAGER}
@@ -284,6 +297,21 @@ def apply_objects(kube: Kube, namespace: str, objects: list[dict[str, Any]], tim
                 continue
             hint = _conflict_hint(exc) if exc.status == 409 else ""
             problems.append(f"{ref(obj)}: {exc.message or exc.reason} (HTTP {exc.status}){hint}")
+    # A finished rollout left an autoscaled canary at 0 replicas, where its HPA no longer scales it
+    # (an HPA leaves a workload at 0 alone) and the manifest has no `replicas` to take back: the new
+    # release sets it to the HPA's floor, once, and the HPA owns the count from there.
+    revive: dict[str, int] = {}
+    for (kind, name), floor in autoscaled_floors([o for o, _ in resolved]).items():
+        obj, res = next((o, r) for o, r in resolved if o["kind"] == kind and o["metadata"]["name"] == name)
+        live = kube.get(kube.path(res, namespace, name)) if res.namespaced else None
+        if live is None or (live.get("spec") or {}).get("replicas") != 0:
+            continue
+        if finished is None:
+            finished = finished_release(kube, resolved, namespace) or ""
+        if finished:
+            revive[ref(obj)] = floor
+            notes.append(f"{ref(obj)}: takes back the fields the finished rollout ({finished}) set: replicas 0 -> {floor} "
+                         "(its HPA's minReplicas; the HPA owns the count from there)")
     for note in notes:
         _say(f"apply: {note}")
     if problems:
@@ -307,6 +335,9 @@ def apply_objects(kube: Kube, namespace: str, objects: list[dict[str, Any]], tim
             continue
         before = kube.get(kube.path(res, meta.get("namespace") if res.namespaced else None, meta["name"]))
         live = kube.apply(res, obj, force=ref(obj) in conflicted)
+        if ref(obj) in revive:
+            live = kube.patch(res, meta.get("namespace"), meta["name"], {"spec": {"replicas": revive[ref(obj)]}},
+                              manager=FIELD_MANAGER)
         if before is None:
             action = "created"
         elif live["metadata"].get("resourceVersion") == before["metadata"].get("resourceVersion"):

@@ -65,6 +65,9 @@ class Workload:
     comment: str = ""
     kind: str = "Deployment"
     api_version: str = "apps/v1"
+    # An HPA (or KEDA's) owns the replica count: the manifest then leaves spec.replicas out, or every
+    # server-side apply would take the field back from the autoscaler and reset the count.
+    autoscaled: bool = False
 
 
 def y(value: Any) -> str:
@@ -342,7 +345,8 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path) -> tu
         sel = selector or {"app": name, "track": w.track}
         services.append({"name": service or w.name, "selector": sel, "workload": w})
         low, high = scaled or (s.scaling.min_replicas, s.scaling.max_replicas)
-        autoscaled.append({"name": w.name, "kind": w.kind, "api_version": w.api_version, "min": max(1, low), "max": max(1, low, high)})
+        autoscaled.append({"name": w.name, "kind": w.kind, "api_version": w.api_version, "min": max(1, low), "max": max(1, low, high),
+                           "workload": w})
         if w.replicas >= 2:
             budgets.append({"name": w.name, "selector": sel})
 
@@ -477,6 +481,7 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path) -> tu
         extra["keda"] = {"min": max(0, s.scaling.min_replicas), "max": max(1, s.scaling.max_replicas),
                          "stream": WORKER_STREAM, "group": WORKER_GROUP, "lag": 4 * s.batching.max_batch_size}
         files.append(("k8s/scaledobject.yaml.j2", "k8s/scaledobject.yaml", {}))
+        worker.autoscaled = True  # KEDA's HPA owns the workers' replica count
         if replicas >= 2:
             budgets.append({"name": worker.name, "selector": {"app": name, "track": "stable"}})
 
@@ -509,6 +514,8 @@ def build_context(spec: DeploymentSpec, directory: Path, model_path: Path) -> tu
         files.append(("k8s/serviceaccount.yaml.j2", "k8s/serviceaccount.yaml", {}))
         if autoscaled and not s.scaling.scale_to_zero:
             files.append(("k8s/hpa.yaml.j2", "k8s/hpa.yaml", {}))
+            for h in autoscaled:
+                h["workload"].autoscaled = True
         if budgets:
             files.append(("k8s/pdb.yaml.j2", "k8s/pdb.yaml", {}))
         if s.kubernetes.network_policy:

@@ -128,7 +128,8 @@ def test_timeout_prints_conditions_pods_and_events(fake: FakeKube, bundle: Path,
     assert proc.returncode == 1
     err = proc.stderr
     assert "Deployment/tabular-classifier not available after 3s" in err
-    assert "waiting for Deployment/tabular-classifier: 0/2 available" in err
+    # No spec.replicas (its HPA owns the count): the API server's default of 1 until the HPA raises it.
+    assert "waiting for Deployment/tabular-classifier: 0/1 available" in err
     assert "pod tabular-classifier-7d9f-abcde Pending: server waiting: ImagePullBackOff" in err
     assert "Warning Failed Pod/tabular-classifier-7d9f-abcde: Failed to pull image: not found" in err
     assert "unrelated" not in err and "Traceback" not in err

@@ -143,16 +143,30 @@ def security(w: Workload, bundle: Bundle) -> Iterator[Finding]:
             yield "kube-linter:latest-tag checkov:CKV_K8S_14 kube-score:container-image-tag", f"container {name}: image {image!r} has no fixed tag"
 
 
+def planned_replicas(w: Workload, bundle: Bundle) -> int:
+    """spec.replicas, else (an autoscaled workload leaves it out) the floor of the HPA or KEDA
+    ScaledObject that targets it, else the API server's default of 1."""
+    if "replicas" in (w.doc.get("spec") or {}):
+        return w.replicas
+    for _, d in bundle.of_kind("HorizontalPodAutoscaler", "ScaledObject"):
+        spec = d.get("spec") or {}
+        if (spec.get("scaleTargetRef") or {}).get("name") == w.name:
+            floor = spec.get("minReplicas", spec.get("minReplicaCount", 1))
+            return floor if isinstance(floor, int) else 1
+    return 1
+
+
 def availability(w: Workload, bundle: Bundle) -> Iterator[Finding]:
-    if w.kind in BATCH_KINDS or w.replicas < 2:
+    replicas = planned_replicas(w, bundle)
+    if w.kind in BATCH_KINDS or replicas < 2:
         return
     if not any(_matches(((d.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}, w.pod_labels)
                for _, d in bundle.of_kind("PodDisruptionBudget")):
-        yield "kube-score:deployment-has-poddisruptionbudget", f"{w.replicas} replicas but no PodDisruptionBudget selects the pods"
+        yield "kube-score:deployment-has-poddisruptionbudget", f"{replicas} replicas but no PodDisruptionBudget selects the pods"
     affinity = (w.pod.get("affinity") or {}).get("podAntiAffinity")
     if not affinity and not w.pod.get("topologySpreadConstraints"):
         yield "kube-linter:no-anti-affinity kube-score:deployment-has-host-podantiaffinity", \
-            f"{w.replicas} replicas may land on one node (no podAntiAffinity or topologySpreadConstraints)"
+            f"{replicas} replicas may land on one node (no podAntiAffinity or topologySpreadConstraints)"
 
 
 def shutdown(w: Workload, _: Bundle) -> Iterator[Finding]:
