@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from deploy_model import releases
+from deploy_model.client_steps import client_step
 
 TRACK_LABEL = "track"
 WINDOW = "5m"
@@ -267,8 +268,10 @@ def rollout_steps(spec: Any, directory: Any, service: str) -> list[dict[str, Any
     name = spec.name
     ns = spec.kubernetes.namespace
     d = str(directory)
+    # The plugin's own client verbs (cluster, apply, smoke --service, rollout ...) beside the kubectl lines.
+    client = [step] if (step := client_step(spec, d)) else []
     if spec.serving.pattern.value != "realtime":
-        return _non_realtime_steps(spec, d)
+        return [*_non_realtime_steps(spec, d), *client]
     mode = releases.mode(spec)
     strategy = releases.effective_strategy(spec)
     pause = spec.rollout.canary.pause_minutes if spec.rollout.canary else 60
@@ -359,7 +362,7 @@ def rollout_steps(spec: Any, directory: Any, service: str) -> list[dict[str, Any
                       "commands": [*_replan(d), f"{prod} apply -f {d}/k8s/",
                                    f"{prod} rollout status deployment/{name} --timeout=15m", *_cleanup(spec, prod, "shadow")]})
     steps += migrate[1:]
-    return steps
+    return [*steps, *client]
 
 
 def _hpa_floor(workload: str, replicas: int, prod: str) -> str:
