@@ -374,6 +374,9 @@ class FakeKube:
         meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
         if stored is None:
             meta["generation"] = 1
+            if kind == "Deployment" and isinstance(live.get("spec"), dict):
+                # The API server's defaulting: a manifest that leaves replicas to an HPA starts at 1.
+                live["spec"].setdefault("replicas", 1)
         elif json.dumps(live.get("spec"), sort_keys=True) != spec_before:
             meta["generation"] = stored.obj["metadata"].get("generation", 1) + 1
             live.pop("status", None)  # a new generation: the controller has not observed it yet
