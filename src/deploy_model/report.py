@@ -77,6 +77,16 @@ def _num(value: Any, digits: int = 1) -> str:
 # --- sections that need logic ---------------------------------------------------------------
 
 
+def cold_start_phrase(server: dict[str, Any] | None) -> str:
+    """The cold start `serve` measured (server.json ready_seconds: process start to ready), or ''.
+    What a request waits for when it wakes a scaled-to-zero service, before image pull and scheduling."""
+    seconds = (server or {}).get("ready_seconds")
+    if not isinstance(seconds, (int, float)):
+        return ""
+    return (f"measured cold start here: {seconds:.2f} s (process start to ready: model load and warm-up; a cluster adds "
+            "scheduling and image pull)")
+
+
 def configuration_rows(spec: Any, profile: dict[str, Any], server: dict[str, Any] | None,
                        quant: dict[str, Any] | None) -> list[tuple[str, str]]:
     s = spec
@@ -111,14 +121,18 @@ def configuration_rows(spec: Any, profile: dict[str, Any], server: dict[str, Any
                              f"queue of {b.max_queue_size}" if b.enabled else "off (one request per inference)"))
     r = s.resources
     rows.append(("Resources per replica", f"CPU {r.cpu_request} request / {r.cpu_limit} limit, memory {r.memory_request} / "
-                                          f"{r.memory_limit}" + (f", {r.gpu} GPU" if r.gpu else "")))
+                                          f"{r.memory_limit}" + (f", {r.gpu} GPU" if r.gpu else "")
+                                          + (f"; {s.serving.workers} server processes (ONNXSERVE_WORKERS)"
+                                             if s.serving.workers > 1 else "")))
     sc = s.scaling
     if s.serving.pattern.value == "event-driven":
         scaler = f"KEDA {sc.min_replicas}-{sc.max_replicas} workers on the request stream's consumer-group lag"
     else:
         scaler = f"HPA {sc.min_replicas}-{sc.max_replicas} at {sc.target_cpu_utilization}% CPU"
     rows.append(("Replicas / autoscaling", f"{sc.replicas} replica{'s' if sc.replicas != 1 else ''}; {scaler}"
-                                           + (", scale to zero" if sc.scale_to_zero else "")))
+                                           + (", scale to zero" if sc.scale_to_zero else "")
+                                           + (f"; {cold_start_phrase(server)}" if cold_start_phrase(server)
+                                              and (sc.scale_to_zero or s.target.value == "serverless") else "")))
     rows.append(("SLO", f"p95 <= {s.slo.latency_p95_ms:g} ms at {s.slo.target_rps:g} req/s, availability "
                         f"{s.slo.availability:g}%, errors <= {s.slo.max_error_ratio:.1%}"))
     if quant:

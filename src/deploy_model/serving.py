@@ -288,6 +288,7 @@ class ServerProcess:
             "warmup_sample": str(self.warmup_sample) if self.warmup_sample else None,
             "notes": self.notes,
             "drain_timeout_s": self.spec.serving.drain_seconds,
+            # The cold start: process start to ready (imports, model load, warm-up); the report shows it.
             "ready_seconds": round(time.perf_counter() - started, 3),
             "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "state": "running",
