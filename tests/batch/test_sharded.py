@@ -311,7 +311,7 @@ def test_pods_that_disagree_on_options_or_split_are_refused(tabular_model: Path,
         run(1, 3, shard_rows=50)  # its shards would overlap pod 0's
     with pytest.raises(BatchError, match="a run split another way"):
         run(1, 4)  # another split: some rows twice, some never
-    with pytest.raises(BatchError, match="holds no _manifest.jsonl"):
+    with pytest.raises(BatchError, match=r"holds no _manifest\.jsonl"):
         run(0, 1)  # an unsharded run into a sharded output
     assert run(1, 3)["rows"] == 200 and run(2, 3)["complete"]
     assert json.loads((out / "_SUCCESS.json").read_text())["rows"] == 600
