@@ -129,6 +129,9 @@ def server_argv(
         "--drain-timeout-s", str(spec.serving.drain_seconds),
     ]
     argv.append("--allow-cpu-fallback" if fallback else "--no-allow-cpu-fallback")
+    if spec.serving.workers > 1:
+        # The plan's processes per pod, so smoke and loadtest measure what the bundle runs.
+        argv += ["--workers", str(spec.serving.workers)]
     if grpc_port:
         argv += ["--grpc-port", str(grpc_port)]
     if warmup_sample is not None:

@@ -4,8 +4,10 @@ the rendered pod's grace period and env agree with the server's formula (grace >
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from measure_helpers import fresh_copy, server_available
@@ -57,3 +59,35 @@ def test_rendered_grace_period_fits_the_server_budget(tabular_plan: Path, tmp_pa
     compose = yaml.safe_load((directory / "compose.yaml").read_text())
     service = next(iter(compose["services"].values()))
     assert int(str(service["stop_grace_period"]).rstrip("s")) >= 9 + 5
+
+
+def test_serve_runs_the_planned_worker_processes(tabular_plan: Path, tmp_path: Path) -> None:
+    reason = server_available()
+    if reason:
+        pytest.skip(reason)
+    directory = fresh_copy(tabular_plan, tmp_path / "d")
+    spec_file = directory / "deployment.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["serving"]["workers"] = 2
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False))
+    with ServerProcess(directory) as server:
+        assert server.argv[server.argv.index("--workers") + 1] == "2"
+        children = Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()
+        # The supervisor's two serving processes (and multiprocessing's helper, where it starts one).
+        assert len(children) >= 2, children
+        for _ in range(8):
+            assert httpx.get(f"{server.url}/v2/health/ready", timeout=5).status_code == 200
+    assert json.loads((directory / "server.json").read_text())["stopped"] == "stopped (SIGTERM)"
+    # Nothing left running (multiprocessing's helper exits once its pipe closes: allow it a moment).
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(running(pid) for pid in children):
+        time.sleep(0.1)
+    assert not [(pid, Path(f"/proc/{pid}/cmdline").read_bytes()[:200]) for pid in children if running(pid)]
+
+
+def running(pid: str) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited; its parent (here: init) reaps it
