@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -167,15 +168,20 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float,
     raise StageError(f"the reference server at {url} was not ready within {timeout_s:g}s (last answer: {last})", log_tail(log))
 
 
+SUPERVISOR_LINE = re.compile(r"onnxserve: (worker \S+ exited with|\d+ workers on )")
+
+
 def refusal_reason(log: Path | None) -> str | None:
     """The server's own reason for refusing to start: its `onnxserve: ...` line on stderr (start-up
     refused, a missing file), else its last ERROR line, else the last line that is not uvicorn's."""
     if log is None or not log.is_file():
         return None
     lines = [line.strip() for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith("onnxserve: "):
-            return line[len("onnxserve: "):][:500]
+    # With --workers the supervisor's own "worker ... exited with 1; stopping all" comes last:
+    # the worker's refusal before it is the reason.
+    own = [line for line in lines if line.startswith("onnxserve: ") and not SUPERVISOR_LINE.match(line)]
+    if own:
+        return own[-1][len("onnxserve: "):][:500]
     for line in reversed(lines):
         if " ERROR " in line or line.startswith("ERROR"):
             return line.split(": ", 1)[-1][:500] if "onnxserve" in line else line[:500]

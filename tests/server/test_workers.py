@@ -113,3 +113,21 @@ def test_merge_sums_counters_and_keeps_facts_as_max_or_min():
     assert metric_value(text, "model_ready") == 0
     assert metric_value(text, "model_uptime_seconds") == 12
     assert metric_value(text, "model_worker_processes") == 2
+
+
+@pytest.mark.slow
+def test_a_killed_supervisor_takes_its_workers_with_it(start_server, models):
+    """SIGKILL (or the OOM killer) gives the supervisor no chance to stop its workers: the kernel
+    does it (PR_SET_PDEATHSIG), so no orphan keeps serving on the port."""
+    server = start_server(models["mlp"], "--workers", "2", wait=False)
+    server.wait_ready(60)
+    deadline = time.monotonic() + 30
+    while len(workers := _workers(server.proc.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(workers) == 2, workers
+    server.proc.send_signal(signal.SIGKILL)  # the supervisor this test started
+    server.proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in workers), "a worker outlived its killed supervisor"

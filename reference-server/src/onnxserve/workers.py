@@ -49,7 +49,22 @@ def worker_settings(settings: Settings, workers: int) -> Settings:
     return dataclasses.replace(settings, intra_op_threads=max(1, effective_cpu_count() // workers))
 
 
-def _worker_main(settings: Settings, sock: socket.socket, index: int) -> None:
+def _die_with_parent(parent: int) -> None:
+    """A supervisor killed outright (SIGKILL, OOM) cannot stop its workers: have the kernel kill
+    them with it (Linux), so no orphan keeps serving on the port. A supervisor that already died
+    before this took effect is caught by the parent-pid check."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL))
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _worker_main(settings: Settings, sock: socket.socket, index: int, parent: int) -> None:
+    _die_with_parent(parent)
     from .__main__ import serve
 
     logging.basicConfig(
@@ -73,7 +88,9 @@ def run_workers(settings: Settings) -> int:
     child = worker_settings(settings, n)
     ctx = multiprocessing.get_context("spawn")  # no fork of a process holding threads
     procs: list[Any] = [
-        ctx.Process(target=_worker_main, args=(child, sock, i), name=f"onnxserve-worker-{i}")
+        ctx.Process(
+            target=_worker_main, args=(child, sock, i, os.getpid()), name=f"onnxserve-worker-{i}"
+        )
         for i in range(n)
     ]
     stopping = False
