@@ -14,10 +14,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from deploy_model.inspection import run_inspect
-from deploy_model.planning import run_plan
-from deploy_model.render import run_render
-from deploy_model.validate import run_validate
+from deploy_model.bundle.render import run_render
+from deploy_model.bundle.validate import run_validate
+from deploy_model.model.inspection import run_inspect
+from deploy_model.plan.planner import run_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 

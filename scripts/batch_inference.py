@@ -8,7 +8,7 @@ from pathlib import Path
 for _path in ("src", "reference-server/src"):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / _path))
 
-from deploy_model.batching_cli import run_batch_cli  # noqa: E402
+from deploy_model.cli.batching import run_batch_cli  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(run_batch_cli(sys.argv[1:], prog="batch_inference.py"))

@@ -8,7 +8,7 @@ from pathlib import Path
 for _path in ("src", "reference-server/src"):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / _path))
 
-from deploy_model.cli import main  # noqa: E402
+from deploy_model.cli.main import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], prog_name="deployment_report.py", verb="report"))

@@ -1,5 +1,5 @@
 import sys
 
-from deploy_model.cli import main
+from deploy_model.cli.main import main
 
 sys.exit(main())

@@ -26,7 +26,7 @@ def fake() -> Iterator[FakeKube]:
 @pytest.fixture(scope="session")
 def inspected(tmp_path_factory: pytest.TempPathFactory, tabular_model: Path) -> Path:
     """siblings.json + model-profile.json of the tabular example (inspect once per session)."""
-    from deploy_model.inspection import run_inspect
+    from deploy_model.model.inspection import run_inspect
 
     out = tmp_path_factory.mktemp("inspected") / "tabular-classifier"
     run_inspect(tabular_model, out, runs=3, large_batch=4, time_budget_s=1.0)

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from fake_kube import FakeKube
 
-from deploy_model.apply import run_apply
-from deploy_model.errors import StageError
-from deploy_model.kubeclient import ROLLOUT_MANAGER
-from deploy_model.planning import run_plan
-from deploy_model.render import run_render
+from deploy_model.bundle.render import run_render
+from deploy_model.cluster.apply import run_apply
+from deploy_model.cluster.kubeclient import ROLLOUT_MANAGER
+from deploy_model.common.errors import StageError
+from deploy_model.plan.planner import run_plan
 
 CLI = [sys.executable, "-m", "deploy_model"]
 KIND_ORDER = ["namespaces", "serviceaccounts", "podmonitors", "prometheusrules", "services", "networkpolicies",
@@ -96,7 +96,7 @@ def test_conflicts_are_reported_and_only_forced_when_asked(fake: FakeKube, bundl
     route = fake.find("HTTPRoute", "tabular-classifier", "ml-serving")
     rules = route["spec"]["rules"]
     rules[0]["backendRefs"][0]["weight"], rules[0]["backendRefs"][1]["weight"] = 50, 50
-    from deploy_model.kubeclient import load
+    from deploy_model.cluster.kubeclient import load
 
     kube = load(kc)
     res = kube.resource("gateway.networking.k8s.io/v1", "HTTPRoute")

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from fake_kube import OPTIONAL_GROUPS, FakeKube
 
-from deploy_model.cluster import run_cluster
-from deploy_model.cluster_fit import check_plan_against_cluster
-from deploy_model.errors import StageError
-from deploy_model.planning import run_plan
+from deploy_model.cluster.describe import run_cluster
+from deploy_model.common.errors import StageError
+from deploy_model.plan.cluster_fit import check_plan_against_cluster
+from deploy_model.plan.planner import run_plan
 
 CLI = [sys.executable, "-m", "deploy_model"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy_model.gates import GateConfig, evaluate
+from deploy_model.cluster.gates import GateConfig, evaluate
 
 T0 = 1_000_000.0
 CFG = GateConfig(namespace="ns", app="m", max_error_rate_ratio=2.0, max_p95_latency_ratio=1.5, min_request_rate=0.5,

@@ -14,13 +14,13 @@ import httpx
 import pytest
 from fake_kube import FakeKube
 
-from deploy_model.apply import run_apply
-from deploy_model.errors import StageError
-from deploy_model.kubeclient import load
-from deploy_model.planning import run_plan
-from deploy_model.portforward import forward
-from deploy_model.render import run_render
-from deploy_model.serving import ServerProcess
+from deploy_model.bundle.render import run_render
+from deploy_model.cluster.apply import run_apply
+from deploy_model.cluster.kubeclient import load
+from deploy_model.cluster.portforward import forward
+from deploy_model.common.errors import StageError
+from deploy_model.measure.serve import ServerProcess
+from deploy_model.plan.planner import run_plan
 
 CLI = [sys.executable, "-m", "deploy_model"]
 NAME = "tabular-classifier"

@@ -27,11 +27,11 @@ import pytest
 import yaml
 from fake_kube import FakeKube
 
-from deploy_model.apply import run_apply
-from deploy_model.planning import run_plan
-from deploy_model.render import run_render
-from deploy_model.rollout import ANNOTATION
-from deploy_model.serving import free_port, stop_pid
+from deploy_model.bundle.render import run_render
+from deploy_model.cluster.apply import run_apply
+from deploy_model.cluster.rollout import ANNOTATION
+from deploy_model.measure.serve import free_port, stop_pid
+from deploy_model.plan.planner import run_plan
 
 pytestmark = [
     pytest.mark.slow,

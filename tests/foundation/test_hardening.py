@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_model import cli
+from deploy_model.cli import main as cli
 
 # --- helpers ----------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def profiled(tabular_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from deploy_model.inspection import run_inspect
+    from deploy_model.model.inspection import run_inspect
 
     directory = tmp_path_factory.mktemp("hardening-profile")
     run_inspect(tabular_model, directory, runs=3, large_batch=4)
@@ -242,7 +242,7 @@ def test_unwritable_out_is_a_clear_refusal(capsys, tabular_model, tmp_path):
 def test_a_second_render_refuses_while_the_folder_is_held(capsys, workdir, monkeypatch):
     import threading
 
-    from deploy_model.dirlock import DirectoryLock
+    from deploy_model.common.dirlock import DirectoryLock
 
     assert _plan(capsys, workdir, "")[0] == 0
     held = DirectoryLock(workdir, "test").acquire()
@@ -283,7 +283,7 @@ def test_two_concurrent_deploys_into_one_folder(tabular_model, tmp_path, cli_env
 
 
 def test_every_refusal_is_bounded():
-    from deploy_model.errors import StageError
+    from deploy_model.common.errors import StageError
 
     exc = StageError("x" * 100_000, ["y" * 100_000] * 1000)
     assert len(exc.message) < 4100 and len(exc.problems) == 201

@@ -137,7 +137,7 @@ def _with_latency(directory, *rows):
 
 
 def _plan_in_process(directory, **answers):
-    from deploy_model.planning import run_plan
+    from deploy_model.plan.planner import run_plan
 
     run_plan(directory, None, answers)
     return _spec(directory)
@@ -149,7 +149,7 @@ def test_low_throughput_keeps_multi_row_requests(workdir):
     assert "requests of many rows are still accepted" in _rules(spec)["batching"]["rule"]
     # max_batch_size bounds what the server combines, not the rows one request carries: nothing in
     # the spec or the rendered bundle sets a per-request row limit.
-    from deploy_model.render import run_render
+    from deploy_model.bundle.render import run_render
 
     run_render(workdir)
     bundle = "\n".join(p.read_text(errors="replace") for p in workdir.rglob("*") if p.is_file() and p.suffix in (".yaml", ".yml", ""))

@@ -1,7 +1,7 @@
 import json
 from pathlib import Path
 
-from deploy_model.plugins import detect, run_plugins
+from deploy_model.plan.plugins import detect, run_plugins
 
 
 def _plugin(root: Path, name: str, *, manifest: str | None = None, commands=(), skills=(), **fields) -> Path:

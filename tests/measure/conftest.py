@@ -22,7 +22,7 @@ def served(tabular_plan: Path) -> Iterator[dict]:
     reason = server_available()
     if reason:
         pytest.skip(reason)
-    from deploy_model.serving import ServerProcess
+    from deploy_model.measure.serve import ServerProcess
 
     with ServerProcess(tabular_plan) as server:
         yield {"url": server.url, "pid": server.proc.pid, "dir": tabular_plan, "server": server}

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deploy_model.inspection import run_inspect
-from deploy_model.planning import run_plan
-from deploy_model.plugins import run_plugins
+from deploy_model.model.inspection import run_inspect
+from deploy_model.plan.planner import run_plan
+from deploy_model.plan.plugins import run_plugins
 
 REPO = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -33,7 +33,7 @@ def with_sample(directory: Path, arrays: dict[str, Any]) -> Path:
     """Record a sample in a planned directory as `inspect --sample` does (samples/, profile `sample.path`)."""
     import numpy as np
 
-    from deploy_model.samples import store_sample
+    from deploy_model.model.samples import store_sample
 
     source = directory / "given.npz"
     np.savez(source, **arrays)

@@ -14,8 +14,8 @@ import yaml
 from measure_helpers import plan_dir, server_available, with_sample
 from signature_models import build
 
-from deploy_model.render import run_render
-from deploy_model.serving import free_port, stop_pid, wait_ready
+from deploy_model.bundle.render import run_render
+from deploy_model.measure.serve import free_port, stop_pid, wait_ready
 
 pytestmark = pytest.mark.skipif(server_available() is not None, reason=str(server_available()))
 
@@ -45,7 +45,7 @@ def test_the_bundle_ships_the_sample_and_warms_up_on_it(tmp_path: Path) -> None:
     (service,) = [svc for svc in compose["services"].values() if "build" in svc or "image" in svc][:1]
     assert service["environment"]["ONNXSERVE_WARMUP_SAMPLE"] == "/app/samples/sample.npz"
     assert _k8s_env(directory)["ONNXSERVE_WARMUP_SAMPLE"] == "/app/samples/sample.npz"
-    from deploy_model.validate import run_validate
+    from deploy_model.bundle.validate import run_validate
 
     checks = run_validate(directory)  # hadolint, compose schema, manifests: the extra COPY and env are valid
     assert checks["ok"], checks

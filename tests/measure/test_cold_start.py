@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from measure_helpers import plan_dir, server_available
 
-from deploy_model.report import run_report
-from deploy_model.serving import ServerProcess
+from deploy_model.measure.serve import ServerProcess
+from deploy_model.report.writer import run_report
 
 
 def test_cold_start_is_recorded_and_reported(tabular_model: Path, tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import yaml
 from measure_helpers import REPO, cli, pid_alive, png_size, server_available
 from signature_models import build
 
-from deploy_model.report import find_placeholders
+from deploy_model.report.writer import find_placeholders
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(server_available() is not None, reason=str(server_available()))]
 

@@ -18,9 +18,9 @@ from measure_helpers import (
 )
 from signature_models import build
 
-from deploy_model.errors import StageError
-from deploy_model.loadchart import draw_chart
-from deploy_model.loadtest import better, borderline, parse_levels, verdict
+from deploy_model.common.errors import StageError
+from deploy_model.measure.loadchart import draw_chart
+from deploy_model.measure.loadtest import better, borderline, parse_levels, verdict
 
 needs_server = pytest.mark.skipif(server_available() is not None, reason=str(server_available()))
 SLO = {"latency_p95_ms": 50.0, "target_rps": 100.0, "max_error_ratio": 0.01}
@@ -85,7 +85,7 @@ def test_enforce_sla_turns_no_go_into_exit_1(served: dict, tmp_path: Path) -> No
 def test_the_load_is_the_sample_and_a_refused_synthetic_body_says_why(tmp_path: Path) -> None:
     import numpy as np
 
-    from deploy_model.serving import ServerProcess
+    from deploy_model.measure.serve import ServerProcess
 
     directory = plan_dir(build("triples", tmp_path), tmp_path / "triples", requests_per_second=10)
     with ServerProcess(directory) as server:
@@ -112,7 +112,7 @@ def test_bad_levels_and_unreachable_url_are_refused(tabular_plan: Path, tmp_path
     directory = fresh_copy(tabular_plan, tmp_path / "d")
     done = cli("loadtest", "--out", directory, "-c", "x")
     assert done.returncode == 1 and "--concurrency" in done.stderr
-    from deploy_model.serving import free_port
+    from deploy_model.measure.serve import free_port
 
     gone = cli("loadtest", "--out", directory, "--url", f"http://127.0.0.1:{free_port()}", "--timeout", "1")
     assert gone.returncode == 1 and "warm-up" in gone.stderr

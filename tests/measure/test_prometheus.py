@@ -17,7 +17,7 @@ import pytest
 import yaml
 from measure_helpers import fresh_copy, server_available
 
-from deploy_model.serving import free_port, stop_pid
+from deploy_model.measure.serve import free_port, stop_pid
 
 pytestmark = [
     pytest.mark.slow,
@@ -29,7 +29,7 @@ SD_KEYS = ("kubernetes_sd_configs", "dns_sd_configs", "file_sd_configs", "consul
 
 def rendered_scrape_config(directory: Path) -> Path | None:
     """Render the bundle, then find its Prometheus scrape config."""
-    from deploy_model.render import run_render
+    from deploy_model.bundle.render import run_render
 
     run_render(directory)
     # The cluster's config first (prometheus.yml), else any other (the compose one).

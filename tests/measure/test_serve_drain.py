@@ -12,8 +12,9 @@ import pytest
 import yaml
 from measure_helpers import fresh_copy, server_available
 
-from deploy_model.render import run_render
-from deploy_model.serving import STOP_MARGIN_S, ServerProcess, load_spec, server_argv, stop_timeout
+from deploy_model.bundle.render import run_render
+from deploy_model.measure.serve import STOP_MARGIN_S, ServerProcess, server_argv, stop_timeout
+from deploy_model.plan.specfile import load_spec
 
 
 def with_drain(directory: Path, seconds: int) -> Path:

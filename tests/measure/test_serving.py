@@ -9,8 +9,8 @@ import httpx
 import pytest
 from measure_helpers import cli, cli_json, fresh_copy, pid_alive, server_available
 
-from deploy_model.errors import StageError
-from deploy_model.serving import ServerProcess, free_port, resolve_url, server_argv, stop_pid
+from deploy_model.common.errors import StageError
+from deploy_model.measure.serve import ServerProcess, free_port, resolve_url, server_argv, stop_pid
 
 pytestmark = pytest.mark.skipif(server_available() is not None, reason=str(server_available()))
 
@@ -77,7 +77,7 @@ def test_dry_run_prints_the_command_and_starts_nothing(tabular_plan: Path, tmp_p
 
 
 def test_argv_follows_the_spec(tabular_plan: Path) -> None:
-    from deploy_model.serving import load_spec
+    from deploy_model.plan.specfile import load_spec
 
     spec = load_spec(tabular_plan)
     argv, notes = server_argv(spec, 12345)

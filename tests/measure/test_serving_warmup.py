@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from measure_helpers import fresh_copy, server_available, with_sample
 
-from deploy_model.errors import StageError
-from deploy_model.serving import ServerProcess, refusal_reason
+from deploy_model.common.errors import StageError
+from deploy_model.measure.serve import ServerProcess, refusal_reason
 
 pytestmark = pytest.mark.skipif(server_available() is not None, reason=str(server_available()))
 

@@ -10,10 +10,10 @@ import pytest
 from measure_helpers import cli, cli_json, fresh_copy, plan_dir, server_available, with_sample
 from signature_models import build
 
-from deploy_model.samples import v2_infer_body
-from deploy_model.serving import ServerProcess, free_port
-from deploy_model.smoke import EXPECTED_METRICS, SmokeTest, condense, shape_differences
-from deploy_model.synthetic import make_inputs
+from deploy_model.measure.serve import ServerProcess, free_port
+from deploy_model.measure.smoke import EXPECTED_METRICS, SmokeTest, condense, shape_differences
+from deploy_model.model.samples import v2_infer_body
+from deploy_model.model.synthetic import make_inputs
 
 needs_server = pytest.mark.skipif(server_available() is not None, reason=str(server_available()))
 
@@ -131,7 +131,7 @@ def test_smoke_without_url_or_server_record_says_what_to_do(tabular_plan: Path, 
 
 
 def test_request_body_follows_the_signature(cnn_model: Path, tmp_path: Path) -> None:
-    from deploy_model.inspection import profile_model
+    from deploy_model.model.inspection import profile_model
 
     profile = profile_model(cnn_model, runs=1, large_batch=2)
     body = v2_infer_body(make_inputs(profile["inputs"], batch=2))

@@ -12,12 +12,12 @@ import numpy as np
 import onnx
 import pytest
 
-from deploy_model import quantize_compare
-from deploy_model.errors import StageError
-from deploy_model.inspection import run_inspect
-from deploy_model.quantize import QUANT_FILE, quantized_path, run_quantize
-from deploy_model.quantize_compare import CompareError, Mismatch, OutputComparison
-from deploy_model.samples import store_sample
+from deploy_model.common.errors import StageError
+from deploy_model.model import quantize_compare
+from deploy_model.model.inspection import run_inspect
+from deploy_model.model.quantize import QUANT_FILE, quantized_path, run_quantize
+from deploy_model.model.quantize_compare import CompareError, Mismatch, OutputComparison
+from deploy_model.model.samples import store_sample
 
 
 def _record(out: Path) -> dict:
@@ -195,7 +195,7 @@ def test_comparison_units():
 def test_nothing_quantized_names_the_ops_hidden_in_control_flow(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
-    from deploy_model.quantize import nothing_quantized
+    from deploy_model.model.quantize import nothing_quantized
 
     def branch(name: str, scale: float) -> onnx.GraphProto:
         weight = numpy_helper.from_array(np.eye(4, dtype=np.float32) * scale, f"w_{name}")

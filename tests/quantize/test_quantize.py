@@ -16,17 +16,17 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy_model.errors import StageError
-from deploy_model.inspection import run_inspect
-from deploy_model.planning import run_plan
-from deploy_model.quantize import (
+from deploy_model.bundle.render import run_render
+from deploy_model.cli.pipeline import run_quantize_stage
+from deploy_model.common.errors import StageError
+from deploy_model.model.inspection import run_inspect
+from deploy_model.model.quantize import (
     QUANT_FILE,
     gemm_to_matmul,
     quantized_path,
     run_quantize,
-    run_quantize_stage,
 )
-from deploy_model.render import run_render
+from deploy_model.plan.planner import run_plan
 
 
 def _mlp(path: Path, hidden: int = 512, near_tie: bool = False) -> Path:

@@ -88,8 +88,8 @@ def test_converted_models_rebuild_byte_identical(real_models: dict[str, Any], tm
 
 
 def test_every_sample_runs_in_onnxruntime(real_models: dict[str, Any]) -> None:
-    from deploy_model.inspection import profile_model
-    from deploy_model.samples import load_sample
+    from deploy_model.model.inspection import profile_model
+    from deploy_model.model.samples import load_sample
 
     for name, model in real_models.items():
         profile = profile_model(model.path, measure=False)
@@ -168,7 +168,7 @@ def test_inspect_with_sample(name: str, real_models: dict[str, Any], tmp_path: P
 
 def test_sample_as_v2_json_and_npy(real_models: dict[str, Any], tmp_path: Path) -> None:
     """A V2 request body (strings as BYTES) and a bare .npy are samples too, stored as given."""
-    from deploy_model.samples import v2_infer_body
+    from deploy_model.model.samples import v2_infer_body
 
     text = real_models["text-sentiment"]
     with np.load(text.sample) as archive:
@@ -245,7 +245,7 @@ def test_declared_output_shape_that_the_model_does_not_honour_is_a_warning(real_
 
 def test_parameters_count_constant_node_weights(real_models: dict[str, Any]) -> None:
     """paddle2onnx keeps every weight in a Constant node: the OCR models have no initializers."""
-    from deploy_model.inspection import profile_model
+    from deploy_model.model.inspection import profile_model
 
     det = onnx.load(real_models["ocr-det"].path)
     assert not det.graph.initializer
@@ -254,7 +254,7 @@ def test_parameters_count_constant_node_weights(real_models: dict[str, Any]) -> 
 
 
 def test_inspect_names_zipmap_and_string_types(real_models: dict[str, Any]) -> None:
-    from deploy_model.inspection import profile_model
+    from deploy_model.model.inspection import profile_model
 
     profile = profile_model(real_models["text-sentiment"].path, measure=False)
     assert profile["inputs"][0]["type"] == "tensor(string)" and profile["inputs"][0]["dtype"] == "string"
@@ -269,7 +269,7 @@ def test_inspect_names_zipmap_and_string_types(real_models: dict[str, Any]) -> N
 
 def test_ml_only_model_has_an_opset(tmp_path: Path) -> None:
     """A model importing only ai.onnx.ml (trees exported natively) still gets an opset, and says so."""
-    from deploy_model.inspection import profile_model
+    from deploy_model.model.inspection import profile_model
 
     node = helper.make_node("Normalizer", ["x"], ["y"], domain="ai.onnx.ml", norm="L2")
     graph = helper.make_graph([node], "ml_only", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
@@ -380,7 +380,7 @@ def _code_blocks(text: str, language: str) -> list[str]:
 def test_report_examples_answer_through_tritonclient_and_curl(name: str, deploy_model_run: Any, tmp_path: Path) -> None:
     """Depends on the report's examples (built from the sample): each one is run against the served model."""
     pytest.importorskip("tritonclient.grpc", reason="tritonclient[http,grpc] is in the dev extra")
-    from deploy_model.serving import ServerProcess
+    from deploy_model.measure.serve import ServerProcess
 
     run = deploy_model_run(name, True)
     assert run.report.is_file(), run.proc.stderr[-3000:]

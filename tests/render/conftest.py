@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from deploy_model.inspection import run_inspect
-from deploy_model.planning import run_plan
-from deploy_model.render import run_render
+from deploy_model.bundle.render import run_render
+from deploy_model.model.inspection import run_inspect
+from deploy_model.plan.planner import run_plan
 
 
 @pytest.fixture(scope="session")

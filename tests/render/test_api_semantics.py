@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from deploy_model.checks.metric_names import exported, queried
-from deploy_model.errors import StageError
-from deploy_model.validate import run_validate
+from deploy_model.bundle.checks.metric_names import exported, queried
+from deploy_model.bundle.validate import run_validate
+from deploy_model.common.errors import StageError
 
 pytestmark = pytest.mark.skipif(
     shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is absent; .ci/run installs it as root"
@@ -21,8 +21,8 @@ pytestmark = pytest.mark.skipif(
 @pytest.fixture(scope="module")
 def shadow_bundle(tmp_path_factory: pytest.TempPathFactory, render_profile: Path, stable_answers: dict[str, Any]) -> Path:
     """Release 2 of an in-process shadow (its gates and dashboard query the shadow metrics), valid."""
-    from deploy_model.planning import run_plan
-    from deploy_model.render import run_render
+    from deploy_model.bundle.render import run_render
+    from deploy_model.plan.planner import run_plan
 
     out = tmp_path_factory.mktemp("shadow")
     shutil.copyfile(render_profile / "model-profile.json", out / "model-profile.json")

@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 import typer
 
-from deploy_model.cli import app
-from deploy_model.client_steps import CLIENT_VERBS
-from deploy_model.report import run_report
-from deploy_model.rollout_commands import rollout_steps
-from deploy_model.serving import load_spec
+from deploy_model.cli.main import app
+from deploy_model.plan.specfile import load_spec
+from deploy_model.report.client_steps import CLIENT_VERBS
+from deploy_model.report.rollout_commands import rollout_steps
+from deploy_model.report.writer import run_report
 
 
 def cli() -> Any:
     """The CLI's command tree, built when asked (cli_cluster adds its verbs when its import finishes).
     Groups are recognised by their `commands` (typer may carry its own click classes)."""
-    import deploy_model.cli_cluster  # noqa: F401
+    import deploy_model.cli.cluster  # noqa: F401
 
     command = typer.main.get_command(app)
     assert hasattr(command, "commands")

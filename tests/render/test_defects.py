@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy_model.errors import StageError
-from deploy_model.validate import run_validate
+from deploy_model.bundle.validate import run_validate
+from deploy_model.common.errors import StageError
 
 pytestmark = pytest.mark.skipif(
     shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is absent; .ci/run installs it as root"
@@ -33,8 +33,8 @@ def failures(out: Path) -> list[dict]:
 @pytest.fixture(scope="module")
 def clean(tmp_path_factory: pytest.TempPathFactory, render_profile: Path) -> Path:
     """One rendered, valid bundle (argo canary, so CRDs are present too); each test edits a copy."""
-    from deploy_model.planning import run_plan
-    from deploy_model.render import run_render
+    from deploy_model.bundle.render import run_render
+    from deploy_model.plan.planner import run_plan
 
     out = tmp_path_factory.mktemp("clean")
     shutil.copyfile(render_profile / "model-profile.json", out / "model-profile.json")

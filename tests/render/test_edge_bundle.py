@@ -7,10 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
-from deploy_model.inspection import run_inspect
-from deploy_model.planning import run_plan
-from deploy_model.quantize import run_quantize
-from deploy_model.render import run_render
+from deploy_model.bundle.render import run_render
+from deploy_model.model.inspection import run_inspect
+from deploy_model.model.quantize import run_quantize
+from deploy_model.plan.planner import run_plan
 
 
 def _edge_plan(model: Path, out: Path) -> Path:

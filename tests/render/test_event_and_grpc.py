@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_model.errors import StageError
-from deploy_model.validate import run_validate
+from deploy_model.bundle.validate import run_validate
+from deploy_model.common.errors import StageError
 
 
 def _docs(path: Path) -> list[dict]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from deploy_model.validate import run_validate
+from deploy_model.bundle.validate import run_validate
 
 NEEDS_PROMTOOL = pytest.mark.skipif(
     shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is absent; .ci/run installs it as root"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_model.errors import StageError
-from deploy_model.render import run_render
+from deploy_model.bundle.render import run_render
+from deploy_model.common.errors import StageError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -134,7 +134,7 @@ def test_failed_render_leaves_previous_bundle_untouched(bundle: Callable[..., Pa
 
 
 def test_rerender_removes_files_of_the_previous_plan(bundle: Callable[..., Path]) -> None:
-    from deploy_model.planning import run_plan
+    from deploy_model.plan.planner import run_plan
 
     out = bundle(rollout="canary", canary_mechanism="ingress-nginx", device="cuda")
     assert (out / "k8s" / "ingress.yaml").is_file() and (out / "Dockerfile.gpu").is_file()

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 import yaml
 
-from deploy_model.inspection import run_inspect
-from deploy_model.planning import run_plan
-from deploy_model.render import run_render
-from deploy_model.rollout_commands import rollback_steps, rollout_steps
-from deploy_model.validate import run_validate
+from deploy_model.bundle.render import run_render
+from deploy_model.bundle.validate import run_validate
+from deploy_model.model.inspection import run_inspect
+from deploy_model.plan.planner import run_plan
+from deploy_model.report.rollout_commands import rollback_steps, rollout_steps
 
 from .conftest import versioned_copy
 
@@ -199,7 +199,7 @@ def test_release_one_two_and_promotion(profiles: dict[str, Path], tmp_path: Path
                 assert_agrees(doc, "2.0.0")
 
     # Promotion: re-plan release 2 with itself as previous; stable runs 2.0.0, all agreeing.
-    candidate_steps = rollout_steps(__import__("deploy_model.render", fromlist=["load_spec"]).load_spec(v2), "deploy/v2", NAME)
+    candidate_steps = rollout_steps(__import__("deploy_model.plan.specfile", fromlist=["load_spec"]).load_spec(v2), "deploy/v2", NAME)
     run_plan(v2, None, {"min_replicas": 2, **answers}, previous=v2)
     run_render(v2)
     promoted = objects(v2)
@@ -239,7 +239,7 @@ def test_release_two_bundles_validate(profiles: dict[str, Path], tmp_path: Path,
 
 
 def test_commands_follow_the_release(profiles: dict[str, Path], tmp_path: Path) -> None:
-    from deploy_model.render import load_spec
+    from deploy_model.plan.specfile import load_spec
 
     answers = {"rollout": "canary", "device": "cuda"}
     v1 = plan_release(profiles["1.0.0"], tmp_path / "v1", answers, None)
@@ -266,7 +266,7 @@ def test_commands_follow_the_release(profiles: dict[str, Path], tmp_path: Path) 
 
 
 def test_previous_directory_that_was_never_promoted_keeps_its_stable(profiles: dict[str, Path], tmp_path: Path) -> None:
-    from deploy_model.render import load_spec
+    from deploy_model.plan.specfile import load_spec
 
     answers = {"rollout": "canary"}
     v1 = plan_release(profiles["1.0.0"], tmp_path / "v1", answers, None)
@@ -280,7 +280,7 @@ def test_previous_directory_that_was_never_promoted_keeps_its_stable(profiles: d
 
 
 def test_scale_to_zero_only_where_it_works(planned_dir: Any) -> None:
-    from deploy_model.errors import StageError
+    from deploy_model.common.errors import StageError
 
     with pytest.raises(StageError, match="minReplicas"):
         planned_dir(min_replicas=0, latency_sla_ms=50)
@@ -289,7 +289,7 @@ def test_scale_to_zero_only_where_it_works(planned_dir: Any) -> None:
 
 def test_leaving_blue_green_emits_the_migration(profiles: dict[str, Path], tmp_path: Path) -> None:
     """blue-green (live green) -> canary: the stable Deployment starts before the Service moves to it."""
-    from deploy_model.render import load_spec
+    from deploy_model.plan.specfile import load_spec
 
     v1 = plan_release(profiles["1.0.0"], tmp_path / "v1", {"rollout": "blue-green"}, None)
     v2 = plan_release(profiles["2.0.0"], tmp_path / "v2", {"rollout": "blue-green"}, v1)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from deploy_model.validate import run_validate
+from deploy_model.bundle.validate import run_validate
 
 
 def _docs(path: Path) -> list[dict]:

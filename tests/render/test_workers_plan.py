@@ -10,8 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from deploy_model.planning import MAX_WORKERS, OVERHEAD_BOUND_P50_MS, run_plan
-from deploy_model.render import run_render
+from deploy_model.bundle.render import run_render
+from deploy_model.plan.planner import MAX_WORKERS, OVERHEAD_BOUND_P50_MS, run_plan
 
 
 def decision(directory: Path, name: str) -> dict:
@@ -62,7 +62,7 @@ def test_compute_bound_model_keeps_one_process(render_profile: Path, tmp_path: P
 
 
 def test_hand_edited_workers_out_of_range_is_refused(bundle: Callable[..., Path]) -> None:
-    from deploy_model.errors import StageError
+    from deploy_model.common.errors import StageError
 
     out = bundle()
     spec_file = out / "deployment.yaml"

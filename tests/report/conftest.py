@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 
-from deploy_model.inspection import run_inspect
-from deploy_model.planning import run_plan
-from deploy_model.plugins import run_plugins
+from deploy_model.model.inspection import run_inspect
+from deploy_model.plan.planner import run_plan
+from deploy_model.plan.plugins import run_plugins
 
 REPO = Path(__file__).resolve().parents[2]
 

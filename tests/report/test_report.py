@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy_model.errors import StageError
-from deploy_model.report import REPORT_FILE, REQUEST_FILE, find_placeholders, run_report
+from deploy_model.common.errors import StageError
+from deploy_model.report.writer import REPORT_FILE, REQUEST_FILE, find_placeholders, run_report
 
 SECTIONS = ("## Configuration", "## Infrastructure", "## Serving endpoint", "## Monitoring", "## Measured results",
             "## Rollout plan", "## Rollback procedure", "## Validation summary", "## Next steps")
@@ -65,8 +65,8 @@ def test_examples_in_the_report_are_valid_json(planned: Callable[..., Path]) -> 
 
 
 def test_large_inputs_go_to_a_request_file(cnn_model: Path, tmp_path: Path) -> None:
-    from deploy_model.inspection import run_inspect
-    from deploy_model.planning import run_plan
+    from deploy_model.model.inspection import run_inspect
+    from deploy_model.plan.planner import run_plan
 
     run_inspect(cnn_model, tmp_path, runs=1, large_batch=2)
     run_plan(tmp_path, None, {})
@@ -163,7 +163,7 @@ def test_every_object_the_commands_name_is_rendered(planned: Callable[..., Path]
     """kubectl commands in the plan act on objects the render stage really wrote (kind and name)."""
     import yaml
 
-    from deploy_model.render import run_render
+    from deploy_model.bundle.render import run_render
 
     directory = planned(**_second(answers, release_two))
     run_render(directory)
@@ -198,8 +198,8 @@ def test_every_promql_gate_parses_with_promtool(planned: Callable[..., Path], an
 
     import yaml
 
-    from deploy_model.rollout_commands import rollback_steps, rollout_steps
-    from deploy_model.serving import load_spec
+    from deploy_model.plan.specfile import load_spec
+    from deploy_model.report.rollout_commands import rollback_steps, rollout_steps
 
     spec = load_spec(planned(**_second(answers, release_two)))
     queries = [g["promql"] for step in rollout_steps(spec, "deploy/x", spec.name) + rollback_steps(spec, spec.name)

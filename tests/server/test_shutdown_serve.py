@@ -16,10 +16,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_shutdown import CLIENTS, KeepAliveLoad
 
-from deploy_model.inspection import run_inspect
-from deploy_model.planning import run_plan
-from deploy_model.plugins import run_plugins
-from deploy_model.serving import free_port
+from deploy_model.measure.serve import free_port
+from deploy_model.model.inspection import run_inspect
+from deploy_model.plan.planner import run_plan
+from deploy_model.plan.plugins import run_plugins
 
 
 @pytest.mark.slow

@@ -189,9 +189,9 @@ def test_unreachable_redis_is_refused(tabular_model):
 
 def test_report_python_example_reaches_a_running_worker(tabular_model, redis_url, tmp_path):
     """The event-driven report tells a producer how to send a request; that text really works."""
-    from deploy_model.inspection import run_inspect
-    from deploy_model.planning import run_plan
-    from deploy_model.report import REPORT_FILE, run_report
+    from deploy_model.model.inspection import run_inspect
+    from deploy_model.plan.planner import run_plan
+    from deploy_model.report.writer import REPORT_FILE, run_report
 
     directory = tmp_path / "stream"
     run_inspect(tabular_model, directory, runs=3, large_batch=4)

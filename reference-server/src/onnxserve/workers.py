@@ -65,7 +65,7 @@ def _die_with_parent(parent: int) -> None:
 
 def _worker_main(settings: Settings, sock: socket.socket, index: int, parent: int) -> None:
     _die_with_parent(parent)
-    from .__main__ import serve
+    from .process import serve
 
     logging.basicConfig(
         level=settings.log_level.upper(),

@@ -1,0 +1,170 @@
+"""The example requests of DEPLOYMENT.md: curl (V2 and /predict), Python `requests`, and the
+tritonclient HTTP and gRPC clients, all built from ONE set of input values so every snippet sends
+the same shapes.
+
+The values are the user's sample (its first row) when the profile has one, else the synthetic
+inputs the other stages use. Small inputs are written inline; larger ones go to request-v2.json in
+the deployment directory, which every snippet then reads by its path (so the snippets work from
+any directory). 0-d inputs are `np.array(value, dtype=...)` (shape []), strings are BYTES.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy_model.common.errors import StageError
+from deploy_model.model.samples import model_feed, v2_datatype
+from deploy_model.model.synthetic import make_inputs
+
+REQUEST_FILE = "request-v2.json"
+# Inline example data only when it stays readable; bigger inputs go to request-v2.json.
+INLINE_VALUES = 64
+EXAMPLE_HOST = "127.0.0.1"
+
+
+def example_arrays(profile: dict[str, Any], directory: Path | None) -> tuple[dict[str, np.ndarray], str]:
+    """One row of inputs, floats rounded to 4 decimals (readable, and the same in every snippet)."""
+    try:
+        arrays, source = model_feed(profile, directory, batch=1, seed=42)
+    except StageError:  # a recorded sample that no longer fits: the report still needs an example
+        arrays, source = make_inputs(profile["inputs"], batch=1, seed=42), "synthetic"
+    out = {}
+    for name, array in arrays.items():
+        array = np.asarray(array)
+        if array.dtype.kind == "f":
+            array = np.round(array.astype(np.float64), 4).astype(array.dtype)
+        out[name] = array
+    return out, source
+
+
+def _plain(array: np.ndarray) -> Any:
+    """Python values of an array, nested like it (a scalar for 0-d); floats without float32 noise."""
+    if array.dtype.kind == "f":
+        return np.round(array.astype(np.float64), 4).tolist()
+    if array.dtype.kind in ("U", "S", "O"):
+        return np.vectorize(str, otypes=[object])(array).tolist() if array.ndim else str(array.item())
+    return array.tolist()
+
+
+def _numpy_dtype(array: np.ndarray) -> str:
+    """How the snippet names the dtype: `object` for strings, np.<name> otherwise."""
+    if array.dtype.kind in ("U", "S", "O"):
+        return "object"
+    return f"np.{array.dtype.name}"
+
+
+def _datatype(array: np.ndarray) -> str:
+    return "BYTES" if array.dtype.kind in ("U", "S", "O") else v2_datatype(array.dtype.name)
+
+
+def v2_body(arrays: dict[str, np.ndarray]) -> dict[str, Any]:
+    return {"inputs": [{"name": name, "shape": list(a.shape), "datatype": _datatype(a),
+                        "data": np.asarray(_plain(a), dtype=object).ravel().tolist() if a.ndim else [_plain(a)]}
+                       for name, a in arrays.items()]}
+
+
+def _identifier(name: str) -> str:
+    return re.sub(r"\W", "_", name)
+
+
+def _inputs_literal(arrays: dict[str, np.ndarray], request_path: str | None) -> list[str]:
+    """Python lines defining `inputs` (name -> numpy array) and `DATATYPES` (name -> V2 datatype)."""
+    datatypes = {name: _datatype(a) for name, a in arrays.items()}
+    lines = [f"DATATYPES = {json.dumps(datatypes)}"]
+    if request_path is None:
+        lines.append("inputs = {")
+        for name, a in arrays.items():
+            lines.append(f"    {json.dumps(name)}: np.array({_plain(a)!r}, dtype={_numpy_dtype(a)}),  # shape {list(a.shape)}")
+        lines.append("}")
+    else:
+        dtypes = {name: ("object" if _numpy_dtype(a) == "object" else a.dtype.name) for name, a in arrays.items()}
+        lines += [
+            f"# the values ({', '.join(f'{n} {list(a.shape)}' for n, a in arrays.items())}) are in {request_path}",
+            f"with open({request_path!r}) as handle:",
+            "    body = json.load(handle)",
+            f"DTYPES = {json.dumps(dtypes)}",
+            "inputs = {t[\"name\"]: np.array(t[\"data\"], dtype=DTYPES[t[\"name\"]]).reshape(t[\"shape\"]) for t in body[\"inputs\"]}",
+        ]
+    return lines
+
+
+def python_requests(arrays: dict[str, np.ndarray], infer_path: str, request_path: str | None, port: int) -> str:
+    lines = (["import json"] if request_path else []) + [
+        "import numpy as np", "import requests", "", f'URL = "http://{EXAMPLE_HOST}:{port}{infer_path}"']
+    lines += _inputs_literal(arrays, request_path)
+    lines += [
+        "request = {\"inputs\": [",
+        "    {\"name\": name, \"shape\": list(a.shape), \"datatype\": DATATYPES[name], \"data\": a.ravel().tolist()}",
+        "    for name, a in inputs.items()",
+        "]}",
+        "answer = requests.post(URL, json=request, timeout=10)",
+        "answer.raise_for_status()",
+        "for output in answer.json()[\"outputs\"]:",
+        "    print(output[\"name\"], tuple(output[\"shape\"]), output[\"data\"][:5])",
+    ]
+    return "\n".join(lines)
+
+
+def python_triton(arrays: dict[str, np.ndarray], model_name: str, outputs: list[str], request_path: str | None,
+                  target: str, protocol: str) -> str:
+    module = "tritonclient.http" if protocol == "http" else "tritonclient.grpc"
+    alias = "httpclient" if protocol == "http" else "grpcclient"
+    lines = (["import json"] if request_path else []) + [
+        "import numpy as np",
+        f'import {module} as {alias}  # pip install "tritonclient[{protocol}]"',
+        "",
+        f'client = {alias}.InferenceServerClient("{target}")',
+    ]
+    lines += _inputs_literal(arrays, request_path)
+    lines += [
+        "tensors = []",
+        "for name, a in inputs.items():",
+        f"    tensor = {alias}.InferInput(name, list(a.shape), DATATYPES[name])",
+        "    tensor.set_data_from_numpy(a)",
+        "    tensors.append(tensor)",
+        f"result = client.infer({json.dumps(model_name)}, tensors)",
+        f"for name in {json.dumps(outputs)}:",
+        "    print(name, result.as_numpy(name).shape)",
+    ]
+    return "\n".join(lines)
+
+
+def build_examples(spec: Any, profile: dict[str, Any], directory: Path, shown_directory: str) -> dict[str, Any]:
+    """Every example of the report's endpoint section, from one set of values."""
+    arrays, source = example_arrays(profile, directory)
+    body = v2_body(arrays)
+    total = sum(int(a.size) for a in arrays.values())
+    inline = total <= INLINE_VALUES
+    name = spec.model.name
+    path = f"/v2/models/{name}/infer"
+    request_path = None if inline else f"{shown_directory}/{REQUEST_FILE}"
+    url = f"http://{EXAMPLE_HOST}:8000"
+    if inline:
+        curl = f"curl -s -X POST {url}{path} \\\n  -H 'Content-Type: application/json' \\\n  -d {shlex.quote(json.dumps(body))}"
+        predict = {n: _plain(a) for n, a in arrays.items()}
+        predict_curl = (f"curl -s -X POST {url}/predict -H 'Content-Type: application/json' \\\n"
+                        f"  -d {shlex.quote(json.dumps(predict))}")
+    else:
+        curl = (f"# the request body ({total:,} values) is in {request_path}\n"
+                f"curl -s -X POST {url}{path} \\\n  -H 'Content-Type: application/json' \\\n  -d @{shlex.quote(str(request_path))}")
+        predict_curl = None
+    outputs = [str(t["name"]) for t in profile["outputs"]]
+    # The examples go through `kubectl port-forward ... 8000:<port>`, so 8000 whatever the container port.
+    return {
+        "source": source,
+        "shapes": {n: list(a.shape) for n, a in arrays.items()},
+        "curl": curl,
+        "predict_curl": predict_curl,
+        "python": python_requests(arrays, path, request_path, 8000),
+        "python_http": python_triton(arrays, name, outputs, request_path, f"{EXAMPLE_HOST}:8000", "http"),
+        "python_grpc": python_triton(arrays, name, outputs, request_path, f"{EXAMPLE_HOST}:{spec.serving.grpc_port}", "grpc"),
+        "body": body,
+        "inline": inline,
+        "infer_path": path,
+    }
