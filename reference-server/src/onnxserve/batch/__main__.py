@@ -21,21 +21,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import signal
 import sys
 from typing import Any
 
 from .errors import BatchError
 from .runner import DEFAULT_MAX_REJECT_RATIO, BatchOptions, run_batch
+from .storage_errors import StorageError, remedy
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 143
+# sysexits' EX_IOERR. Not 1: a refusal fails again however often it is re-run, while a storage
+# failure is fixed outside the command and then the same command resumes; a Job's
+# podFailurePolicy or a wrapper script can tell the two apart by the code alone.
+EXIT_STORAGE = 74
 EPILOG = (
     "Every option can also be set as ONNXSERVE_BATCH_<NAME> (e.g. ONNXSERVE_BATCH_BATCH_SIZE). "
     "Exit codes: 0 every row scored or rejected, rejects within --max-reject-ratio; "
     "1 refused: the model, input, output folder, a row under --fail-fast, or more rejected rows "
     "than --max-reject-ratio allows (the message says which and what was expected; committed "
-    "shards are kept, _SUCCESS.json is not written); 2 usage error; 143 stopped by "
-    "SIGTERM/SIGINT after committing the shards in flight (re-run to resume)."
+    "shards are kept, _SUCCESS.json is not written); 2 usage error; 74 storage failed: no space "
+    "left on device, a read-only file system, permission denied or an object-storage 4xx/5xx "
+    "answer (one line names the path, what happened and the command that resumes; committed "
+    "shards are kept, _SUCCESS.json is not written; fix the storage and re-run the same "
+    "command); 143 stopped by SIGTERM/SIGINT after committing the shards in flight (re-run to "
+    "resume)."
 )
 
 
@@ -227,6 +237,22 @@ def _print_summary(summary: dict[str, Any]) -> None:
         print("  interrupted: re-run the same command to resume")
 
 
+def _resume_command(argv: list[str] | None, prog: str) -> str:
+    """The command line that resumes this run, as the shell takes it.
+
+    Run as `python -m onnxserve.batch` the interpreter's own argv is exact (sys.orig_argv);
+    called with argv (deploy-model batch), prog is what was typed before it. Options read from
+    ONNXSERVE_BATCH_* (and the Indexed Job's index) are part of the run: they go in front.
+    """
+    command = list(sys.orig_argv) if argv is None else [*shlex.split(prog), *argv]
+    env = sorted(
+        (k, v)
+        for k, v in os.environ.items()
+        if k.startswith("ONNXSERVE_BATCH_") or k == "JOB_COMPLETION_INDEX"
+    )
+    return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in env), shlex.join(command)])
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m onnxserve.batch") -> int:
     parser = build_parser(prog)
     try:
@@ -266,6 +292,17 @@ def main(argv: list[str] | None = None, prog: str = "python -m onnxserve.batch")
         signal.signal(sig, on_signal)
     try:
         summary = run_batch(opts)
+    except StorageError as exc:
+        command = _resume_command(argv, prog)
+        print(
+            f"batch: error: {exc.message}; committed shards are kept and _SUCCESS.json was not "
+            f"written; {remedy(exc)}, then resume with: {command}",
+            file=sys.stderr,
+        )
+        if args.json:
+            body = {"ok": False, "error": exc.message, "path": exc.path, "storage": exc.what}
+            print(json.dumps({**body, "resume_command": command}, indent=2))
+        return EXIT_STORAGE
     except BatchError as exc:
         print(f"batch: error: {exc}", file=sys.stderr)
         if args.json:

@@ -18,12 +18,14 @@ unsharded run would write, so the union of the pods' shards is the unsharded out
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from typing import Any
 
 from .errors import BatchError
 from .sinks import LocalFolder, fsync_dir
+from .storage_errors import storage
 
 MANIFEST = "_manifest.jsonl"
 SUCCESS = "_SUCCESS.json"
@@ -124,7 +126,8 @@ class Journal:
             good_bytes += len(line) + 1
         journal = cls(folder, fingerprint, done, name, tag)
         if good_bytes < len(raw) and not dry_run:
-            with open(folder.root / name, "r+b") as handle:
+            path = folder.root / name
+            with storage(str(path), "repair"), open(path, "r+b") as handle:
                 handle.truncate(good_bytes)
                 os.fsync(handle.fileno())
         return journal
@@ -137,7 +140,8 @@ class Journal:
     @staticmethod
     def _names(folder: Any) -> list[str]:
         if isinstance(folder, LocalFolder):
-            return [p.name for p in folder.root.iterdir()] if folder.root.is_dir() else []
+            with storage(str(folder.root), "list"):
+                return [p.name for p in folder.root.iterdir()] if folder.root.is_dir() else []
         return folder.names()
 
     def clean_temporaries(self) -> None:
@@ -148,24 +152,29 @@ class Journal:
         for folder in (self.folder.root, self.folder.root / REJECTS_DIR):
             if folder.is_dir():
                 for stale in folder.glob(f".tmp-{self.tag}*"):
-                    stale.unlink(missing_ok=True)
+                    with storage(str(stale), "delete"):
+                        stale.unlink(missing_ok=True)
 
     def commit(self, entry: dict[str, Any]) -> None:
         line = (json.dumps(entry) + "\n").encode()
         if not self.local:
             self.folder.put(f"{JOURNAL_DIR}/{self.name}/{entry['shard']}.json", line)
         else:
-            if self._handle is None:
-                # kept open for the whole run: one append + fsync per shard
-                self._handle = (self.folder.root / self.name).open("ab")
-            self._handle.write(line)
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
+            # A line cut short by a full disk is a torn last line: dropped by the next open.
+            with storage(str(self.folder.root / self.name), "append to"):
+                if self._handle is None:
+                    # kept open for the whole run: one append + fsync per shard
+                    self._handle = (self.folder.root / self.name).open("ab")
+                self._handle.write(line)
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
         self.done[entry["shard"]] = entry
 
     def close(self) -> None:
         if self._handle is not None:
-            self._handle.close()
-            self._handle = None
+            handle, self._handle = self._handle, None
+            # unbuffered bytes of a line that failed to append: the error was already raised
+            with contextlib.suppress(OSError):
+                handle.close()
         if self.local:
             fsync_dir(self.folder.root)

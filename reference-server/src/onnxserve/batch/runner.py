@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import numpy as np
 
@@ -28,6 +29,7 @@ from .progress import Progress
 from .sharding import Owners, finish_sharded
 from .sinks import EXTENSIONS, LocalFolder, ShardTable, check_format, rejects_bytes, shard_writer
 from .sources import FORMATS, Chunk, find_inputs, local_path, open_source
+from .storage_errors import StorageError, storage
 from .store import RemoteFolder, find_remote_inputs, fingerprint_entry, is_remote, urls_overlap
 
 FORMAT_VERSION = 1
@@ -207,6 +209,22 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+def _where(spec: str, fs: Any, path: Path | str) -> str:
+    """An input file as the user names it: a path, or a URL on object storage."""
+    if fs is None:
+        return str(path)
+    return f"{urlparse(spec).scheme}://{path}"
+
+
+def _input_entry(spec: str, fs: Any, source: Any) -> list[Any]:
+    """[name, size, version] of an input: a changed input refuses a resume."""
+    with storage(_where(spec, fs, source.path), "read"):
+        if fs is not None:
+            return fingerprint_entry(fs, source.path, source.rel)
+        stat = source.path.stat()
+        return [source.rel, stat.st_size, stat.st_mtime_ns]
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -299,9 +317,12 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
     sources, mappers = [], []
     for path in files:
         try:
-            source = open_source(path, base, in_fs)
+            with storage(_where(opts.input, in_fs, path), "read"):
+                source = open_source(path, base, in_fs)
             mappers.append(Mapper(source, scorer.inputs, opts.id_column, opts.allow_nan))
             sources.append(source)
+        except StorageError:
+            raise
         except BatchError as exc:
             problems.append(str(exc))
     if problems:
@@ -320,15 +341,12 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
             f"--batch-size {batch} cannot be fed"
         )
     id_names = {m.id_column for m in mappers}
+    with storage(str(model), "read"):
+        model_sha256 = _sha256(model)
     fingerprint = {
         "format_version": FORMAT_VERSION,
-        "model_sha256": _sha256(model),
-        "inputs": [
-            fingerprint_entry(in_fs, s.path, s.rel)
-            if in_fs is not None
-            else [s.rel, s.path.stat().st_size, s.path.stat().st_mtime_ns]
-            for s in sources
-        ],
+        "model_sha256": model_sha256,
+        "inputs": [_input_entry(opts.input, in_fs, s) for s in sources],
         "output_format": opts.output_format,
         "batch_size": batch,
         "shard_rows": shard_rows,
@@ -349,7 +367,10 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
         name=own_manifest,
         tag=tag,
     )
-    counts = [s.count_rows() for s in sources]
+    counts = []
+    for s in sources:
+        with storage(_where(opts.input, in_fs, s.path), "read"):
+            counts.append(s.count_rows())
     owners = Owners(counts, shard_rows, opts.shard_count)
     total = owners.rows_of(opts.shard_index) if None not in counts else None
     summary: dict[str, Any] = {
@@ -380,14 +401,16 @@ def run_batch(opts: BatchOptions) -> dict[str, Any]:
         return summary
     journal.clean_temporaries()
     if isinstance(folder, LocalFolder):
-        (folder.root / REJECTS_DIR).mkdir(exist_ok=True)
+        folder.mkdir(REJECTS_DIR)
     committed_before = len(journal.done)
     progress = Progress(total, enabled=opts.progress, interval=opts.progress_interval)
     started = time.perf_counter()
     try:
-        _pipeline(
-            opts, scorer, sources, mappers, journal, progress, batch, shard_rows, folder, owners
-        )
+        # The commits name the file that failed; this names the folder for anything else.
+        with storage(str(folder), "write into"):
+            _pipeline(
+                opts, scorer, sources, mappers, journal, progress, batch, shard_rows, folder, owners
+            )
     finally:
         journal.close()
         progress.close()
@@ -513,15 +536,16 @@ def _pipeline(
             for fi, source in enumerate(sources):
                 if not owners.file_has(fi, opts.shard_index):
                     continue  # none of this file's shards is ours: not even opened
-                for chunk in source.chunks(
-                    shard_rows,
-                    lambda k, fi=fi: (
-                        owners.owner(fi, k) == opts.shard_index
-                        and shard_name(fi, k) not in journal.done
-                    ),
-                ):
-                    if opts.cancel.is_set() or not put(to_score, (fi, chunk)):
-                        return
+                with storage(_where(opts.input, source.fs, source.path), "read"):
+                    for chunk in source.chunks(
+                        shard_rows,
+                        lambda k, fi=fi: (
+                            owners.owner(fi, k) == opts.shard_index
+                            and shard_name(fi, k) not in journal.done
+                        ),
+                    ):
+                        if opts.cancel.is_set() or not put(to_score, (fi, chunk)):
+                            return
         except BaseException as exc:
             errors.append(exc)
             stop.set()

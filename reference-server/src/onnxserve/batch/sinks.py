@@ -9,6 +9,7 @@ skip names starting with '.' or '_') never see half a shard.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -21,6 +22,7 @@ import numpy as np
 
 from .errors import BatchError
 from .sources import _pyarrow_parquet
+from .storage_errors import storage
 
 EXTENSIONS = {"parquet": ".parquet", "csv": ".csv", "jsonl": ".jsonl", "npz": ".npz"}
 
@@ -67,13 +69,18 @@ def commit_bytes(final: Path, write: Any, tag: str = "") -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, final)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        # A read-only or vanished folder can refuse the clean-up too: the first error is the news.
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise
     fsync_dir(final.parent)
 
 
 class LocalFolder:
-    """The output folder on a local (or mounted) filesystem: commits by fsync + rename."""
+    """The output folder on a local (or mounted) filesystem: commits by fsync + rename.
+
+    A full disk, a read-only mount or a refused permission raises StorageError naming the file.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -83,20 +90,27 @@ class LocalFolder:
 
     def commit(self, rel: str, write: Any, tag: str = "") -> None:
         final = self.root / rel
-        final.parent.mkdir(parents=True, exist_ok=True)
-        commit_bytes(final, write, tag)
+        with storage(str(final), "write"):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            commit_bytes(final, write, tag)
+
+    def mkdir(self, rel: str) -> None:
+        with storage(str(self.root / rel), "create"):
+            (self.root / rel).mkdir(exist_ok=True)
 
     def delete(self, rel: str) -> None:
-        (self.root / rel).unlink(missing_ok=True)
+        with storage(str(self.root / rel), "delete"):
+            (self.root / rel).unlink(missing_ok=True)
 
     def exists(self, rel: str) -> bool:
         return (self.root / rel).exists()
 
     def read(self, rel: str) -> bytes | None:
-        try:
-            return (self.root / rel).read_bytes()
-        except FileNotFoundError:
-            return None
+        with storage(str(self.root / rel), "read"):
+            try:
+                return (self.root / rel).read_bytes()
+            except FileNotFoundError:
+                return None
 
 
 def check_format(fmt: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .errors import BatchError
+from .storage_errors import StorageError, classify, http_status, storage
 
 # scheme -> (the fsspec implementation's package, the name to pip install)
 SCHEMES = {
@@ -90,6 +91,7 @@ def find_remote_inputs(spec: str, formats: dict[str, str]) -> tuple[Any, str, li
     except BatchError:
         raise
     except Exception as exc:  # botocore/gcsfs/adlfs raise their own types (auth, no bucket)
+        _raise_storage(exc, spec, "list")
         raise BatchError(f"cannot list input {spec!r}: {_short(exc)}{_hint(spec)}") from None
     files = sorted(
         p
@@ -113,6 +115,13 @@ def _hint(spec: str) -> str:
         "adlfs": "AZURE_STORAGE_CONNECTION_STRING or AZURE_STORAGE_ACCOUNT_NAME + _KEY",
     }[SCHEMES[scheme][0]]
     return f" (credentials are read from the environment: {env})"
+
+
+def _raise_storage(exc: BaseException, spec: str, action: str) -> None:
+    """Raise StorageError when the store answered an HTTP error (403, 5xx): exit 74, re-run."""
+    what = classify(exc)
+    if what is not None and http_status(exc) is not None:
+        raise StorageError(spec, action, what) from exc
 
 
 def _short(exc: BaseException) -> str:
@@ -141,19 +150,25 @@ class RemoteFolder:
         except FileNotFoundError:
             return []
         except Exception as exc:
+            _raise_storage(exc, self.spec, "list")
             raise BatchError(
                 f"cannot list output {self.spec!r}: {_short(exc)}{_hint(self.spec)}"
             ) from None
         return sorted(posixpath.relpath(p, self.root) for p in found)
 
+    def url(self, rel: str) -> str:
+        return f"{self.spec}/{rel}"
+
     def read(self, rel: str) -> bytes | None:
-        try:
-            return self.fs.cat_file(self.key(rel))
-        except FileNotFoundError:
-            return None
+        with storage(self.url(rel), "read"):
+            try:
+                return self.fs.cat_file(self.key(rel))
+            except FileNotFoundError:
+                return None
 
     def exists(self, rel: str) -> bool:
-        return bool(self.fs.exists(self.key(rel)))
+        with storage(self.url(rel), "read"):
+            return bool(self.fs.exists(self.key(rel)))
 
     def commit(self, rel: str, write: Callable[[Any], Any], tag: str = "") -> None:
         """Write the whole object under a temporary key, copy it to `rel`, delete the temporary."""
@@ -161,16 +176,24 @@ class RemoteFolder:
         write(buffer)
         folder, name = posixpath.split(rel)
         tmp = posixpath.join(folder, f".tmp-{tag}{name}")
-        self.fs.pipe_file(self.key(tmp), buffer.getvalue())
-        self.fs.copy(self.key(tmp), self.key(rel))
-        self.fs.rm_file(self.key(tmp))
+        with storage(self.url(rel), "write"):
+            self.fs.pipe_file(self.key(tmp), buffer.getvalue())
+            try:
+                self.fs.copy(self.key(tmp), self.key(rel))
+            except Exception:
+                # best effort: a temporary left behind is hidden and cleaned by the next run
+                with contextlib.suppress(Exception):
+                    self.fs.rm_file(self.key(tmp))
+                raise
+            self.fs.rm_file(self.key(tmp))
 
     def put(self, rel: str, data: bytes) -> None:
         """One small object in a single PUT (atomic on object stores): journal markers."""
-        self.fs.pipe_file(self.key(rel), data)
+        with storage(self.url(rel), "write"):
+            self.fs.pipe_file(self.key(rel), data)
 
     def delete(self, rel: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with storage(self.url(rel), "delete"), contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.key(rel))
 
     def clean_temporaries(self, tag: str) -> None:

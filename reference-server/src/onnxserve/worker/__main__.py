@@ -5,9 +5,15 @@ answer goes to the result stream as {request_id, client_id, outputs (JSON name -
 A message that cannot be decoded or scored never stops the worker: after --max-attempts
 deliveries it goes to the dead-letter stream as {request_id, reason, attempts, body}.
 With --metrics-port, Prometheus metrics (worker_messages_processed_total, ..._failed_total,
-..._dead_lettered_total, worker_stream_lag, worker_message_latency_seconds, ...) are served there.
+..._dead_lettered_total, worker_stream_lag, worker_message_latency_seconds,
+worker_redis_connected, worker_redis_reconnects_total, ...) are served there.
+Redis must answer at start-up (a wrong --redis-url is refused at once). Once running, a Redis
+failure (unreachable, refused, restarting) is waited out in the same process: reconnection
+attempts after 0.5 s, 1 s, 2 s, ... at most --reconnect-max-s apart, one log line each, metrics
+kept; entries in hand stay pending and are claimed again after --claim-idle-ms.
 Exit codes: 0 stopped cleanly (SIGTERM or --max-messages reached); 1 the model or Redis could
-not be used (the message says which); 2 usage error.
+not be used: the model does not load, Redis does not answer at start-up, refuses a command, or
+stays unusable past --reconnect-give-up-s (the message says which); 2 usage error.
 """
 
 from __future__ import annotations
@@ -40,6 +46,18 @@ def _env_int(name: str, default: int) -> int:
         raise SystemExit(2) from None
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = _env(name, str(default))
+    try:
+        return float(raw)
+    except ValueError:
+        print(
+            f"worker: ONNXSERVE_WORKER_{name.upper()}={raw[:80]!r} is not a number",
+            file=sys.stderr,
+        )
+        raise SystemExit(2) from None
+
+
 def _env_bool(name: str, default: bool) -> bool:
     return _env(name, "true" if default else "false").strip().lower() in ("1", "true", "yes", "on")
 
@@ -50,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Every option can also be set as ONNXSERVE_WORKER_<NAME> "
         "(e.g. ONNXSERVE_WORKER_REDIS_URL). "
-        "Exit codes: 0 stopped cleanly; 1 model or Redis unusable; 2 usage error.\n\n"
-        + TRIM_POLICY,
+        "Exit codes: 0 stopped cleanly; 1 model or Redis unusable (at start-up, or for longer "
+        "than --reconnect-give-up-s once running); 2 usage error.\n\n" + TRIM_POLICY,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", default=_env("model", ""), help="path of the .onnx model")
@@ -108,6 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between trimming the request stream and reading the group's lag",
     )
     p.add_argument(
+        "--reconnect-max-s",
+        type=float,
+        default=_env_float("reconnect_max_s", 30.0),
+        help="after a Redis failure, the longest wait between two reconnection attempts "
+        "(waits double from 0.5 s up to this) [default: 30]",
+    )
+    p.add_argument(
+        "--reconnect-give-up-s",
+        type=float,
+        default=_env_float("reconnect_give_up_s", 600.0),
+        help="exit 1 once Redis has been unusable this long (0: never give up) [default: 600]",
+    )
+    p.add_argument(
         "--metrics-port",
         type=int,
         default=_env_int("metrics_port", 0),
@@ -152,14 +183,21 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"--metrics-port must be 0-65535, got {args.metrics_port}")
     if not args.housekeeping_s > 0:
         problems.append(f"--housekeeping-s must be > 0, got {args.housekeeping_s}")
+    if not args.reconnect_max_s > 0:
+        problems.append(f"--reconnect-max-s must be > 0, got {args.reconnect_max_s}")
+    if not args.reconnect_give_up_s >= 0:
+        problems.append(f"--reconnect-give-up-s must be >= 0, got {args.reconnect_give_up_s}")
     if problems:
         for problem in problems:
             print(f"worker: {problem}", file=sys.stderr)
         return 2
 
     import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
 
     from .metrics import WorkerMetrics
+    from .reconnect import ReconnectPolicy, RedisGaveUp
     from .streams import Caps, StreamNames, Streams
 
     try:
@@ -170,7 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     # surrogateescape: a body that is not UTF-8 decodes (and is dead-lettered byte for byte)
     # instead of failing the read of the whole batch.
     client = redis.Redis.from_url(
-        args.redis_url, decode_responses=True, encoding_errors="surrogateescape"
+        args.redis_url,
+        decode_responses=True,
+        encoding_errors="surrogateescape",
+        # One immediate retry on a fresh connection hides a pooled connection that went stale;
+        # anything longer is the worker's own backoff (reconnect.py), logged and counted.
+        retry=Retry(NoBackoff(), 1),
+        # A host that drops packets must fail an attempt, not hang it; XREADGROUP blocks
+        # --block-ms on the server (0: for ever), so a reply may take that long before it is
+        # overdue.
+        socket_connect_timeout=5,
+        socket_timeout=args.block_ms / 1000 + 30 if args.block_ms else None,
     )
     try:
         client.ping()
@@ -201,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             args.pause_after_read_ms,
             args.trim_requests,
             args.housekeeping_s,
+            ReconnectPolicy(args.reconnect_max_s, args.reconnect_give_up_s),
         ),
         metrics,
     )
@@ -214,12 +263,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         counters = worker.run()
+    except RedisGaveUp as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 1
     except redis.RedisError as exc:
         print(f"worker: Redis failed: {exc}", file=sys.stderr)
         return 1
     print(
         f"worker: answered {counters.answered}, dead-lettered {counters.dead_lettered}, "
-        f"claimed {counters.claimed}, batches {counters.batches}, trimmed {counters.trimmed}",
+        f"claimed {counters.claimed}, batches {counters.batches}, trimmed {counters.trimmed}, "
+        f"reconnected {counters.reconnects}",
         file=sys.stderr,
     )
     return 0

@@ -4,7 +4,9 @@ No message can stop the loop: any failure to decode, score or encode one message
 JSON nested past the recursion limit, an integer of 10,000 digits, an output that will not
 encode) is recorded against that message alone, which stays pending and is retried after
 --claim-idle-ms until its Nth delivery sends it to the dead-letter stream with the reason. The
-rest of its batch is answered. Only Redis itself failing (unreachable, refused) ends the worker.
+rest of its batch is answered. Redis itself failing (unreachable, refused, loading) does not end
+the worker either: it reconnects with bounded exponential backoff (reconnect.py), keeping its
+metrics, and exits (1) only when Redis stays unusable past --reconnect-give-up-s.
 """
 
 from __future__ import annotations
@@ -13,12 +15,13 @@ import json
 import logging
 import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
 from .metrics import WorkerMetrics
+from .reconnect import ReconnectPolicy, ride_out, unavailable
 from .scoring import BadMessage, Request, Scorer
 from .streams import Streams
 
@@ -41,6 +44,7 @@ class WorkerSettings:
     pause_after_read_ms: int = 0  # fault injection for tests: hold a batch unacknowledged
     trim_requests: bool = True  # delete acknowledged request entries (streams.TRIM_POLICY)
     housekeeping_s: float = 5.0  # how often lag/pending are read and the request stream trimmed
+    reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)  # Redis outages
 
 
 @dataclass
@@ -51,6 +55,7 @@ class Counters:
     claimed: int = 0
     batches: int = 0
     trimmed: int = 0
+    reconnects: int = 0
 
 
 def describe(exc: BaseException) -> str:
@@ -259,27 +264,60 @@ class Worker:
         )
 
     def run(self) -> Counters:
-        self.streams.ensure_group()
-        self.housekeeping(force=True)
+        """Loop until done(); a Redis outage is waited out (RedisGaveUp past the bound)."""
+        ready = False  # group ensured since the last (re)connection
         while not self.done():
             try:
-                claimed = self.streams.claim_idle(
-                    self.settings.claim_idle_ms, self.settings.batch_size
-                )
-                if claimed:
-                    self.counters.claimed += len(claimed)
-                    if self.metrics:
-                        self.metrics.claimed.inc(len(claimed))
-                    self._safely(claimed, claimed=True)
-                else:
-                    fresh = self.streams.read_new(self.settings.batch_size, self.settings.block_ms)
-                    self._safely(fresh, claimed=False)
-            except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
+                if not ready:
+                    self.streams.ensure_group()
+                    self.housekeeping(force=True)
+                    ready = True
+                self._round()
+                self.housekeeping()
+            except redis.RedisError as exc:
+                if not unavailable(exc):
                     raise
-                # Someone deleted the stream or the group: make them again and carry on.
-                log.warning("consumer group missing (%s); creating it again", exc)
-                self.streams.ensure_group()
-            self.housekeeping()
-        self.housekeeping(force=True)
+                ready = False
+                self._reconnect(exc)
+        if ready:
+            try:
+                self.housekeeping(force=True)
+            except redis.RedisError as exc:  # stopping anyway: the last gauges are not worth it
+                log.warning("final housekeeping skipped: %s", exc)
         return self.counters
+
+    def _round(self) -> None:
+        """Claim what others left behind, else read new entries; handle them."""
+        try:
+            claimed = self.streams.claim_idle(self.settings.claim_idle_ms, self.settings.batch_size)
+            if claimed:
+                self.counters.claimed += len(claimed)
+                if self.metrics:
+                    self.metrics.claimed.inc(len(claimed))
+                self._safely(claimed, claimed=True)
+            else:
+                fresh = self.streams.read_new(self.settings.batch_size, self.settings.block_ms)
+                self._safely(fresh, claimed=False)
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Someone deleted the stream or the group (or Redis restarted empty): make them again.
+            log.warning("consumer group missing (%s); creating it again", exc)
+            self.streams.ensure_group()
+
+    def _reconnect(self, error: redis.RedisError) -> None:
+        """Wait for Redis with backoff; the metrics object (and its counters) lives on."""
+        if self.metrics:
+            self.metrics.redis_connected.set(0)
+
+        def probe() -> None:
+            self.streams.client.ping()
+            self.streams.ensure_group()
+
+        attempts = ride_out(probe, error, self.settings.reconnect, lambda: self.stopping)
+        if attempts is None:  # SIGTERM while Redis was down: nothing in hand to finish
+            return
+        self.counters.reconnects += 1
+        if self.metrics:
+            self.metrics.reconnects.inc()
+            self.metrics.redis_connected.set(1)

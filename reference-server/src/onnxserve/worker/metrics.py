@@ -2,8 +2,9 @@
 
 The worker has no HTTP API, so this port is how an operator (and the bundle's Prometheus) sees
 it: messages answered, failed attempts by stage, dead letters, the group's lag and pending
-count, enqueue-to-answer latency, scoring time per batch, and a heartbeat of the loop that a
-stuck worker stops updating.
+count, enqueue-to-answer latency, scoring time per batch, a heartbeat of the loop that a
+stuck worker stops updating, and whether Redis answers (with the reconnections so far). The
+worker reconnects in the same process, so no counter restarts at zero after a Redis outage.
 """
 
 from __future__ import annotations
@@ -90,6 +91,17 @@ class WorkerMetrics:
             registry=r,
         )
         info.labels(stream, group).set(1)
+        self.redis_connected = Gauge(
+            "worker_redis_connected",
+            "1 while Redis answers the worker, 0 while it waits to reconnect",
+            registry=r,
+        )
+        self.reconnects = Counter(
+            "worker_redis_reconnects",
+            "Times the worker got Redis back after it failed (without restarting)",
+            registry=r,
+        )
+        self.redis_connected.set(1)  # the worker starts only once Redis has answered PING
         self.heartbeat.set_to_current_time()
 
     def answered(self, entry_ids: Iterable[str]) -> None:
