@@ -10,8 +10,12 @@ import pytest
 from measure_helpers import cli, cli_json, fresh_copy, plan_dir, server_available, with_sample
 from signature_models import build
 
+from deploy_model.measure.refusal import condense
 from deploy_model.measure.serve import ServerProcess, free_port
-from deploy_model.measure.smoke import EXPECTED_METRICS, SmokeTest, condense, shape_differences
+from deploy_model.measure.smoke_inference import shape_differences
+from deploy_model.measure.smoke_metrics import EXPECTED_METRICS
+from deploy_model.measure.smoke_probes import bad_requests
+from deploy_model.measure.smoke_session import SmokeSession
 from deploy_model.model.samples import v2_infer_body
 from deploy_model.model.synthetic import make_inputs
 
@@ -145,14 +149,14 @@ def test_bad_input_probes_are_invalid_for_every_signature(tmp_path: Path) -> Non
     profile = {"inputs": [{"name": "ids", "dtype": "int64", "shape": ["batch", "seq"]},
                           {"name": "mask", "dtype": "int64", "shape": ["batch", "seq"]},
                           {"name": "sr", "dtype": "int64", "shape": []}], "outputs": []}
-    probes = SmokeTest("http://127.0.0.1:1", profile, "m").bad_requests()
+    probes = bad_requests(SmokeSession("http://127.0.0.1:1", profile, "m"))
     names, wrong_type, ranked = (body["inputs"] for _, body in probes)
     assert [t["name"] for t in names] == ["ids__not_an_input", "mask", "sr"]
     assert wrong_type[0]["datatype"] == "BYTES" and [t["datatype"] for t in wrong_type[1:]] == ["INT64", "INT64"]
     assert ranked[0]["shape"] == [1, 8, 1] and ranked[0]["data"] == names[0]["data"]
     assert all(len(body["inputs"]) == 3 for _, body in probes)
-    strings = SmokeTest("http://127.0.0.1:1", {"inputs": [{"name": "t", "dtype": "string", "shape": ["batch"]}],
-                                               "outputs": []}, "m").bad_requests()
+    strings = bad_requests(SmokeSession("http://127.0.0.1:1", {"inputs": [{"name": "t", "dtype": "string", "shape": ["batch"]}],
+                                                                "outputs": []}, "m"))
     assert strings[1][1]["inputs"][0]["datatype"] == "FP32"
 
 

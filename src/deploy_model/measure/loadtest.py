@@ -133,7 +133,7 @@ class Target:
                 response = client.post(self.endpoint, content=self.body, headers=self.headers)
         except httpx.HTTPError as exc:
             return f"no HTTP answer: {type(exc).__name__}"
-        from deploy_model.measure.smoke import server_reason
+        from deploy_model.measure.refusal import server_reason
 
         return f"HTTP {response.status_code}: {server_reason(response)}"
 
