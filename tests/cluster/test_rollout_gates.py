@@ -29,7 +29,7 @@ from fake_kube import FakeKube
 
 from deploy_model.bundle.render import run_render
 from deploy_model.cluster.apply import run_apply
-from deploy_model.cluster.rollout import ANNOTATION
+from deploy_model.cluster.release_state import ANNOTATION
 from deploy_model.measure.serve import free_port, stop_pid
 from deploy_model.plan.planner import run_plan
 

@@ -17,15 +17,9 @@ from fake_kube import FakeKube
 from deploy_model.bundle.render import run_render
 from deploy_model.cluster.apply import run_apply
 from deploy_model.cluster.kubeclient import load
-from deploy_model.cluster.rollout import (
-    ANNOTATION,
-    Release,
-    current,
-    load_release,
-    run_rollback,
-    run_status,
-    write,
-)
+from deploy_model.cluster.release import Release, load_release
+from deploy_model.cluster.release_state import ANNOTATION, current, write
+from deploy_model.cluster.rollout import run_rollback, run_status
 from deploy_model.common.errors import StageError
 from deploy_model.plan.planner import run_plan
 

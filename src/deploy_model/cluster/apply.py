@@ -18,6 +18,7 @@ import re
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -240,13 +241,19 @@ def run_apply(out: Path, kubeconfig: Path | None, context: str | None, timeout_s
         raise StageError(f"context {kube.context}: the API server refused a request: {exc}") from None
 
 
-def apply_objects(kube: Kube, namespace: str, objects: list[dict[str, Any]], timeout_s: float, dry_run: bool,
-           force_conflicts: bool, wait: bool) -> dict[str, Any]:
-    ns_live = kube.get(f"/api/v1/namespaces/{namespace}")
-    if ns_live is None and not any(o["kind"] == "Namespace" for o in objects):
-        # The bundle's pods meet the restricted Pod Security level: a namespace we create enforces it.
-        objects.insert(0, {"apiVersion": "v1", "kind": "Namespace",
-                           "metadata": {"name": namespace, "labels": {RESTRICTED: "restricted"}}})
+@dataclass
+class _Checked:
+    """What the server-side dry-run of every object found."""
+
+    notes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    conflicted: list[str] = field(default_factory=list)  # refs applied with force: their conflicts are taken
+    finished: str | None = None  # read once, at the first conflict with the rollout's fields
+    created_namespace: bool = False
+
+
+def _resolve(kube: Kube, namespace: str, objects: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Resource]]:
+    """Each object with its API; StageError naming every kind the cluster does not serve."""
     resolved: list[tuple[dict[str, Any], Resource]] = []
     missing = []
     for obj in objects:
@@ -261,80 +268,76 @@ def apply_objects(kube: Kube, namespace: str, objects: list[dict[str, Any]], tim
             resolved.append((obj, res))
     if missing:
         raise StageError(f"{len(missing)} object(s) of the bundle have no API in the cluster; nothing applied", missing)
+    return resolved
 
-    lines: list[str] = []
-    notes: list[str] = []
-    created_namespace = False
-    # 1. server-side dry-run of everything (the namespace first: nothing namespaced can be checked without it).
-    problems: list[str] = []
-    conflicted: list[str] = []
-    finished: str | None = None  # read once, at the first conflict with the rollout's fields
+
+def _dry_run_all(kube: Kube, namespace: str, resolved: list[tuple[dict[str, Any], Resource]], no_namespace: bool,
+                 dry_run: bool, force_conflicts: bool) -> _Checked:
+    """Server-side dry-run of everything (the namespace first: nothing namespaced can be checked without it)."""
+    check = _Checked()
     for obj, res in resolved:
-        if ns_live is None and res.namespaced:
+        if no_namespace and res.namespaced:
             if dry_run:
-                notes.append(f"{ref(obj)}: not checked, namespace {namespace} does not exist yet (apply creates it first)")
+                check.notes.append(f"{ref(obj)}: not checked, namespace {namespace} does not exist yet (apply creates it first)")
                 continue
-            if not created_namespace:
+            if not check.created_namespace:
                 ns_obj, ns_res = resolved[0]
                 kube.apply(ns_res, ns_obj)
-                created_namespace = True
+                check.created_namespace = True
                 _say(f"apply: created Namespace/{namespace} (restricted Pod Security) so the rest can be dry-run")
         try:
             kube.apply(res, obj, dry_run=True)
         except KubeError as exc:
-            if exc.status == 409 and not force_conflicts and _only_rollout(exc) and finished is None:
-                finished = finished_release(kube, resolved, namespace) or ""
-            if exc.status == 409 and not force_conflicts and _only_rollout(exc) and finished:
+            if exc.status == 409 and not force_conflicts and _only_rollout(exc) and check.finished is None:
+                check.finished = finished_release(kube, resolved, namespace) or ""
+            if exc.status == 409 and not force_conflicts and _only_rollout(exc) and check.finished:
                 # A finished rollout left these fields (canary at 0): a new release takes them back, said so.
                 kube.apply(res, obj, dry_run=True, force=True)
-                conflicted.append(ref(obj))
-                notes.append(f"{ref(obj)}: takes back the fields the finished rollout ({finished}) set: {exc.message}")
+                check.conflicted.append(ref(obj))
+                check.notes.append(f"{ref(obj)}: takes back the fields the finished rollout ({check.finished}) set: {exc.message}")
                 continue
             if exc.status == 409 and force_conflicts:
                 kube.apply(res, obj, dry_run=True, force=True)
-                conflicted.append(ref(obj))
-                notes.append(f"{ref(obj)}: --force-conflicts takes these fields: {exc.message}")
+                check.conflicted.append(ref(obj))
+                check.notes.append(f"{ref(obj)}: --force-conflicts takes these fields: {exc.message}")
                 continue
             hint = _conflict_hint(exc) if exc.status == 409 else ""
-            problems.append(f"{ref(obj)}: {exc.message or exc.reason} (HTTP {exc.status}){hint}")
-    # A finished rollout left an autoscaled canary at 0 replicas, where its HPA no longer scales it
-    # (an HPA leaves a workload at 0 alone) and the manifest has no `replicas` to take back: the new
-    # release sets it to the HPA's floor, once, and the HPA owns the count from there.
+            check.problems.append(f"{ref(obj)}: {exc.message or exc.reason} (HTTP {exc.status}){hint}")
+    return check
+
+
+def _revive(kube: Kube, namespace: str, resolved: list[tuple[dict[str, Any], Resource]], check: _Checked) -> dict[str, int]:
+    """ref -> replicas for each autoscaled workload a finished rollout left at 0.
+
+    A finished rollout left an autoscaled canary at 0 replicas, where its HPA no longer scales it
+    (an HPA leaves a workload at 0 alone) and the manifest has no `replicas` to take back: the new
+    release sets it to the HPA's floor, once, and the HPA owns the count from there."""
     revive: dict[str, int] = {}
     for (kind, name), floor in autoscaled_floors([o for o, _ in resolved]).items():
         obj, res = next((o, r) for o, r in resolved if o["kind"] == kind and o["metadata"]["name"] == name)
         live = kube.get(kube.path(res, namespace, name)) if res.namespaced else None
         if live is None or (live.get("spec") or {}).get("replicas") != 0:
             continue
-        if finished is None:
-            finished = finished_release(kube, resolved, namespace) or ""
-        if finished:
+        if check.finished is None:
+            check.finished = finished_release(kube, resolved, namespace) or ""
+        if check.finished:
             revive[ref(obj)] = floor
-            notes.append(f"{ref(obj)}: takes back the fields the finished rollout ({finished}) set: replicas 0 -> {floor} "
-                         "(its HPA's minReplicas; the HPA owns the count from there)")
-    for note in notes:
-        _say(f"apply: {note}")
-    if problems:
-        lead = "server-side dry-run refused"
-        raise StageError(f"{lead} {len(problems)} of {len(resolved)} object(s); nothing "
-                         f"{'else ' if created_namespace else ''}applied", problems)
-    result: dict[str, Any] = {"stage": "apply", "ok": True, "dry_run": dry_run, "wrote": [], "context": kube.context,
-                              "namespace": namespace, "field_manager": FIELD_MANAGER, "notes": notes}
-    if dry_run:
-        result["objects"] = [{"object": ref(o), "action": "dry-run ok"} for o, _ in resolved
-                             if not (ns_live is None and _.namespaced)]
-        result["summary"] = {"context": kube.context, "namespace": namespace,
-                             "checked": f"{len(result['objects'])} of {len(resolved)} object(s) passed the server-side dry-run"}
-        return result
-    # 2. apply for real, in order.
+            check.notes.append(f"{ref(obj)}: takes back the fields the finished rollout ({check.finished}) set: replicas "
+                               f"0 -> {floor} (its HPA's minReplicas; the HPA owns the count from there)")
+    return revive
+
+
+def _apply_all(kube: Kube, resolved: list[tuple[dict[str, Any], Resource]], check: _Checked,
+               revive: dict[str, int]) -> list[dict[str, Any]]:
+    """Apply for real, in order: each object's action (created, configured, unchanged)."""
     applied = []
     for obj, res in resolved:
         meta = obj["metadata"]
-        if created_namespace and obj["kind"] == "Namespace":
+        if check.created_namespace and obj["kind"] == "Namespace":
             applied.append({"object": ref(obj), "action": "created"})
             continue
         before = kube.get(kube.path(res, meta.get("namespace") if res.namespaced else None, meta["name"]))
-        live = kube.apply(res, obj, force=ref(obj) in conflicted)
+        live = kube.apply(res, obj, force=ref(obj) in check.conflicted)
         if ref(obj) in revive:
             live = kube.patch(res, meta.get("namespace"), meta["name"], {"spec": {"replicas": revive[ref(obj)]}},
                               manager=FIELD_MANAGER)
@@ -345,8 +348,37 @@ def apply_objects(kube: Kube, namespace: str, objects: list[dict[str, Any]], tim
         else:
             action = "configured"
         applied.append({"object": ref(obj), "action": action})
-        lines.append(f"apply: {ref(obj)} {action}")
-        _say(lines[-1])
+        _say(f"apply: {ref(obj)} {action}")
+    return applied
+
+
+def apply_objects(kube: Kube, namespace: str, objects: list[dict[str, Any]], timeout_s: float, dry_run: bool,
+           force_conflicts: bool, wait: bool) -> dict[str, Any]:
+    ns_live = kube.get(f"/api/v1/namespaces/{namespace}")
+    if ns_live is None and not any(o["kind"] == "Namespace" for o in objects):
+        # The bundle's pods meet the restricted Pod Security level: a namespace we create enforces it.
+        objects.insert(0, {"apiVersion": "v1", "kind": "Namespace",
+                           "metadata": {"name": namespace, "labels": {RESTRICTED: "restricted"}}})
+    resolved = _resolve(kube, namespace, objects)
+    # 1. server-side dry-run of everything, and the canaries a finished rollout left at 0.
+    check = _dry_run_all(kube, namespace, resolved, ns_live is None, dry_run, force_conflicts)
+    revive = _revive(kube, namespace, resolved, check)
+    for note in check.notes:
+        _say(f"apply: {note}")
+    if check.problems:
+        lead = "server-side dry-run refused"
+        raise StageError(f"{lead} {len(check.problems)} of {len(resolved)} object(s); nothing "
+                         f"{'else ' if check.created_namespace else ''}applied", check.problems)
+    result: dict[str, Any] = {"stage": "apply", "ok": True, "dry_run": dry_run, "wrote": [], "context": kube.context,
+                              "namespace": namespace, "field_manager": FIELD_MANAGER, "notes": check.notes}
+    if dry_run:
+        result["objects"] = [{"object": ref(o), "action": "dry-run ok"} for o, r in resolved
+                             if not (ns_live is None and r.namespaced)]
+        result["summary"] = {"context": kube.context, "namespace": namespace,
+                             "checked": f"{len(result['objects'])} of {len(resolved)} object(s) passed the server-side dry-run"}
+        return result
+    # 2. apply for real, in order.
+    applied = _apply_all(kube, resolved, check, revive)
     result["objects"] = applied
     # 3. wait for the workloads.
     workloads = [(o, r) for o, r in resolved if (group_of(o), o["kind"]) in WORKLOADS]
