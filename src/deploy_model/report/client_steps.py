@@ -20,7 +20,7 @@ CLIENT_VERBS = (("", "cluster"), ("", "apply"), ("", "smoke"), ("rollout", "adva
 
 
 def driven_by_client(spec: Any) -> bool:
-    """True where `deploy-model rollout` steps the release (mirrors rollout.load_release's refusals)."""
+    """True where `deploy-model rollout` steps the release (mirrors release.load_release's refusals)."""
     if releases.mode(spec) != releases.CANDIDATE:
         return False
     if spec.rollout.strategy == Rollout.blue_green:
@@ -63,6 +63,6 @@ def client_step(spec: Any, d: str) -> dict[str, Any] | None:
 
 
 def state_holder(spec: Any) -> str:
-    """The object whose annotation keeps the release state (see rollout.load_release)."""
+    """The object whose annotation keeps the release state (see release.load_release)."""
     layout = releases.layout(spec)
     return {"blue-green": "Service", "knative": "Knative Service", "kserve": "InferenceService"}.get(layout, "route")
