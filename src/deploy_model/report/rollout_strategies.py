@@ -1,0 +1,160 @@
+"""The realtime rollout of each strategy once the candidate is built: serverless revisions, Argo Rollouts,
+an in-place rolling update, canary weights, a blue-green switch, a shadow comparison."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deploy_model.plan import releases
+from deploy_model.report.rollout_gates import absolute_gates, gates, shadow_gates
+from deploy_model.report.rollout_kubectl import (
+    cleanup_commands,
+    hpa_floor,
+    knative_weight,
+    replan,
+    selector_patch,
+    serverless_object,
+    uses_kserve,
+    weight_commands,
+)
+
+
+def knative_steps(spec: Any, d: str, prod: str, mode: str) -> list[dict[str, Any]]:
+    """Serverless (Knative or KServe): the candidate revision starts at 0% and its share is raised by patch."""
+    what = ("Apply the InferenceService: the candidate revision is created with canaryTrafficPercent 0, the rolled-out "
+            "revision keeps 100%") if uses_kserve(spec) else ("Apply the Knative Service: the candidate revision is created at 0% "
+                                                          "(its `candidate` tag URL reaches it), the stable revision keeps 100%")
+    steps: list[dict[str, Any]] = [{"title": what
+                                             if mode == releases.CANDIDATE else f"Apply {serverless_object(spec)} (one revision, 100%)",
+                                    "commands": [f"{prod} apply -f {d}/k8s/",
+                                                 f"{prod} wait {serverless_object(spec)} --for=condition=Ready --timeout=10m"]}]
+    if mode != releases.CANDIDATE:
+        steps.append({"title": "Watch for 60 min", "gates": absolute_gates(spec, f"version={spec.model.version}"), "commands": []})
+        return steps
+    new, base = f"version={spec.model.version}", f"version={spec.stable.version}"
+    weights = spec.rollout.canary.steps if spec.rollout.canary else [10, 50, 100]
+    for weight in weights:
+        if weight >= 100:
+            break
+        steps.append({"title": f"Send {weight}% of requests to the candidate revision", "commands": [knative_weight(spec, weight, prod)]})
+        steps.append({"title": "Watch; every gate must pass before the next step (scale to zero between bursts is normal)",
+                      "gates": gates(spec, new, base), "commands": []})
+    steps.append({"title": "Promote: re-plan with the candidate as stable and apply (its revision takes 100% and the stable tag)",
+                  "commands": [*replan(d), f"{prod} apply -f {d}/k8s/"]})
+    return steps
+
+
+def canary_pause(spec: Any) -> int:
+    """Minutes each canary weight is held before the gates decide."""
+    return spec.rollout.canary.pause_minutes if spec.rollout.canary else 60
+
+
+def argo_steps(spec: Any, d: str, prod: str, mode: str) -> list[dict[str, Any]]:
+    """Argo Rollouts: the Rollout's template is the candidate; Argo sets the weights and runs the analysis."""
+    name = spec.name
+    pause = canary_pause(spec)
+    argo = f"kubectl argo rollouts --context production -n {spec.kubernetes.namespace}"
+    steps: list[dict[str, Any]] = []
+    weights = spec.rollout.canary.steps if spec.rollout.canary else [100]
+    steps.append({"title": ("Apply the bundle: the Rollout's template is the candidate, Argo starts the canary and sets "
+                            f"the weights on the {'Ingress' if spec.rollout.canary.traffic_router and spec.rollout.canary.traffic_router.value == 'ingress-nginx' else 'HTTPRoute'}"
+                            if mode == releases.CANDIDATE else "Apply the bundle: Argo deploys it at once (no stable revision to compare with)"),
+                  "commands": [f"{prod} apply -f {d}/k8s/", f"{argo} get rollout {name} --watch"]})
+    if mode == releases.CANDIDATE:
+        for weight in weights:
+            if weight >= 100:
+                steps.append({"title": "Full rollout (100%): Argo promotes after the last analysis passes", "commands": [
+                    f"{argo} status {name} --timeout 15m"]})
+                break
+            steps.append({
+                "title": (f"Canary at {weight}%: Argo holds it {pause} min while the AnalysisTemplate {name}-canary-gates "
+                          "checks these gates; a failed gate aborts, too little traffic pauses for a person"),
+                "gates": gates(spec),
+                "commands": [f"{argo} get rollout {name}",
+                             f"{argo} promote {name}   # only after a pause for too little traffic, once you checked the gates"]})
+        steps.append({"title": "Record the promotion: re-plan with the candidate as stable (the Rollout is unchanged by it)",
+                      "commands": replan(d)})
+    return steps
+
+
+def in_place_steps(spec: Any, d: str, prod: str, mode: str) -> list[dict[str, Any]]:
+    """A first release or a promotion: a rolling update of the stable workload, watched against the SLO."""
+    name = spec.name
+    steps: list[dict[str, Any]] = []
+    steps.append({"title": "Roll out to production (rolling update of the stable workload)", "commands": [
+        f"{prod} apply -f {d}/k8s/",
+        f"{prod} rollout status deployment/{releases.workload_name(name, releases.live_track(spec))} --timeout=15m"]})
+    if mode == releases.PROMOTED:
+        steps.append({"title": "Remove the previous plan's candidate objects (the re-rendered bundle no longer has them)",
+                      "commands": cleanup_commands(spec, prod)})
+    steps.append({"title": "Watch for 60 min", "gates": absolute_gates(spec, releases.live_track(spec)), "commands": []})
+    return steps
+
+
+def canary_steps(spec: Any, d: str, prod: str) -> list[dict[str, Any]]:
+    """A canary Deployment beside the stable one, its share raised step by step while the gates pass."""
+    name = spec.name
+    pause = canary_pause(spec)
+    steps: list[dict[str, Any]] = []
+    cname = f"{name}-canary"
+    steps.append({"title": "Apply the bundle: the stable Deployment is unchanged, the canary starts at weight 0", "commands": [
+        f"{prod} apply -f {d}/k8s/",
+        f"{prod} rollout status deployment/{cname} --timeout=10m"]})
+    weights = spec.rollout.canary.steps if spec.rollout.canary else [100]
+    for weight in weights:
+        if weight >= 100:
+            break
+        steps.append({"title": f"Size the canary for {weight}% (its autoscaler's floor), then send it {weight}% of traffic",
+                      "commands": [hpa_floor(cname, max(1, -(-spec.scaling.replicas * weight // 100)), prod),
+                                   f"{prod} rollout status deployment/{cname} --timeout=10m",
+                                   *weight_commands(spec, weight, prod)]})
+        steps.append({"title": f"Watch for {pause} min; every gate must pass before the next step", "gates": gates(spec),
+                      "commands": []})
+    steps.append({"title": "Promote: all traffic to the canary, then re-plan with the candidate as stable and roll the "
+                           "stable Deployment to it while the canary serves", "commands": [
+        hpa_floor(cname, spec.scaling.replicas, prod),
+        f"{prod} rollout status deployment/{cname} --timeout=10m",
+        *weight_commands(spec, 100, prod),
+        *replan(d),
+        f"{prod} apply -f {d}/k8s/deployment.yaml && {prod} rollout status deployment/{name} --timeout=15m",
+        f"{prod} apply -f {d}/k8s/   # the route back on the stable Service, which runs {spec.model.version} now",
+        *cleanup_commands(spec, prod, "canary")]})
+    return steps
+
+
+def blue_green_steps(spec: Any, d: str, prod: str, service: str) -> list[dict[str, Any]]:
+    """The idle colour gets the candidate, is smoke-tested on its own Service, then takes all traffic at once."""
+    name = spec.name
+    ctrack = releases.candidate_track(spec)
+    steps: list[dict[str, Any]] = []
+    live = releases.live_track(spec)
+    steps.append({"title": f"Apply the bundle: {live} keeps serving, {ctrack} starts with the candidate (no traffic yet)", "commands": [
+        f"{prod} apply -f {d}/k8s/",
+        f"{prod} rollout status deployment/{name}-{ctrack} --timeout=10m"]})
+    steps.append({"title": f"Smoke-test {ctrack} through its own service", "commands": [
+        f"{prod} port-forward svc/{name}-{ctrack} 8001:{spec.serving.port} &",
+        f"deploy-model smoke --out {d} --url http://127.0.0.1:8001", "kill %1"]})
+    steps.append({"title": f"Switch all traffic to {ctrack}", "commands": [selector_patch(spec, service, ctrack, prod)]})
+    steps.append({"title": f"Watch {ctrack} for 60 min with {live} kept warm ({live} takes no traffic now: the SLO is the gate)",
+                  "gates": absolute_gates(spec, ctrack), "commands": []})
+    promote = [*replan(d), f"{prod} apply -f {d}/k8s/"]
+    if live == "stable":
+        # The first blue-green release started from the plain stable Deployment: no colour reuses it.
+        promote.append(f"{prod} delete deployment/{name} hpa/{name} --ignore-not-found   # once {ctrack} has served a while")
+    steps.append({"title": f"Promote: re-plan with the candidate as stable (the bundle's Service then selects {ctrack}, as "
+                           f"patched; {live} stays for an instant rollback until the next release reuses it)", "commands": promote})
+    return steps
+
+
+def shadow_steps(spec: Any, d: str, prod: str) -> list[dict[str, Any]]:
+    """The shadow track scores the candidate on real traffic; callers keep getting the stable answers."""
+    name = spec.name
+    steps: list[dict[str, Any]] = []
+    steps.append({"title": "Apply the bundle: the stable Deployment is unchanged; the shadow track gets the candidate", "commands": [
+        f"{prod} apply -f {d}/k8s/",
+        f"{prod} rollout status deployment/{name}-shadow --timeout=10m"]})
+    steps.append({"title": "Watch the shadow comparison for a day of real traffic", "gates": shadow_gates(spec), "commands": []})
+    steps.append({"title": "Promote the candidate: re-plan it as stable and apply (or re-plan it as a canary first)",
+                  "commands": [*replan(d), f"{prod} apply -f {d}/k8s/",
+                               f"{prod} rollout status deployment/{name} --timeout=15m", *cleanup_commands(spec, prod, "shadow")]})
+    return steps
