@@ -48,11 +48,15 @@ def test_zipmap_classifier_with_string_labels_judged_on_the_sample(skl_models, t
 
 def test_zipmap_classifier_on_synthetic_inputs_says_so(skl_models, tmp_path):
     out = tmp_path / "d"
-    try:
-        run_quantize(skl_models["mlp"], out, runs=20, time_budget=5)
-    except StageError as exc:  # N(0,1) rows sit between the blobs: INT8 may flip some of them
-        assert "fails to run" not in str(exc) and "could not compare" not in str(exc)
+    # N(0,1) rows sit between the blobs: INT8 flips 1.6-5.7% of them, whatever the compared chunk
+    # size (1-256 rows), so the verdict is a refusal; --allow-slower keeps timing out of it.
+    with pytest.raises(StageError) as info:
+        run_quantize(skl_models["mlp"], out, runs=20, time_budget=5, allow_slower=True)
+    message = str(info.value)
+    assert re.search(r"output 'output_label' \(tensor\(string\)\): [\d.]+% of values differ", message), message
+    assert "fails to run" not in message and "could not compare" not in message and "slower" not in message
     record = _record(out)
+    assert record["verdict"] == "refused" and record["agreement"] < 0.99
     assert record["input_source"] == "synthetic" and record["rows_compared"] == 1000
     assert any("judged on synthetic inputs only" in w and "--sample" in w for w in record["warnings"])
     assert {o["output"] for o in record["outputs"]} == {"output_label", "output_probability"}
@@ -195,7 +199,7 @@ def test_comparison_units():
 def test_nothing_quantized_names_the_ops_hidden_in_control_flow(tmp_path):
     from onnx import TensorProto, helper, numpy_helper
 
-    from deploy_model.model.quantize import nothing_quantized
+    from deploy_model.model.quantize_graph import nothing_quantized
 
     def branch(name: str, scale: float) -> onnx.GraphProto:
         weight = numpy_helper.from_array(np.eye(4, dtype=np.float32) * scale, f"w_{name}")

@@ -20,12 +20,8 @@ from deploy_model.bundle.render import run_render
 from deploy_model.cli.pipeline import run_quantize_stage
 from deploy_model.common.errors import StageError
 from deploy_model.model.inspection import run_inspect
-from deploy_model.model.quantize import (
-    QUANT_FILE,
-    gemm_to_matmul,
-    quantized_path,
-    run_quantize,
-)
+from deploy_model.model.quantize import QUANT_FILE, quantized_path, run_quantize
+from deploy_model.model.quantize_graph import gemm_to_matmul
 from deploy_model.plan.planner import run_plan
 
 
@@ -67,6 +63,21 @@ def _mlp(path: Path, hidden: int = 512, near_tie: bool = False) -> Path:
     return path
 
 
+def _clear_sample(model: Path, path: Path, rows: int = 300) -> Path:
+    """An .npz of `rows` inputs the float model decides with a top-1 margin of at least 2 logits, as
+    a trained classifier decides most of its data. On N(0,1) rows some decisions are near-ties, and
+    dynamic INT8 scales activations per compared chunk, whose size follows the host's speed: the
+    agreement on synthetic rows then straddles the 1% allowed (98.5-99.6% over chunk sizes 1-256).
+    INT8 moves these logits by at most ~0.6, so no decision of this sample flips at any chunk size."""
+    x = np.random.default_rng(12).standard_normal((10 * rows, 64)).astype(np.float32)
+    logits = ort.InferenceSession(str(model)).run(None, {"x": x})[0]
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    clear = x[top2[:, 1] - top2[:, 0] >= 2.0][:rows]
+    assert len(clear) == rows
+    np.savez(path, x=clear)
+    return path
+
+
 def _copy(model: Path, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copy(model, folder / model.name))
@@ -91,10 +102,12 @@ def test_gemm_rewrite_keeps_the_function(tmp_path):
 def test_larger_mlp_shrinks_agrees_runs_faster_and_lands_in_the_deployment_dir(tmp_path):
     model = _mlp(tmp_path / "src" / "mlp.onnx", hidden=1024)
     out = tmp_path / "deploy"
-    result = run_quantize(model, out, runs=60, time_budget=10)["result"]
+    sample = _clear_sample(model, tmp_path / "sample.npz")
+    # Accepted also means INT8 is no slower: a timing, won by about 2x at batch 1 and 32 on a CPU.
+    result = run_quantize(model, out, sample=sample, runs=60, time_budget=10)["result"]
     assert result["verdict"] == "accepted" and result["mode"] == "dynamic", result["reason"]
     assert result["size_ratio"] < 0.3  # float32 weights -> int8 plus scales
-    assert result["agreement"] >= 0.99
+    assert result["agreement"] == 1.0 and result["rows_compared"] == 300
     assert result["outputs"][0]["compared_as"].startswith("logits: top-1")
     # Latency is measured at batch 1 and at 32 (the batch dim is dynamic); accepted means no slower.
     assert result["large_batch"] == 32 and result["p50_ms_batch32_before"] > 0
@@ -125,7 +138,7 @@ def test_example_cnn_is_refused_for_being_slower_unless_allowed(example_models, 
     assert re.search(rf"p50 at batch {record['large_batch']}: [\d.]+ ms INT8 vs [\d.]+ ms FP32", message)
     assert record["verdict"] == "refused" and record["quantized_model"] is None
     assert record["p50_ms_batch1_after"] > record["p50_ms_batch1_before"]
-    assert not (out / "quantized").exists() or not any((out / "quantized").iterdir())
+    assert not (out / "quantized").exists()
     allowed = run_quantize(model, out, runs=20, time_budget=6, allow_slower=True)["result"]
     assert allowed["verdict"] == "accepted" and allowed["agreement"] == 1.0
     assert any("slower" in w and "--allow-slower" in w for w in allowed["warnings"])
@@ -192,8 +205,8 @@ def test_bad_inputs_are_refused(tmp_path, tabular_model):
         run_quantize(None, tmp_path / "empty")
 
 
-def _edge(model: Path, out: Path) -> Path:
-    run_inspect(model, out, runs=3, large_batch=4)
+def _edge(model: Path, out: Path, sample: Path | None = None) -> Path:
+    run_inspect(model, out, runs=3, large_batch=4, sample=sample)
     run_plan(out, None, {"target": "edge"})
     return out
 
@@ -208,7 +221,8 @@ def test_deploy_step_skips_non_edge_plans(tmp_path, tabular_model):
 def test_deploy_step_ships_an_accepted_int8_model_and_goes_on_after_a_refusal(tmp_path, tabular_model):
     # Accepted: render copies the INT8 model quantize wrote into the bundle's model/ folder.
     model = _mlp(tmp_path / "models" / "wide_mlp.onnx", hidden=1024)
-    out = _edge(model, tmp_path / "edge")
+    # quantize judges on the sample inspect recorded; accepted also means INT8 is no slower (a timing, won by ~2x).
+    out = _edge(model, tmp_path / "edge", _clear_sample(model, tmp_path / "wide.npz"))
     step = run_quantize_stage(out)
     assert step["result"]["verdict"] == "accepted", step["result"]["reason"]
     run_render(out)
