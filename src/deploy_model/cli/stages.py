@@ -370,7 +370,8 @@ def quantize_cmd(
     thresholds, when the INT8 model is slower (unless --allow-slower), fails to run, or nothing was
     quantized. An output type with no comparison is named and refused before quantizing.
     """
-    from deploy_model.model.quantize import PROFILE_FILE, run_quantize
+    from deploy_model.model.inspection import PROFILE_FILE
+    from deploy_model.model.quantize import run_quantize
 
     if model is None and (out is None or not (out / PROFILE_FILE).is_file()):
         where = f"{out} has no {PROFILE_FILE}" if out is not None else "no --out DIR with a model-profile.json either"
