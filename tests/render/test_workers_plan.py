@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 
 from deploy_model.bundle.render import run_render
-from deploy_model.plan.planner import MAX_WORKERS, OVERHEAD_BOUND_P50_MS, run_plan
+from deploy_model.plan.decide_workers import MAX_WORKERS, OVERHEAD_BOUND_P50_MS
+from deploy_model.plan.planner import run_plan
 
 
 def decision(directory: Path, name: str) -> dict:
