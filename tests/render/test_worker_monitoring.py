@@ -43,7 +43,8 @@ def test_worker_bundle_exposes_scrapes_and_alerts_on_worker_metrics(bundle: Call
     rules = yaml.safe_load((out / "monitoring" / "alerts.rules.yml").read_text())
     names = {r["alert"] for g in rules["groups"] for r in g["rules"]}
     assert {"ModelWorkerDeadLetters", "ModelWorkerFailureRatioHigh", "ModelWorkerLagHigh",
-            "ModelWorkerLatencyP95OverSLA", "ModelWorkerStalled", "ModelWorkerNotScraped",
+            "ModelWorkerLatencyP95OverSLA", "ModelWorkerStalled", "ModelWorkerNotScraped", "ModelWorkerRedisDown",
+            "ModelWorkerRedisFlapping",
             "ModelWorkersUnavailable"} <= names
     result = run_validate(out)
     assert result["ok"], result
@@ -56,7 +57,8 @@ def test_worker_alert_unit_tests_pass_in_promtool(bundle: Callable[..., Path]) -
     out = bundle(traffic="streaming", latency_sla_ms=2000)
     tests = yaml.safe_load((out / "monitoring" / "alerts.rules_test.yml").read_text())
     tested = {t["alert_rule_test"][0]["alertname"] for t in tests["tests"]}
-    assert {"ModelWorkerDeadLetters", "ModelWorkerStalled", "ModelWorkerLagHigh"} <= tested
+    assert {"ModelWorkerDeadLetters", "ModelWorkerStalled", "ModelWorkerLagHigh", "ModelWorkerRedisDown",
+            "ModelWorkerRedisFlapping"} <= tested
     done = subprocess.run([promtool, "test", "rules", "alerts.rules_test.yml"], cwd=out / "monitoring",
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr

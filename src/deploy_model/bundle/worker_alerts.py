@@ -14,6 +14,10 @@ from deploy_model.plan.spec import DeploymentSpec
 # A worker's loop updates its heartbeat at least every --block-ms (1 s by default) and every batch;
 # two minutes without one is a worker stuck inside a batch or a call.
 STALL_SECONDS = 120
+# A worker reconnects to Redis with backoff; this long without it is an outage, not a blip.
+REDIS_DOWN_FOR = "2m"
+# More reconnects than this in 30 minutes is a Redis (or network) that keeps failing.
+RECONNECTS_PER_30M = 3
 # The KEDA trigger adds a worker per this many waiting entries per batch slot (render.py keda.lag).
 LAG_PER_WORKER_BATCHES = 4
 
@@ -74,6 +78,19 @@ def worker_rules(spec: DeploymentSpec) -> list[dict[str, Any]]:
              f"{who}: a worker's loop stopped",
              f"A worker of {who} has not gone round its loop for over {STALL_SECONDS} s although it "
              "is still scraped: it is stuck. Delete the pod; its pending messages are reclaimed."),
+        rule("ModelWorkerRedisDown",
+             f"min by ({by}, pod) (worker_redis_connected{sel}) == 0",
+             REDIS_DOWN_FOR, "critical",
+             f"{who}: a worker has lost Redis",
+             f"A worker of {who} has been reconnecting to Redis for over {REDIS_DOWN_FOR}: nothing is "
+             "scored meanwhile (the loop heartbeat stops too). Check the Redis pod and the network "
+             "policy; the worker exits after --reconnect-give-up-s and the pod restarts."),
+        rule("ModelWorkerRedisFlapping",
+             f"sum by ({by}, pod) (increase(worker_redis_reconnects_total{sel}[30m])) > {RECONNECTS_PER_30M}",
+             "0m", "warning",
+             f"{who}: a worker keeps losing Redis",
+             f"A worker of {who} reconnected to Redis more than {RECONNECTS_PER_30M} times in 30 "
+             "minutes: Redis restarts, fails over or drops connections. Check its logs and memory."),
         rule("ModelWorkerNotScraped",
              f"max by ({by}, pod) (up{sel}) == 0",
              "5m", "warning",
@@ -125,6 +142,11 @@ def worker_tests(spec: DeploymentSpec) -> list[dict[str, Any]]:
     stalled = {**base, "pod": pod["pod"]}
     case("ModelWorkerStalled", [series("worker_loop_heartbeat_timestamp_seconds", pod, "0x20")], "15m", stalled)
     case("ModelWorkerStalled", [series("worker_loop_heartbeat_timestamp_seconds", pod, "0+60x20")], "15m", None)
+    case("ModelWorkerRedisDown", [series("worker_redis_connected", pod, "1 1 0 0 0 0 0 0")], "7m", stalled)
+    case("ModelWorkerRedisDown", [series("worker_redis_connected", pod, "1 0 1 1 1 0 1 1")], "7m", None)
+    case("ModelWorkerRedisFlapping",
+         [series("worker_redis_reconnects_total", pod, f"0 1 2 3 {RECONNECTS_PER_30M + 2}x10")], "10m", stalled)
+    case("ModelWorkerRedisFlapping", [series("worker_redis_reconnects_total", pod, "0 0 1 1 1x10")], "10m", None)
     case("ModelWorkerNotScraped", [series("up", pod, "0x10")], "8m", stalled)
     case("ModelWorkerNotScraped", [series("up", pod, "1x10")], "8m", None)
     return cases
