@@ -151,7 +151,7 @@ def test_cli_render_dry_run_and_errors(planned_dir: Callable[..., Path], tmp_pat
     assert dry.returncode == 0, dry.stderr
     assert json.loads(dry.stdout)["dry_run"] is True and not (out / "manifest.json").exists()
     missing = subprocess.run([*script, "--out", str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=120)
-    assert missing.returncode == 1 and "deployment spec not found" in missing.stderr and "Traceback" not in missing.stderr
+    assert missing.returncode == 1 and "deployment spec (run `plan` first) not found" in missing.stderr and "Traceback" not in missing.stderr
     validate = [sys.executable, str(REPO / "scripts" / "validate_artifacts.py")]
     unrendered = subprocess.run([*validate, "--out", str(out), "--json"], capture_output=True, text=True, timeout=120)
     assert unrendered.returncode == 1 and "run `deploy-model render" in json.loads(unrendered.stdout)["error"]

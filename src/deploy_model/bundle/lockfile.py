@@ -28,7 +28,7 @@ else:  # pragma: no cover - Python 3.10
 IMAGE_PYTHON = "3.11"
 MARKER_ENV = {
     "python_version": IMAGE_PYTHON,
-    "python_full_version": IMAGE_PYTHON + ".13",  # the patch release of render.PYTHON_IMAGE
+    "python_full_version": IMAGE_PYTHON + ".13",  # the patch release of context_workload.PYTHON_IMAGE
     "sys_platform": "linux",
     "platform_system": "Linux",
     "os_name": "posix",
