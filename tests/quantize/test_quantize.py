@@ -66,9 +66,9 @@ def _mlp(path: Path, hidden: int = 512, near_tie: bool = False) -> Path:
 def _clear_sample(model: Path, path: Path, rows: int = 300) -> Path:
     """An .npz of `rows` inputs the float model decides with a top-1 margin of at least 2 logits, as
     a trained classifier decides most of its data. On N(0,1) rows some decisions are near-ties, and
-    dynamic INT8 scales activations per compared chunk, whose size follows the host's speed: the
-    agreement on synthetic rows then straddles the 1% allowed (98.5-99.6% over chunk sizes 1-256).
-    INT8 moves these logits by at most ~0.6, so no decision of this sample flips at any chunk size."""
+    dynamic INT8 scales activations per compared chunk: the agreement on synthetic rows sits near the
+    1% allowed (99.2% in chunks of 256 rows, 98.5-99.6% over chunk sizes 1-256). INT8 moves these
+    logits by at most ~0.6, so no decision of this sample flips at any chunk size."""
     x = np.random.default_rng(12).standard_normal((10 * rows, 64)).astype(np.float32)
     logits = ort.InferenceSession(str(model)).run(None, {"x": x})[0]
     top2 = np.sort(logits, axis=1)[:, -2:]
@@ -103,7 +103,8 @@ def test_larger_mlp_shrinks_agrees_runs_faster_and_lands_in_the_deployment_dir(t
     model = _mlp(tmp_path / "src" / "mlp.onnx", hidden=1024)
     out = tmp_path / "deploy"
     sample = _clear_sample(model, tmp_path / "sample.npz")
-    # Accepted also means INT8 is no slower: a timing, won by about 2x at batch 1 and 32 on a CPU.
+    # Accepted also means INT8 is no slower: a timing this test asserts on, for its margin: INT8 takes
+    # 0.15-0.5x the float time at batch 1 and 32 on a CPU, timed interleaved and confirmed when slower.
     result = run_quantize(model, out, sample=sample, runs=60, time_budget=10)["result"]
     assert result["verdict"] == "accepted" and result["mode"] == "dynamic", result["reason"]
     assert result["size_ratio"] < 0.3  # float32 weights -> int8 plus scales
@@ -123,13 +124,16 @@ def test_larger_mlp_shrinks_agrees_runs_faster_and_lands_in_the_deployment_dir(t
 
 
 def test_example_cnn_is_refused_for_being_slower_unless_allowed(example_models, tmp_path):
-    # Dynamic INT8 convolutions on a small CNN run several times slower on a CPU (ConvInteger).
+    # This test asserts which timing wins, as the others do not: dynamic INT8 convolutions on a
+    # small CNN (ConvInteger) run 5-9x slower than float on a CPU, a margin no host load closes.
     model = _copy(example_models["image_cnn"], tmp_path / "m")
     out = tmp_path / "deploy"
     with pytest.raises(StageError) as info:
-        run_quantize(model, out, runs=20, time_budget=6)
+        run_quantize(model, out, samples=200, runs=20, time_budget=3)
     message = str(info.value)
-    assert "INT8 model refused, the original is kept: the INT8 model is slower" in message
+    # Speed is the only criterion that fails: it alone is named.
+    assert "INT8 model refused, the original is kept: speed: the INT8 model is slower" in message
+    assert "agreement:" not in info.value.message
     assert re.search(r"p50 at batch 1: [\d.]+ ms INT8 vs [\d.]+ ms FP32", message)
     assert "--allow-slower" in message and "fails to run" not in message
     record = _record(out)
@@ -138,8 +142,9 @@ def test_example_cnn_is_refused_for_being_slower_unless_allowed(example_models, 
     assert re.search(rf"p50 at batch {record['large_batch']}: [\d.]+ ms INT8 vs [\d.]+ ms FP32", message)
     assert record["verdict"] == "refused" and record["quantized_model"] is None
     assert record["p50_ms_batch1_after"] > record["p50_ms_batch1_before"]
+    assert record["criteria"]["agreement"]["verdict"] == "pass" and record["criteria"]["speed"]["verdict"] == "fail"
     assert not (out / "quantized").exists()
-    allowed = run_quantize(model, out, runs=20, time_budget=6, allow_slower=True)["result"]
+    allowed = run_quantize(model, out, samples=200, runs=20, time_budget=3, allow_slower=True)["result"]
     assert allowed["verdict"] == "accepted" and allowed["agreement"] == 1.0
     assert any("slower" in w and "--allow-slower" in w for w in allowed["warnings"])
     assert (out / allowed["quantized_model"]).is_file()
@@ -150,11 +155,18 @@ def test_example_tabular_classifier_disagrees_on_synthetic_rows(example_models, 
     model = _copy(example_models["tabular_classifier"], tmp_path / "m")
     with pytest.raises(StageError) as info:
         run_quantize(model, tmp_path / "deploy", runs=20, time_budget=5)
-    assert re.search(r"output 'probabilities': top-1 class differs on [\d.]+% of decisions", str(info.value))
-    figures = _record(tmp_path / "deploy")["outputs"][0]
+    message = str(info.value)
+    assert re.search(r"agreement: output 'probabilities': top-1 class differs on [\d.]+% of decisions", message)
+    record = _record(tmp_path / "deploy")
+    figures = record["outputs"][0]
     assert figures["compared_as"] == "probabilities: top-1 along the last axis" and figures["classes"] == 3
     assert figures["decisions"] == 1000 and 0.9 < figures["top1_agreement"] < 0.99
-    assert any("synthetic" in w for w in _record(tmp_path / "deploy")["warnings"])
+    assert any("synthetic" in w for w in record["warnings"])
+    # Speed is judged and reported too, whatever its outcome (INT8 and float are close on this tiny
+    # model, so which wins is left to the host): named in the refusal exactly when it fails.
+    speed = record["criteria"]["speed"]
+    assert speed["verdict"] in ("pass", "fail") and speed["figure"]["batch1"]["p50_ms_int8"] > 0
+    assert ("speed: the INT8 model is slower" in message) == (speed["verdict"] == "fail")
 
 
 def test_static_with_calibration_on_the_cnn(cnn_model, tmp_path):
@@ -221,7 +233,8 @@ def test_deploy_step_skips_non_edge_plans(tmp_path, tabular_model):
 def test_deploy_step_ships_an_accepted_int8_model_and_goes_on_after_a_refusal(tmp_path, tabular_model):
     # Accepted: render copies the INT8 model quantize wrote into the bundle's model/ folder.
     model = _mlp(tmp_path / "models" / "wide_mlp.onnx", hidden=1024)
-    # quantize judges on the sample inspect recorded; accepted also means INT8 is no slower (a timing, won by ~2x).
+    # quantize judges on the sample inspect recorded; accepted also means INT8 is no slower: a timing
+    # asserted on for its margin (INT8 takes about half the float time, see the test above).
     out = _edge(model, tmp_path / "edge", _clear_sample(model, tmp_path / "wide.npz"))
     step = run_quantize_stage(out)
     assert step["result"]["verdict"] == "accepted", step["result"]["reason"]

@@ -353,9 +353,9 @@ def quantize_cmd(
     max_relative_error: float = typer.Option(0.05, "--max-relative-error", help="Most mean absolute difference allowed on other float outputs, as a fraction of the output's standard deviation."),
     allow_slower: bool = typer.Option(False, "--allow-slower", help="Accept an INT8 model slower than the original (p50 at batch 1 or at a larger batch) for its size alone."),
     class_outputs: list[str] = typer.Option([], "--class-output", help="Output whose last axis holds class scores (e.g. CTC logits), compared by top-1 (repeatable); probabilities and ZipMap are found on their own."),
-    samples: int = typer.Option(1000, "--samples", min=1, max=100_000, help="Most rows compared (feeds, for a model without a batch dim)."),
+    samples: int = typer.Option(1000, "--samples", min=1, max=100_000, help="Most rows compared (feeds, for a model without a batch dim); a large model compares fewer, by its size in bytes, never by a timing."),
     runs: int = typer.Option(200, "--runs", min=1, max=100_000, help="Most timed runs per model and batch size for the p50s."),
-    time_budget: float = typer.Option(60.0, "--time-budget", min=1.0, max=3600.0, help="Seconds for comparing and timing (rows and runs stop there; quantizing itself is not counted)."),
+    time_budget: float = typer.Option(60.0, "--time-budget", min=1.0, max=3600.0, help="Seconds for timing both models (runs stop there). The rows compared do not depend on it; quantizing itself is not counted."),
     as_json: bool = JsonOpt,
     dry_run: bool = DryRunOpt,
 ) -> None:
@@ -368,7 +368,14 @@ def quantize_cmd(
     absolute difference over the output's spread for other floats. Refused (exit 1, the original
     kept, no INT8 file written, the numbers in the message and in quantization.json) above the
     thresholds, when the INT8 model is slower (unless --allow-slower), fails to run, or nothing was
-    quantized. An output type with no comparison is named and refused before quantizing.
+    quantized; the refusal names every criterion that failed, and quantization.json records each
+    criterion's figure and verdict. An output type with no comparison is named and refused before
+    quantizing.
+
+    The agreement figure depends on the model and its inputs only, not on the host's speed or
+    load: rows are compared in chunks of at most 256 within 32 MiB of inputs and outputs, at most
+    --samples of them, fewer for a large model (10 GB / its size in bytes, and 1 GiB of inputs and
+    outputs per model, at least 16). Only the timing is bounded by --time-budget.
     """
     from deploy_model.model.inspection import PROFILE_FILE
     from deploy_model.model.quantize import run_quantize

@@ -4,16 +4,26 @@ Dynamic INT8 (weights quantized ahead, activations at run time) needs no data; s
 (QDQ, activations calibrated) runs on representative inputs (--calibration, or the sample with
 --mode static). Either way the INT8 model is judged against the original on the same inputs:
 the user's sample (--sample, or the one recorded in the deployment directory's
-model-profile.json), else --calibration rows, else synthetic tensors (with a warning). It is
-refused when an output disagrees (see quantize_compare.py for what each output type is compared
-on), when it fails to run where the original runs, when onnxruntime quantized nothing, or when
-it is slower than the original at batch 1 or at a larger batch (unless --allow-slower).
+model-profile.json), else --calibration rows, else synthetic tensors (with a warning).
+
+Every criterion is judged, and a refusal names each one that failed (quantization.json records
+each criterion's figure and verdict under `criteria`): `quantized` (onnxruntime quantized
+something), `runs` (the INT8 model loads and runs where the original runs), `agreement` (no output
+disagrees beyond the thresholds; see quantize_compare.py for what each output type is compared
+on) and `speed` (no slower than the original at batch 1 or at a larger batch; with --allow-slower
+a slower model is `allowed`, with a warning).
+
+The agreement figure depends on the model and its inputs only, never on the host's speed or load:
+the rows compared and how many share a run follow from byte sizes (quantize_budget.py): chunks of
+at most 256 rows within 32 MiB of inputs and outputs on both models; at most --samples rows (1,000),
+fewer for a large model (10 GB / its stored size in bytes, and 1 GiB of inputs and outputs per
+model, at least 16 rows), which keeps a big model's comparison bounded without a timer. Only the
+timing is bounded by --time-budget, in seconds.
 
 The INT8 model goes into the deployment directory (`quantized/<stem>.int8.onnx`, named relative
 to the directory in quantization.json; render copies it into the bundle as
 `model/<name>.int8.onnx`), never beside the source model. quantization.json is written on refusal
-too, so the numbers say why. Comparison and timing are bounded by a time budget and compared in
-chunks of bounded size, so a large model does not run for ever or fill the memory.
+too, so the numbers say why.
 """
 
 from __future__ import annotations
@@ -28,13 +38,14 @@ from typing import Any
 from deploy_model.common.errors import StageError
 from deploy_model.common.files import write_json
 from deploy_model.model.inspection import PROFILE_FILE, deployment_name
-from deploy_model.model.quantize_agreement import chunk_rows
+from deploy_model.model.quantize_budget import compare_plan
 from deploy_model.model.quantize_compare import uncomparable
+from deploy_model.model.quantize_criteria import Thresholds
 from deploy_model.model.quantize_feeds import choose_feeds, read_profile
 from deploy_model.model.quantize_graph import quantized_ops
 from deploy_model.model.quantize_int8 import quantize_file
 from deploy_model.model.quantize_session import load_session, quiet_onnxruntime
-from deploy_model.model.quantize_verdict import judge_int8, record, weigh_speed_and_rows
+from deploy_model.model.quantize_verdict import judge_int8, record, warnings_of
 
 QUANT_FILE = "quantization.json"
 QUANT_DIR = "quantized"  # not `model/`: render owns that folder and replaces it whole
@@ -83,6 +94,7 @@ def quantize_model(
         raise StageError(f"--mode {mode!r} is unknown; expected auto, dynamic or static")
     mode = ("static" if calibration is not None else "dynamic") if mode == "auto" else mode
     warns: list[str] = []
+    thresholds = Thresholds(max_disagreement, max_relative_error, allow_slower)
     with quiet_onnxruntime():
         original = load_session(model)
         _check_outputs(original, model, class_outputs)
@@ -90,18 +102,18 @@ def quantize_model(
         if mode == "static" and calibrated is None and judged.synthetic:
             raise StageError("--mode static needs representative inputs: --calibration FILE|DIR, or a sample "
                              "(--sample FILE, or the one inspect recorded in the deployment directory)")
-        chunk = chunk_rows(original, judged, time_budget)  # also proves the original accepts the inputs
+        plan = compare_plan(original, model, judged, samples)  # also proves the original accepts the inputs
+        if judged.source == "sample":
+            judged.note = f"{min(judged.rows or 1, plan.rows)} row(s) of {judged.note}"
         with tempfile.TemporaryDirectory(prefix="deploy-model-quantize-") as tmp:
             target, rewritten = quantize_file(model, Path(tmp), mode, calibrated or judged)
             data = target.read_bytes()
             ops = quantized_ops(target)
-            found = judge_int8(model, target, original, judged, chunk, ops, samples=samples, runs=runs,
-                               time_budget=time_budget, class_outputs=class_outputs,
-                               max_disagreement=max_disagreement, max_relative_error=max_relative_error)
-    weigh_speed_and_rows(found, judged, allow_slower, warns)
-    result = record(model, len(data), mode, found, judged, ops=ops, rewritten=rewritten, runs=runs,
-                    max_disagreement=max_disagreement, max_relative_error=max_relative_error,
-                    allow_slower=allow_slower, warns=warns)
+            found = judge_int8(model, target, original, judged, plan, ops, runs=runs, time_budget=time_budget,
+                               class_outputs=class_outputs, thresholds=thresholds)
+    warns += warnings_of(found, judged, plan, samples)
+    result = record(model, len(data), mode, found, judged, plan, ops=ops, rewritten=rewritten, runs=runs,
+                    samples=samples, thresholds=thresholds, warns=warns)
     return result, (data if not found.reasons else None)
 
 

@@ -144,8 +144,7 @@ def choose_feeds(session: Any, model: Path, sample: Path | None, calibration: Pa
         calibrated = Feeds(specs, "calibration", f"{_rows(pool)} rows of --calibration {calibration}", pool, dims)
     if sample is not None:
         pool = load_sample(sample, specs)
-        judged = Feeds(specs, "sample", f"the sample {sample}", pool, dims)
-        judged.note = f"{min(judged.rows or 1, samples)} row(s) of the sample {sample}"
+        judged = Feeds(specs, "sample", f"the sample {sample}", pool, dims)  # quantize adds the rows compared
     elif calibrated is not None:
         judged = calibrated
     else:

@@ -1,4 +1,4 @@
-"""ONNX graph work around quantization: Gemm rewritten to MatMul before it, quantized ops found after it."""
+"""ONNX graph work around quantization: Gemm rewritten to MatMul before it, quantized ops found after it, the stored size."""
 
 from __future__ import annotations
 
@@ -85,3 +85,20 @@ def nothing_quantized(model: Path) -> str:
         why += (f"; {', '.join(inner)} sit inside control-flow subgraphs (If/Loop/Scan), where onnxruntime's "
                 "quantizer found nothing it could quantize")
     return why + ", so the INT8 model would be the original; ship the original (answer quantize: false)"
+
+
+def _graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """The graph and every subgraph (If/Loop/Scan bodies) in it."""
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
+                yield from _graphs(sub)
+
+
+def stored_bytes(path: Path) -> int:
+    """The model's size as stored: its file plus the external data files its initializers name."""
+    graph = onnx.load(str(path), load_external_data=False).graph
+    files = {entry.value for g in _graphs(graph) for t in g.initializer
+             if t.data_location == onnx.TensorProto.EXTERNAL for entry in t.external_data if entry.key == "location"}
+    return path.stat().st_size + sum((path.parent / f).stat().st_size for f in files if (path.parent / f).is_file())
