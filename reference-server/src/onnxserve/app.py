@@ -1,9 +1,9 @@
 """The REST front end: V2 REST routes, /predict, /health, /metrics, /v2/.../stats.
 
-The model state, engine and accounting live in ``core.py`` (shared with the gRPC service, which
-this module never imports: ``server.py`` composes the two). The model loads and warms up in the
-background after the socket is open, so probes can see ``/v2/health/live`` = 200 and
-``/v2/health/ready`` = 503 while that happens. The hot routes (infer, predict) are raw ASGI
+The model, its lifecycle and the accounting live in ``core.ServerState`` (shared with the gRPC
+service, which this module never imports: ``server.py`` composes the two). The model loads and
+warms up in the background after the socket is open, so probes can see ``/v2/health/live`` = 200
+and ``/v2/health/ready`` = 503 while that happens. The hot routes (infer, predict) are raw ASGI
 handlers: FastAPI's parameter machinery would cost throughput on every request and the bodies
 are decoded by hand anyway.
 """
@@ -35,13 +35,8 @@ from .codec import (
     encode_v2,
     shown,
 )
-from .core import (
-    FrontEnd,
-    ServerState,
-    model_config,
-    model_extra_parameters,
-    server_metadata,
-)
+from .core import FrontEnd, ServerState
+from .metadata import model_config, model_extra_parameters, server_metadata
 from .model import ModelSpec
 from .openapi import openapi_document
 from .settings import Settings
@@ -94,7 +89,7 @@ class OnnxServeApp(FastAPI):
     server_state: ServerState
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and self.server_state.draining:
+        if scope["type"] == "http" and self.server_state.lifecycle.draining:
             send = _closing(send)
         if scope["type"] == "http" and scope["method"] == "POST":
             target = self.fast_paths.get(scope["path"])
@@ -127,15 +122,17 @@ class InferenceHandler:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.settings = state.settings
+        self.model = state.model
+        self.accounting = state.accounting
 
     async def __call__(
         self, kind: str, name: str | None, version: str | None, scope: Any, receive: Any, send: Any
     ) -> None:
-        state, settings = self.state, self.settings
+        state, settings, model, accounting = self.state, self.settings, self.model, self.accounting
         limit = settings.max_request_bytes
         start = time.perf_counter()
-        state.inflight += 1
-        engine = state.engine
+        accounting.inflight += 1
+        engine = model.engine
         arriving = engine is not None
         if arriving:
             engine.arriving += 1  # type: ignore[union-attr]
@@ -182,8 +179,8 @@ class InferenceHandler:
             log.exception("unexpected error in %s", kind)
             payload = orjson.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
         finally:
-            if arriving and state.engine is not None:
-                state.engine.arriving -= 1
+            if arriving and model.engine is not None:
+                model.engine.arriving -= 1
         try:
             out_headers = [
                 (b"content-type", media.encode()),
@@ -193,8 +190,8 @@ class InferenceHandler:
             await send({"type": "http.response.start", "status": status, "headers": out_headers})
             await send({"type": "http.response.body", "body": payload})
         finally:
-            state.inflight -= 1
-            state.finish_request(kind, status, time.perf_counter() - start)
+            accounting.inflight -= 1
+            accounting.finish_request(kind, status, time.perf_counter() - start)
 
 
 # -- route groups ------------------------------------------------------------------------------
@@ -244,7 +241,7 @@ def add_inference_routes(app: OnnxServeApp, state: ServerState) -> None:
 
 def add_health_routes(app: FastAPI, state: ServerState) -> None:
     """/v2 (server metadata), liveness, readiness and the original command's /health."""
-    settings = state.settings
+    settings, life = state.settings, state.lifecycle
 
     async def server_meta(request: Request) -> Response:
         return _json(server_metadata("binary_tensor_data"))
@@ -253,18 +250,18 @@ def add_health_routes(app: FastAPI, state: ServerState) -> None:
         return _json({"live": True})
 
     async def ready(request: Request) -> Response:
-        if state.ready:
+        if life.ready:
             return _json({"ready": True})
-        reason = "draining" if state.draining else (state.fatal or "loading")
+        reason = "draining" if life.draining else (life.fatal or "loading")
         return _json({"ready": False, "reason": reason}, 503)
 
     async def health(request: Request) -> Response:
-        provider = state.provider
-        if state.ready:
+        provider = state.model.provider
+        if life.ready:
             status = "healthy"
-        elif state.draining:
+        elif life.draining:
             status = "draining"
-        elif state.fatal:
+        elif life.fatal:
             status = "failed"
         else:
             status = "loading"
@@ -273,17 +270,17 @@ def add_health_routes(app: FastAPI, state: ServerState) -> None:
                 "status": status,
                 "model_name": settings.model_name,
                 "model_version": settings.model_version,
-                "model_loaded": state.session is not None,
-                "last_prediction_time": state.last_prediction,
-                "uptime_seconds": round(time.time() - state.started, 3),
+                "model_loaded": state.model.session is not None,
+                "last_prediction_time": state.accounting.last_prediction,
+                "uptime_seconds": round(time.time() - state.accounting.started, 3),
                 "execution_provider": provider.actual if provider else None,
                 "requested_device": settings.device,
                 "cpu_fallback": provider.fallback if provider else False,
-                "warmed": state.warmed,
-                "warmup_source": state.warmup_source,
-                "warmup_error": state.warmup_error,
+                "warmed": life.warmed,
+                "warmup_source": life.warmup_source,
+                "warmup_error": life.warmup_error,
             },
-            200 if state.ready else 503,
+            200 if life.ready else 503,
         )
 
     app.add_route("/v2", server_meta, methods=["GET"])
@@ -299,16 +296,16 @@ def add_model_routes(app: FastAPI, state: ServerState) -> None:
     def _model_call(request: Request) -> ModelSpec:
         params = request.path_params
         state.check_model(params["name"], params.get("version"))
-        if state.spec is None:
+        if state.model.spec is None:
             raise ApiError(503, "model is loading; retry shortly", {"Retry-After": "1"})
-        return state.spec
+        return state.model.spec
 
     async def model_metadata(request: Request) -> Response:
         try:
             spec = _model_call(request)
         except ApiError as exc:
             return error_response(exc)
-        provider = state.provider
+        provider = state.model.provider
         assert provider is not None
         return _json(
             {
@@ -325,7 +322,7 @@ def add_model_routes(app: FastAPI, state: ServerState) -> None:
                     "ort_version": provider.ort_version,
                     "dynamic_batching": spec.dynamic_batching,
                     "max_batch_size": spec.max_batch_size,
-                    "intra_op_threads": state.intra_op_threads,
+                    "intra_op_threads": state.model.intra_op_threads,
                     **model_extra_parameters(spec),
                 },
             }
@@ -338,7 +335,7 @@ def add_model_routes(app: FastAPI, state: ServerState) -> None:
             if exc.status == 503:
                 return _json({"name": settings.model_name, "ready": False}, 503)
             return error_response(exc)
-        if not state.ready:
+        if not state.lifecycle.ready:
             return _json({"name": settings.model_name, "ready": False}, 503)
         return _json({"name": settings.model_name, "ready": True})
 
@@ -356,7 +353,7 @@ def add_model_routes(app: FastAPI, state: ServerState) -> None:
                 state.check_model(params["name"], params.get("version"))
         except ApiError as exc:
             return error_response(exc)
-        return _json({"model_stats": [state.model_statistics()]})
+        return _json({"model_stats": [state.accounting.model_statistics()]})
 
     app.add_route("/v2/models/stats", stats_route, methods=["GET"])  # before /v2/models/{name}
     for base in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
@@ -368,7 +365,8 @@ def add_model_routes(app: FastAPI, state: ServerState) -> None:
 
 def add_metrics_route(app: FastAPI, state: ServerState) -> None:
     async def metrics(request: Request) -> Response:
-        body = await asyncio.to_thread(state.render_metrics)  # merging workers reads files
+        # Merging the workers' metrics reads files.
+        body = await asyncio.to_thread(state.accounting.render_metrics)
         return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.add_route("/metrics", metrics, methods=["GET"])
@@ -401,10 +399,10 @@ def _lifespan(state: ServerState, front_ends: Sequence[FrontEnd]) -> Callable[..
                 started.append(front)
             yield
         finally:
-            state.begin_drain()
+            state.lifecycle.begin_drain()
             for front in started:
-                # Their in-flight calls already drained with REST (they count in state.inflight).
-                await front.stop(state.time_left(1.0))
+                # Their in-flight calls drained with REST (both count in accounting.inflight).
+                await front.stop(state.lifecycle.time_left(1.0))
             if not task.done():
                 task.cancel()
             await state.close()

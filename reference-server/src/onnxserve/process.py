@@ -83,8 +83,8 @@ class DrainingServer(uvicorn.Server):
                 self.force_exit = True
             return
         self._draining = True
-        self.state.shutdown_deadline = time.monotonic() + self.settings.drain_timeout_s
-        self.state.begin_drain()
+        self.state.lifecycle.shutdown_deadline = time.monotonic() + self.settings.drain_timeout_s
+        self.state.lifecycle.begin_drain()
         log.info(
             "%s received: readiness is 503; draining (delay %.1fs, timeout %.1fs)",
             signal.Signals(sig).name,
@@ -108,7 +108,7 @@ class DrainingServer(uvicorn.Server):
         # requests already accepted are finished.
         accept_until = deadline - min(5.0, (deadline - start - delay) / 2)
         listening = True
-        engine = self.state.engine
+        engine = self.state.model.engine
         idle_since: dict[Any, float] = {}
         while time.monotonic() < deadline:
             if listening and time.monotonic() >= accept_until:
@@ -117,7 +117,7 @@ class DrainingServer(uvicorn.Server):
                     server.close()
             connections = list(self.server_state.connections)
             queued = engine.queued if engine is not None else 0
-            if not connections and self.state.inflight == 0 and queued == 0:
+            if not connections and self.state.accounting.inflight == 0 and queued == 0:
                 break
             now = time.monotonic()
             for conn in connections:
@@ -130,7 +130,7 @@ class DrainingServer(uvicorn.Server):
         else:
             log.warning(
                 "drain budget spent: %d requests in flight, %d connections open; closing",
-                self.state.inflight,
+                self.state.accounting.inflight,
                 len(self.server_state.connections),
             )
         log.info("drained in %.2fs; shutting down", time.monotonic() - start)

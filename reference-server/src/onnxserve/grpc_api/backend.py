@@ -11,7 +11,8 @@ import grpc
 import numpy as np
 
 from ..codec import ApiError
-from ..core import ServerState, model_config, model_extra_parameters, server_metadata
+from ..core import ServerState
+from ..metadata import model_config, model_extra_parameters, server_metadata
 from ..model import ModelSpec
 from .servicer import start_grpc_server
 
@@ -30,21 +31,22 @@ class StateBackend:
         self.state.check_model(name, version or None)
 
     def spec(self) -> ModelSpec:
-        if self.state.spec is None:
+        spec = self.state.model.spec
+        if spec is None:
             raise ApiError(503, "model is loading; retry shortly")
-        return self.state.spec
+        return spec
 
     def is_live(self) -> bool:
         return True
 
     def is_ready(self) -> bool:
-        return self.state.ready
+        return self.state.lifecycle.ready
 
     def server_metadata(self) -> dict[str, Any]:
         return server_metadata("grpc_health_v1")
 
     def model_parameters(self) -> dict[str, Any]:
-        provider = self.state.provider
+        provider = self.state.model.provider
         spec = self.spec()
         params: dict[str, Any] = {
             "dynamic_batching": spec.dynamic_batching,
@@ -62,9 +64,9 @@ class StateBackend:
 
     async def infer(self, decode: Any) -> tuple[ModelSpec, Any, list[np.ndarray]]:
         """decode(spec) -> (feeds, rows, key, extra); runs it through the shared engine."""
-        state = self.state
+        state, accounting = self.state, self.state.accounting
         start = time.perf_counter()
-        state.inflight += 1
+        accounting.inflight += 1
         status = 200
         try:
             spec, engine = state.check_ready()
@@ -78,14 +80,14 @@ class StateBackend:
             status = 500
             raise
         finally:
-            state.inflight -= 1
-            state.finish_request("grpc", status, time.perf_counter() - start)
+            accounting.inflight -= 1
+            accounting.finish_request("grpc", status, time.perf_counter() - start)
 
     def model_config(self) -> dict[str, Any]:
         return model_config(self.spec(), self.state.settings.max_batch_delay_ms)
 
     def model_statistics(self) -> dict[str, Any]:
-        return self.state.model_statistics()
+        return self.state.accounting.model_statistics()
 
 
 class GrpcFrontEnd:
