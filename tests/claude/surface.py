@@ -17,9 +17,6 @@ REPO = Path(__file__).resolve().parents[2]
 COMMAND_FILE = REPO / "commands" / "deploy-model.md"
 SKILL_DIR = REPO / "skills" / "using-ml-production"
 FENCE = re.compile(r"^```bash\n(.*?)^```", re.S | re.M)
-# Stages that need a running server: the command documents them as optional, run in the background.
-SERVER_VERBS = ("serve", "smoke", "loadtest")
-NOT_AVAILABLE = "not available yet"  # what a stage this version lacks answers (exit 2)
 # The command calls the plugin's own launcher by its full path (whatever else is on PATH).
 LAUNCHER = "${CLAUDE_PLUGIN_ROOT}/bin/deploy-model"
 REQUEST = "deploy/model/request.txt"  # where the agent writes what the user typed (Write tool)
@@ -143,12 +140,6 @@ def claude_env(home: Path, base_url: str, stage_python: str | None) -> dict[str,
 
 
 DEPLOY_DIR = "deploy/model"  # the deployment directory the command body uses
-
-
-def serve_pending(results: dict) -> bool:
-    """Whether the `serve` stage answered 'not available yet' (smoke/loadtest then have no server)."""
-    return any(" serve " in f" {line} " and r.get("rc") == 2 and NOT_AVAILABLE in r.get("output", "")
-               for (_, line), r in results.items())
 
 
 def stop_left_running_server(directory: Path) -> None:

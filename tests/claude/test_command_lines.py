@@ -21,14 +21,11 @@ from surface import (
     COMMAND_FILE,
     DEPLOY_DIR,
     LAUNCHER,
-    NOT_AVAILABLE,
     REPO,
     REQUEST,
-    SERVER_VERBS,
     CommandLine,
     command_lines,
     flow,
-    serve_pending,
     skill_files,
     stop_left_running_server,
 )
@@ -81,10 +78,4 @@ def test_files_document_command_lines() -> None:
 @pytest.mark.parametrize("command", ALL_LINES, ids=[f"{Path(c.source).name}:{c.verb}:{i}" for i, c in enumerate(ALL_LINES)])
 def test_command_line_runs(runs: dict[str, Any], command: CommandLine) -> None:
     result = runs["results"][(command.source, command.line)]
-    if "skip" in result:
-        pytest.skip(result["skip"])
-    if result["rc"] == 2 and NOT_AVAILABLE in result["output"]:
-        pytest.xfail(f"stage {command.verb} not available yet")
-    if command.verb in SERVER_VERBS and serve_pending(runs["results"]):
-        pytest.xfail("stage serve not available yet")
     assert result["rc"] == 0, f"{command.line!r} exited {result['rc']}:\n{result['output'][-3000:]}"
