@@ -165,11 +165,11 @@ class InferenceHandler:
                 arriving = False
             outputs = await state.run(engine, decoded.feeds, decoded.rows, decoded.key)
             if kind == "infer":
-                payload, extra = encode_v2(spec, decoded, outputs)
+                payload, extra = encode_v2(spec, decoded, outputs, settings.response_limit)
                 if extra:
                     media = BINARY
             else:
-                payload = encode_predict(spec, decoded, outputs)
+                payload = encode_predict(spec, decoded, outputs, settings.response_limit)
         except ApiError as exc:
             status = exc.status
             payload = orjson.dumps({"error": exc.message})

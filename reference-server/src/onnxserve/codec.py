@@ -7,7 +7,6 @@ and what was expected.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,12 +16,16 @@ import orjson
 from .datatypes import (
     FLOAT_TYPES,
     V2_TO_NUMPY,
+    bools_from_bytes,
     bytes_to_json,
     decode_bytes_tensor,
     encode_bytes_tensor,
     numpy_to_v2,
 )
+from .json_values import json_array
 from .model import ModelSpec, TensorSpec
+from .response_size import response_bytes
+from .shapes import element_count, reshaped
 
 HEADER_LENGTH = "inference-header-content-length"
 _NUMPY_OK = frozenset("biuf")  # dtype kinds orjson serialises natively
@@ -105,59 +108,54 @@ def _check_shape(spec: TensorSpec, shape: tuple[int, ...], model: ModelSpec, whe
         d is not None and d != s for d, s in zip(spec.shape, shape, strict=True)
     ):
         raise ApiError(
-            400, f"{where}: shape {list(shape)} does not match the model's {expected} (-1 = any)"
+            400,
+            f"{where}: shape {shown(list(shape))} does not match the model's {expected} (-1 = any)",
         )
     # No cap on rows here: max_batch_size bounds how many rows the batcher *combines*; a larger
     # request runs alone, and only --max-request-bytes limits its size.
 
 
-def _from_json_data(data: Any, spec: TensorSpec, shape: tuple[int, ...], where: str) -> np.ndarray:
-    count = math.prod(shape)
-    if not isinstance(data, list):
-        data = [data]
+def checked_count(shape: tuple[int, ...], spec: TensorSpec, where: str) -> int:
+    """Elements of a shape that already matches the model's rank: negative dims and sizes no
+    array can hold are a 400 (REST and gRPC), never numpy's error later."""
     try:
-        if spec.datatype == "BYTES":
-            arr = np.array(data, dtype=object).ravel()
-            if not all(isinstance(x, str) for x in arr):
-                raise ValueError("BYTES data in JSON must be strings")
-        else:
-            arr = np.array(data, dtype=spec.dtype)
-            if spec.datatype == "BOOL" and _has_non_bool(data):
-                raise ValueError("BOOL data must be true/false")
-    except (ValueError, TypeError, OverflowError) as exc:
+        return element_count(shape, spec.dtype.itemsize)
+    except ValueError as exc:
+        raise ApiError(400, f"{where}: {exc}") from None
+
+
+def _from_json_data(
+    data: Any, spec: TensorSpec, shape: tuple[int, ...], count: int, where: str
+) -> np.ndarray:
+    try:
+        arr = json_array(data, spec.datatype)
+    except ValueError as exc:
         raise ApiError(
-            400,
-            f"{where}: 'data' cannot be read as {spec.datatype} ({exc}); expected a flat or "
-            f"nested list of {count} {spec.datatype} values",
-        ) from exc
+            400, f"{where}: {exc}; expected {count} {spec.datatype} values for shape {list(shape)}"
+        ) from None
     if arr.size != count:
         raise ApiError(
             400,
             f"{where}: 'data' has {arr.size} elements but shape {list(shape)} needs {count}",
         )
-    return arr.reshape(shape)
+    return _shaped(arr, shape, where)
 
 
-def _has_non_bool(data: Any) -> bool:
-    stack = [data]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, list):
-            stack.extend(item)
-        elif not isinstance(item, bool):
-            return True
-    return False
+def _shaped(arr: np.ndarray, shape: tuple[int, ...], where: str) -> np.ndarray:
+    try:
+        return reshaped(arr, shape)
+    except ValueError as exc:
+        raise ApiError(400, f"{where}: {exc}") from None
 
 
 def _from_binary(
-    buf: memoryview, spec: TensorSpec, shape: tuple[int, ...], where: str
+    buf: memoryview, spec: TensorSpec, shape: tuple[int, ...], count: int, where: str
 ) -> np.ndarray:
-    count = math.prod(shape)
     try:
         if spec.datatype == "BYTES":
             # 4 length bytes per element at least: a 6-byte body cannot hold 10**8 strings.
             check_count(count, len(buf), 4, where, "binary data")
-            return decode_bytes_tensor(buf, count).reshape(shape)
+            return _shaped(decode_bytes_tensor(buf, count), shape, where)
     except ValueError as exc:
         raise ApiError(400, f"{where}: {exc}") from exc
     need = count * spec.dtype.itemsize
@@ -167,7 +165,14 @@ def _from_binary(
             f"{where}: binary_data_size is {len(buf)} bytes but shape {list(shape)} of "
             f"{spec.datatype} needs {need}",
         )
-    arr = np.frombuffer(buf, dtype=spec.dtype).reshape(shape)
+    if spec.datatype == "BOOL":
+        try:
+            flat = bools_from_bytes(buf)
+        except ValueError as exc:
+            raise ApiError(400, f"{where}: {exc}") from None
+    else:
+        flat = np.frombuffer(buf, dtype=spec.dtype)
+    arr = _shaped(flat, shape, where)
     # A tensor that follows an odd-sized one may start unaligned; onnxruntime wants aligned.
     return arr if arr.flags.aligned else arr.copy()
 
@@ -178,6 +183,17 @@ def _check_finite(arr: np.ndarray, datatype: str, where: str) -> None:
             400,
             f"{where}: contains NaN or Inf; this model accepts finite numbers only "
             "(start the server with --allow-non-finite to accept them)",
+        )
+
+
+def _check_json_finite(arr: np.ndarray, datatype: str, where: str) -> None:
+    """JSON without NaN/Infinity literals (refused while parsing) turns non-finite only where a
+    number is past the float type's range."""
+    if datatype in FLOAT_TYPES and not np.isfinite(arr).all():
+        largest = float(np.finfo(arr.dtype).max)
+        raise ApiError(
+            400,
+            f"{where}: holds a number outside {datatype}'s range (largest magnitude {largest:g})",
         )
 
 
@@ -245,6 +261,7 @@ def decode_v2(
             )
         shape = _shape(item.get("shape"), where)
         _check_shape(spec, shape, model, where)
+        count = checked_count(shape, spec, where)
         params = item.get("parameters") or {}
         if not isinstance(params, dict):
             raise ApiError(400, f"{where}: 'parameters' must be an object")
@@ -262,16 +279,18 @@ def decode_v2(
                     f"{where}: binary_data_size {shown(size)} runs past the {len(binary)} bytes "
                     "of binary data",
                 )
-            arr = _from_binary(binary[offset : offset + size], spec, shape, where)
+            arr = _from_binary(binary[offset : offset + size], spec, shape, count, where)
             offset += size
+            if not allow_non_finite:
+                _check_finite(arr, spec.datatype, where)
         else:
             if "data" not in item:
                 raise ApiError(400, f"{where}: needs 'data' (or binary_data_size)")
             # Each JSON value takes a byte at least, so the body bounds the element count.
-            check_count(math.prod(shape), len(body), 1, where, "the JSON body")
-            arr = _from_json_data(item["data"], spec, shape, where)
-        if not allow_non_finite:
-            _check_finite(arr, spec.datatype, where)
+            check_count(count, len(body), 1, where, "the JSON body")
+            arr = _from_json_data(item["data"], spec, shape, count, where)
+            if not allow_non_finite:
+                _check_json_finite(arr, spec.datatype, where)
         feeds[name] = arr
     if binary is not None and offset != len(binary):
         raise ApiError(
@@ -314,6 +333,11 @@ def _requested_outputs(req: dict[str, Any], model: ModelSpec) -> list[tuple[str,
             raise ApiError(
                 400, f"outputs[{i}]: unknown output {shown(name)}; the model's outputs are {known}"
             )
+        if any(name == seen for seen, _ in chosen):
+            # Each repetition would add the whole tensor to the response again.
+            raise ApiError(
+                400, f"outputs[{i}]: output {name!r} is asked for twice; name each output once"
+            )
         p = item.get("parameters") or {}
         if not isinstance(p, dict):
             raise ApiError(400, f"outputs[{i}]: 'parameters' must be an object, got {shown(p)}")
@@ -330,13 +354,35 @@ def _json_data(arr: np.ndarray) -> Any:
     return flat.tolist()
 
 
+def check_response_size(
+    estimate: int, limit: int, hint: str, setting: str = "--max-response-bytes"
+) -> None:
+    """413 before a response over ``limit`` bytes is built (REST; gRPC maps it to
+    RESOURCE_EXHAUSTED)."""
+    if estimate > limit:
+        raise ApiError(
+            413,
+            f"the response would take up to {estimate} bytes, more than the {limit} bytes "
+            f"{setting} allows; ask for fewer rows or outputs{hint}",
+        )
+
+
 def encode_v2(
     model: ModelSpec,
     decoded: Decoded,
     outputs: list[np.ndarray],
+    max_bytes: int,
 ) -> tuple[bytes, dict[str, str]]:
-    """V2 response body and extra headers (binary outputs when asked for)."""
+    """V2 response body and extra headers (binary outputs when asked for); ApiError(413) when it
+    would take more than ``max_bytes``."""
     by_name = dict(zip(model.output_names, outputs, strict=True))
+    estimate = response_bytes(
+        ((name, by_name[name], binary) for name, binary in decoded.outputs),
+        (model.name, model.version, decoded.request_id or ""),
+    )
+    json_outputs = any(not binary for _, binary in decoded.outputs)
+    hint = ", or binary outputs (parameters.binary_data_output)" if json_outputs else ""
+    check_response_size(estimate, max_bytes, hint)
     entries: list[dict[str, Any]] = []
     blobs: list[bytes] = []
     for name, binary in decoded.outputs:
@@ -400,23 +446,21 @@ def decode_predict(body: bytes, model: ModelSpec, allow_non_finite: bool) -> Dec
         spec = specs[name]
         where = f"input '{name}'"
         try:
-            if spec.datatype == "BYTES":
-                arr = np.array(data, dtype=object)
-                if not all(isinstance(x, str) for x in arr.ravel()):
-                    raise ValueError("BYTES values must be strings")
-            else:
-                arr = np.asarray(data, dtype=spec.dtype)
-        except (ValueError, TypeError, OverflowError) as exc:
+            # /predict casts where no value is lost: 3.0 is the integer 3, 3.5 is refused.
+            arr = json_array(data, spec.datatype, integral_floats=True)
+        except ValueError as exc:
             raise ApiError(
-                400, f"{where}: cannot read the values as {spec.datatype} ({exc})"
-            ) from exc
+                400, f"{where}: cannot read the values as {spec.datatype}: {exc}"
+            ) from None
+        if not isinstance(data, list):
+            arr = arr.reshape(())  # a bare value is a 0-d sample
         rank = len(spec.shape)
         if model.batching and arr.ndim == rank - 1:
             arr = arr[np.newaxis, ...]
             unbatched = True
         _check_shape(spec, arr.shape, model, where)
         if not allow_non_finite:
-            _check_finite(arr, spec.datatype, where)
+            _check_json_finite(arr, spec.datatype, where)
         feeds[name] = arr
     rows = _rows(feeds, model)
     outputs = [(n, False) for n in model.output_names]
@@ -425,9 +469,17 @@ def decode_predict(body: bytes, model: ModelSpec, allow_non_finite: bool) -> Dec
     return decoded
 
 
-def encode_predict(model: ModelSpec, decoded: Decoded, outputs: list[np.ndarray]) -> bytes:
+def encode_predict(
+    model: ModelSpec, decoded: Decoded, outputs: list[np.ndarray], max_bytes: int
+) -> bytes:
     """``{"prediction": first output, "model_version", "outputs": {name: value}}`` (outputs only
-    when there are several). ZipMap outputs are objects here ({class: probability} per row)."""
+    when there are several). ZipMap outputs are objects here ({class: probability} per row).
+    ApiError(413) when it would take more than ``max_bytes``."""
+    named = list(zip(model.output_names, outputs, strict=True))
+    if len(named) > 1:
+        named.insert(0, named[0])  # the first output travels twice: prediction and outputs
+    estimate = response_bytes(((n, arr, False) for n, arr in named), (model.version,))
+    check_response_size(estimate, max_bytes, "")
     maps = model.map_outputs
     values = {
         name: _predict_value(out[0] if decoded.unbatched else out, name in maps)

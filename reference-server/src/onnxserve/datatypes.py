@@ -42,6 +42,9 @@ ONNX_TO_V2: dict[str, str] = {
 }
 
 FLOAT_TYPES = frozenset({"FP16", "FP32", "FP64"})
+INTEGER_TYPES = frozenset(
+    {"INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64"}
+)
 
 # skl2onnx / onnxmltools classifiers end in a ZipMap: one {class: probability} map per row.
 # onnxruntime returns it as a list of dicts; this server carries it as a V2 BYTES tensor of
@@ -75,6 +78,30 @@ def numpy_to_v2(dtype: np.dtype) -> str:
 
 def itemsize(datatype: str) -> int:
     return V2_TO_NUMPY[datatype].itemsize
+
+
+def integer_range(datatype: str) -> tuple[int, int]:
+    """Smallest and largest value of an INT*/UINT* datatype."""
+    info = np.iinfo(V2_TO_NUMPY[datatype])
+    return int(info.min), int(info.max)
+
+
+def out_of_range(datatype: str, value: float) -> str:
+    lo, hi = integer_range(datatype)
+    return f"{value} is outside {datatype}'s range {lo}..{hi}"
+
+
+def bools_from_bytes(buf: memoryview | bytes) -> np.ndarray:
+    """Binary BOOL: one byte per element, 0 (false) or 1 (true); any other byte is refused
+    (numpy would read it as a bool that is neither)."""
+    raw = np.frombuffer(buf, dtype=np.uint8)
+    bad = np.flatnonzero(raw > 1)
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(
+            f"BOOL element {i} is the byte {int(raw[i])}; BOOL bytes are 0 (false) or 1 (true)"
+        )
+    return raw.view(np.bool_)
 
 
 def decode_bytes_tensor(buf: memoryview | bytes, count: int) -> np.ndarray:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .memory_limit import default_max_response_bytes
+
 ENV_PREFIX = "ONNXSERVE_"
 DEVICES = ("auto", "cpu", "cuda", "tensorrt")
 _TRUE = {"1", "true", "yes", "on"}
@@ -46,6 +48,7 @@ class Settings:
     max_queue_size: int = 1024
     request_timeout_ms: float = 30000.0
     max_request_bytes: int = 64 * 1024 * 1024
+    max_response_bytes: int = 0  # 0: derived from the container's memory limit
     body_timeout_s: float = 30.0
     allow_non_finite: bool = False
     warmup: bool = True
@@ -77,6 +80,10 @@ class Settings:
             raise SettingsError(f"body_timeout_s must be > 0, got {self.body_timeout_s}")
         if self.max_request_bytes < 1:
             raise SettingsError(f"max_request_bytes must be >= 1, got {self.max_request_bytes}")
+        if self.max_response_bytes < 0:
+            raise SettingsError(
+                f"max_response_bytes must be >= 0 (0: derived), got {self.max_response_bytes}"
+            )
         if self.request_timeout_ms <= 0:
             raise SettingsError(f"request_timeout_ms must be > 0, got {self.request_timeout_ms}")
         if not 0.0 <= self.shadow_sample_rate <= 1.0:
@@ -101,6 +108,12 @@ class Settings:
             raise SettingsError(f"drift_bins must be >= 2, got {self.drift_bins}")
         if not self.model_name:
             object.__setattr__(self, "model_name", Path(self.model).stem)
+
+    @property
+    def response_limit(self) -> int:
+        """Most bytes one inference response may take (REST and gRPC): --max-response-bytes, or
+        when that is 0 a share of the container's memory limit (see ``memory_limit``)."""
+        return self.max_response_bytes or default_max_response_bytes()
 
     # -- helpers for callers (deploy-model serve, tests) ---------------------------------
 
@@ -145,6 +158,9 @@ HELP: dict[str, str] = {
     "request_timeout_ms": "per-request deadline for queue + inference (then 504)",
     "max_request_bytes": "largest accepted request body, and the most a gzip/deflate body may "
     "inflate to (then 413)",
+    "max_response_bytes": "largest inference response (REST and gRPC), estimated from the "
+    "outputs before it is built (then 413 / RESOURCE_EXHAUSTED); 0: an eighth of the container's "
+    "cgroup memory limit, at most 64 MiB (64 MiB without a limit)",
     "body_timeout_s": "most seconds a request body may take to arrive (then 408 and the "
     "connection is closed)",
     "allow_non_finite": "accept NaN/Inf in float inputs (default: 400)",

@@ -26,6 +26,7 @@ class StateBackend:
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.allow_non_finite = state.settings.allow_non_finite
+        self.max_response_bytes = state.settings.response_limit
 
     def check_model(self, name: str, version: str) -> None:
         self.state.check_model(name, version or None)

@@ -9,7 +9,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from ..codec import ApiError
+from ..codec import SHOWN_CHARS, ApiError, shown
 from ..model import ModelSpec
 from . import inference_pb2 as pb
 from . import inference_pb2_grpc as pb_grpc
@@ -24,12 +24,17 @@ STATUS_TO_CODE = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
+# Messages travel in a trailer: one past the client's metadata limit (8 KiB by default, and
+# non-ASCII is percent-encoded) would hide the real error behind a size error. Echoed values
+# are cut already; this bounds the rest.
+MAX_MESSAGE_CHARS = 50 * SHOWN_CHARS
 
 
 class Backend(Protocol):
     """What the REST app already has: one model, its engine, its lifecycle and metrics."""
 
     allow_non_finite: bool
+    max_response_bytes: int
 
     def check_model(self, name: str, version: str) -> None: ...
 
@@ -59,12 +64,17 @@ def _param(value: Any) -> pb.InferParameter:
 
 
 class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, max_message_bytes: int) -> None:
         self.backend = backend
+        # A response over gRPC's own send limit would fail after being built; refuse it before.
+        self.response_limit = min(backend.max_response_bytes, max_message_bytes)
 
     async def _abort(self, context: grpc.aio.ServicerContext, exc: ApiError) -> None:
+        message = str(exc)
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = f"{message[: MAX_MESSAGE_CHARS - 30]}... ({len(message)} characters)"
         await context.abort(
-            STATUS_TO_CODE.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), str(exc)
+            STATUS_TO_CODE.get(exc.status, grpc.StatusCode.INVALID_ARGUMENT), message
         )
 
     async def ServerLive(self, request: Any, context: Any) -> pb.ServerLiveResponse:
@@ -119,10 +129,10 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         try:
             self.backend.check_model(request.model_name, request.model_version)
             spec, wanted, outputs = await self.backend.infer(decode)
+            return encode_response(request, spec, outputs, wanted, self.response_limit)
         except ApiError as exc:
             await self._abort(context, exc)
             raise  # context.abort raises; this line only tells type checkers so
-        return encode_response(request, spec, outputs, wanted)
 
     async def ModelConfig(
         self, request: pb.ModelConfigRequest, context: Any
@@ -208,7 +218,9 @@ class HealthService(health_pb2_grpc.HealthServicer):
 
     async def Check(self, request: Any, context: Any) -> health_pb2.HealthCheckResponse:
         if request.service not in ("", "inference.GRPCInferenceService"):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"unknown service {request.service!r}")
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"unknown service {shown(request.service)}"
+            )
         return health_pb2.HealthCheckResponse(status=self._status())
 
     async def Watch(self, request: Any, context: Any):  # type: ignore[override]
@@ -230,7 +242,9 @@ async def start_grpc_server(
         ("grpc.max_send_message_length", max_message_bytes),
     ]
     server = grpc.aio.server(options=options)
-    pb_grpc.add_GRPCInferenceServiceServicer_to_server(InferenceService(backend), server)
+    pb_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceService(backend, max_message_bytes), server
+    )
     health_pb2_grpc.add_HealthServicer_to_server(HealthService(backend), server)
     bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:

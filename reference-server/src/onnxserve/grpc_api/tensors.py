@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from ..codec import ApiError, _check_finite, _check_shape, _rows, batch_key
-from ..datatypes import V2_TO_NUMPY, decode_bytes_tensor, encode_bytes_tensor
+from ..codec import (
+    ApiError,
+    _check_finite,
+    _check_shape,
+    _rows,
+    batch_key,
+    check_response_size,
+    checked_count,
+    shown,
+)
+from ..datatypes import (
+    INTEGER_TYPES,
+    V2_TO_NUMPY,
+    bools_from_bytes,
+    decode_bytes_tensor,
+    encode_bytes_tensor,
+    integer_range,
+    out_of_range,
+)
 from ..model import ModelSpec
+from ..response_size import response_bytes
+from ..shapes import reshaped
 from . import inference_pb2 as pb
 
 # Which InferTensorContents field carries each datatype (the protocol's table).
@@ -27,51 +45,63 @@ CONTENTS_FIELD = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
+# The protobuf type of each contents field: INT8/16 travel as int32, UINT8/16 as uint32.
+FIELD_DTYPE = {
+    "bool_contents": np.dtype(np.bool_),
+    "int_contents": np.dtype(np.int32),
+    "int64_contents": np.dtype(np.int64),
+    "uint_contents": np.dtype(np.uint32),
+    "uint64_contents": np.dtype(np.uint64),
+    "fp32_contents": np.dtype(np.float32),
+    "fp64_contents": np.dtype(np.float64),
+}
 
 
-def _array(
-    tensor: Any, raw: bytes | None, datatype: str, shape: tuple[int, ...], where: str
-) -> np.ndarray:
-    count = math.prod(shape)
+def _from_raw(raw: bytes, datatype: str, shape: tuple[int, ...], count: int) -> np.ndarray:
+    """raw_input_contents (little-endian) as an array; ValueError says what does not fit."""
+    if datatype == "BYTES":
+        return reshaped(decode_bytes_tensor(raw, count), shape)
     dtype = V2_TO_NUMPY[datatype]
-    if raw is not None:
-        if datatype == "BYTES":
-            try:
-                return decode_bytes_tensor(raw, count).reshape(shape)
-            except ValueError as exc:
-                raise ApiError(400, f"{where}: {exc}") from None
-        if len(raw) != count * dtype.itemsize:
-            raise ApiError(
-                400,
-                f"{where}: raw contents hold {len(raw)} bytes; shape {list(shape)} of {datatype} "
-                f"needs {count * dtype.itemsize}",
-            )
-        return (
-            np.frombuffer(raw, dtype=dtype.newbyteorder("<"))
-            .astype(dtype, copy=False)
-            .reshape(shape)
+    if len(raw) != count * dtype.itemsize:
+        raise ValueError(
+            f"raw contents hold {len(raw)} bytes; shape {list(shape)} of {datatype} "
+            f"needs {count * dtype.itemsize}"
         )
+    if datatype == "BOOL":
+        return reshaped(bools_from_bytes(raw), shape)
+    flat = np.frombuffer(raw, dtype=dtype.newbyteorder("<")).astype(dtype, copy=False)
+    return reshaped(flat, shape)
+
+
+def _from_contents(tensor: Any, datatype: str, shape: tuple[int, ...], count: int) -> np.ndarray:
+    """The typed contents field as an array; values outside the datatype's range (an INT8
+    sent as int32 300) are refused, never wrapped."""
     field = CONTENTS_FIELD.get(datatype)
     if field is None:
-        raise ApiError(400, f"{where}: {datatype} travels only as raw_input_contents")
+        raise ValueError(f"{datatype} travels only as raw_input_contents")
     values = getattr(tensor.contents, field)
     if len(values) != count:
-        raise ApiError(
-            400,
-            f"{where}: {len(values)} values in contents.{field}; shape {list(shape)} needs {count}",
+        raise ValueError(
+            f"{len(values)} values in contents.{field}; shape {list(shape)} needs {count}"
         )
     if datatype == "BYTES":
         # onnxruntime string tensors take str (bytes would become "b'...'").
         try:
             items = [v.decode("utf-8") for v in values]
         except UnicodeDecodeError:
-            raise ApiError(
-                400, f"{where}: BYTES contents are not UTF-8 text, which string inputs need"
+            raise ValueError(
+                "BYTES contents are not UTF-8 text, which string inputs need"
             ) from None
         out = np.empty(count, dtype=object)
         out[:] = items
-        return out.reshape(shape)
-    return np.asarray(values, dtype=dtype).reshape(shape)
+        return reshaped(out, shape)
+    wire = np.asarray(values, dtype=FIELD_DTYPE[field])
+    if datatype in INTEGER_TYPES and wire.size:
+        lo, hi = integer_range(datatype)
+        if wire.min() < lo or wire.max() > hi:
+            i = int(np.flatnonzero((wire < lo) | (wire > hi))[0])
+            raise ValueError(f"contents.{field}[{i}]: {out_of_range(datatype, int(wire[i]))}")
+    return reshaped(wire.astype(V2_TO_NUMPY[datatype], copy=False), shape)
 
 
 def decode_request(
@@ -92,7 +122,7 @@ def decode_request(
         if tensor.name not in specs:
             raise ApiError(
                 400,
-                f"inputs[{i}]: unknown input name {tensor.name!r}; "
+                f"inputs[{i}]: unknown input name {shown(tensor.name)}; "
                 f"the model's inputs are {list(specs)}",
             )
         where = f"input '{tensor.name}'"
@@ -101,13 +131,20 @@ def decode_request(
         spec = specs[tensor.name]
         if tensor.datatype != spec.datatype:
             raise ApiError(
-                400, f"{where}: datatype {tensor.datatype!r}, but the model expects {spec.datatype}"
+                400,
+                f"{where}: datatype {shown(tensor.datatype)}, but the model expects "
+                f"{spec.datatype}",
             )
         shape = tuple(int(d) for d in tensor.shape)
-        if any(d < 0 for d in shape):
-            raise ApiError(400, f"{where}: shape {list(shape)} has a negative dimension")
         _check_shape(spec, shape, model, where)
-        arr = _array(tensor, raw[i] if raw else None, spec.datatype, shape, where)
+        count = checked_count(shape, spec, where)
+        try:
+            if raw:
+                arr = _from_raw(raw[i], spec.datatype, shape, count)
+            else:
+                arr = _from_contents(tensor, spec.datatype, shape, count)
+        except ValueError as exc:
+            raise ApiError(400, f"{where}: {exc}") from None
         if not allow_non_finite:
             _check_finite(arr, spec.datatype, where)
         feeds[tensor.name] = arr
@@ -116,17 +153,33 @@ def decode_request(
         raise ApiError(400, f"missing input(s) {missing}; the model needs {list(specs)}")
     known = model.output_names
     wanted = [o.name for o in request.outputs] or known
-    for name in wanted:
+    for i, name in enumerate(wanted):
         if name not in known:
-            raise ApiError(400, f"unknown output {name!r}; the model's outputs are {known}")
+            raise ApiError(400, f"unknown output {shown(name)}; the model's outputs are {known}")
+        if name in wanted[:i]:
+            # Each repetition would add the whole tensor to the response again.
+            raise ApiError(
+                400, f"outputs[{i}]: output {name!r} is asked for twice; name each output once"
+            )
     return feeds, _rows(feeds, model), batch_key(feeds), wanted
 
 
 def encode_response(
-    request: pb.ModelInferRequest, model: ModelSpec, outputs: list[np.ndarray], wanted: list[str]
+    request: pb.ModelInferRequest,
+    model: ModelSpec,
+    outputs: list[np.ndarray],
+    wanted: list[str],
+    max_bytes: int,
 ) -> pb.ModelInferResponse:
-    """Outputs travel as raw little-endian bytes: no per-element protobuf encoding cost."""
+    """Outputs travel as raw little-endian bytes: no per-element protobuf encoding cost.
+    ApiError(413, RESOURCE_EXHAUSTED in gRPC) when they would take more than ``max_bytes``."""
     by_name = dict(zip(model.output_names, outputs, strict=True))
+    estimate = response_bytes(
+        ((name, by_name[name], True) for name in wanted), (model.name, model.version, request.id)
+    )
+    check_response_size(
+        estimate, max_bytes, "", "--max-response-bytes (or gRPC's message limit, if lower)"
+    )
     datatypes = {t.name: t.datatype for t in model.outputs}
     response = pb.ModelInferResponse(
         model_name=model.name, model_version=model.version, id=request.id
