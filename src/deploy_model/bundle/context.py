@@ -24,6 +24,7 @@ from deploy_model.bundle.context_workload import (
     release_workloads,
     server_supports,
 )
+from deploy_model.bundle.image_digest import ImageDigests, pin
 from deploy_model.plan import releases
 from deploy_model.plan.spec import DeploymentSpec, Rollout, ServingPattern, Target
 
@@ -36,8 +37,13 @@ class Plan:
     warnings: list[str]
 
 
-def build_context(spec: DeploymentSpec, directory: Path, server_source: Path) -> tuple[dict[str, Any], Plan]:
-    """The templates' context and the files to render for `spec`, with the reference server at `server_source`."""
+def build_context(spec: DeploymentSpec, directory: Path, server_source: Path,
+                  digests: ImageDigests | None = None) -> tuple[dict[str, Any], Plan]:
+    """The templates' context and the files to render for `spec`, with the reference server at `server_source`.
+
+    `digests` pins each version's image (repo:tag@sha256:...); without one the workloads pull the tag.
+    """
+    digests = digests or ImageDigests()
     s = spec
     name, pattern = s.name, s.serving.pattern
     gpu = releases.gpu(s)
@@ -47,10 +53,11 @@ def build_context(spec: DeploymentSpec, directory: Path, server_source: Path) ->
         warnings.append("protocol grpc: the reference server has no gRPC option yet; the bundle serves REST (V2) only")
     model_file = f"{name}.onnx"
     version = image_tag(s.model.version)
-    image_ref = releases.candidate_image(s)
+    image_ref = releases.candidate_image(s)  # what the Dockerfile builds and compose tags
+    pulled = pin(image_ref, digests.candidate)  # what the candidate's workloads pull
     kube = s.target in (Target.kubernetes, Target.serverless)
     base_env = candidate_env(s, directory, model_file, grpc, server_source)
-    rel = release_workloads(s, gpu, base_env, image_ref, version)
+    rel = release_workloads(s, gpu, base_env, pulled, version, digests.stable)
     if rel.mode == releases.FIRST and s.rollout.strategy != Rollout.direct and kube and pattern == ServingPattern.realtime:
         warnings.append(f"first release (no previous version): the candidate {s.model.version} is deployed directly; the "
                         f"{s.rollout.strategy.value} rollout starts with the next release (plan --previous {directory.name})")
@@ -74,7 +81,7 @@ def build_context(spec: DeploymentSpec, directory: Path, server_source: Path) ->
     main_service, compose_command, compose_env = compose_service(s, base_env, model_file, command)
     context: dict[str, Any] = {
         "s": s, "name": name, "ns": s.kubernetes.namespace, "version": version, "host": s.kubernetes.host,
-        "image_ref": image_ref, "port": s.serving.port, "metrics_path": s.monitoring.metrics_path,
+        "image_ref": image_ref, "pulled_image": pulled, "port": s.serving.port, "metrics_path": s.monitoring.metrics_path,
         "model_file": model_file, "gpu": gpu, "grpc": grpc, "env": base_env,
         "command": ["python", "-m", "onnxserve"],
         "python_image": PYTHON_IMAGE, "prometheus_image": PROMETHEUS_IMAGE, "redis_image": REDIS_IMAGE,

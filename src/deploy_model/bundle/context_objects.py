@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from deploy_model.bundle.context_network import egress
 from deploy_model.bundle.context_workload import Workload
 from deploy_model.plan.spec import DeploymentSpec
 
@@ -65,4 +66,5 @@ class BundleObjects:
         if self.budgets:
             self.files.append(("k8s/pdb.yaml.j2", "k8s/pdb.yaml", {}))
         if s.kubernetes.network_policy:
-            self.files.append(("k8s/networkpolicy.yaml.j2", "k8s/networkpolicy.yaml", {}))
+            rendered = [out for _, out, _ in self.files]
+            self.files.append(("k8s/networkpolicy.yaml.j2", "k8s/networkpolicy.yaml", {"egress": egress(s, rendered)}))

@@ -7,11 +7,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy_model.bundle import image_digest
 from deploy_model.common.errors import StageError
 from deploy_model.plan import releases
 from deploy_model.plan.spec import DeploymentSpec, Device
 
 # Pinned base images (a tag with the full version; rebuilds are reproducible and reviewable).
+# By tag, not digest: no manifest the bundle applies names them (Dockerfile and compose.yaml do),
+# and a digest cannot be known offline; append @sha256:... here once read from your registry.
 PYTHON_IMAGE = "python:3.11.13-slim-bookworm"
 PROMETHEUS_IMAGE = "prom/prometheus:v2.55.1"
 REDIS_IMAGE = "redis:7.4.2-alpine"
@@ -135,14 +138,17 @@ class ReleaseWorkloads:
         return max(1, math.ceil(self.spec.scaling.replicas * percent / 100))
 
 
-def release_workloads(spec: DeploymentSpec, gpu: bool, env: dict[str, str], image: str, version: str) -> ReleaseWorkloads:
+def release_workloads(spec: DeploymentSpec, gpu: bool, env: dict[str, str], image: str, version: str,
+                      stable_digest: str | None = None) -> ReleaseWorkloads:
+    """Both releases' workload makers; `image` is the candidate as pulled, `stable_digest` pins the stable image."""
     mode = releases.mode(spec)
     # The stable release: what the stable objects run. On a first release or after a promotion
     # it is the candidate itself; otherwise the previous image, version and model size.
     if mode == releases.CANDIDATE and spec.stable is not None:
-        stable_image, stable_version = spec.stable.image, spec.stable.version
+        stable_image, stable_version = image_digest.stable_reference(spec.stable.image, stable_digest), spec.stable.version
         stable_bytes = spec.stable.bytes or spec.model.bytes
     else:
+        image_digest.refuse_stable_digest(stable_digest, mode)
         stable_image, stable_version, stable_bytes = image, version, spec.model.bytes
     return ReleaseWorkloads(spec=spec, gpu=gpu, mode=mode, env=env, image=image, version=version,
                             stable_env={**env, "ONNXSERVE_MODEL_VERSION": stable_version},

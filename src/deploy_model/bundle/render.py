@@ -19,6 +19,7 @@ import jinja2
 from deploy_model import __version__
 from deploy_model.bundle import lockfile, ownership
 from deploy_model.bundle.context import build_context
+from deploy_model.bundle.image_digest import ImageDigests
 from deploy_model.common.errors import StageError
 from deploy_model.common.files import read_json, sha256_file
 from deploy_model.plan.spec import DeploymentSpec, ServingPattern
@@ -123,10 +124,11 @@ def describe(path: str) -> str:
             "server": "reference server source", "model": "model file"}.get(top, "")
 
 
-def render_into(spec: DeploymentSpec, directory: Path, target: Path) -> tuple[list[str], list[str]]:
+def render_into(spec: DeploymentSpec, directory: Path, target: Path,
+                digests: ImageDigests | None = None) -> tuple[list[str], list[str]]:
     """Render the whole bundle into `target` (an empty folder); returns (files, warnings)."""
     model_path = resolve_model(spec, directory)
-    context, plan = build_context(spec, directory, SERVER_SOURCE)
+    context, plan = build_context(spec, directory, SERVER_SOURCE, digests)
     gpu = context["gpu"]
     # The image carries what its entry point needs: Redis for workers, pyarrow for parquet batches.
     extras = {ServingPattern.event_driven: ("worker",), ServingPattern.batch: ("batch",)}.get(
@@ -163,7 +165,7 @@ def render_into(spec: DeploymentSpec, directory: Path, target: Path) -> tuple[li
         "spec_sha256": sha256_file(directory / SPEC_FILE),
         "name": spec.name,
         "version": spec.model.version,
-        "image": context["image_ref"],
+        "image": context["pulled_image"],  # as the manifests pull it: with its digest when render had one
         "warnings": plan.warnings,
         "files": [{"path": f, "sha256": sha256_file(target / f), "bytes": (target / f).stat().st_size,
                    "what": describe(f)} for f in files],
@@ -196,16 +198,19 @@ def move_into_place(staging: Path, directory: Path, files: list[str]) -> None:
         entry.replace(directory / entry.name)  # manifest.json last: it vouches for the rest
 
 
-def run_render(directory: Path, dry_run: bool = False, force: bool = False) -> dict[str, Any]:
+def run_render(directory: Path, dry_run: bool = False, force: bool = False, image_digest: str | None = None,
+               stable_image_digest: str | None = None) -> dict[str, Any]:
+    """Render the bundle of `directory`; the digests (sha256:...) pin the candidate's and the stable release's images."""
     directory = Path(directory)
+    digests = ImageDigests(candidate=image_digest, stable=stable_image_digest).check()
     spec = load_spec(directory)
     if dry_run:
         with tempfile.TemporaryDirectory(prefix="deploy-model-render-") as tmp:
-            files, warnings = render_into(spec, directory, Path(tmp))
+            files, warnings = render_into(spec, directory, Path(tmp), digests)
     else:
         staging = Path(tempfile.mkdtemp(prefix=".render-", dir=directory))
         try:
-            files, warnings = render_into(spec, directory, staging)
+            files, warnings = render_into(spec, directory, staging, digests)
             # Files of the user's (not in manifest.json) are replaced only with --force.
             ownership.refuse_foreign(directory, OWNED_DIRS, files, force)
             move_into_place(staging, directory, files)
@@ -225,6 +230,8 @@ def run_render(directory: Path, dry_run: bool = False, force: bool = False) -> d
             "files": len(files),
             "server_files": len(files) - len(shown),
             "image": f"{spec.kubernetes.image}:{spec.model.version}",
+            # The candidate's workloads pull repo:tag@digest with --image-digest, else the tag alone.
+            "pinned_by": f"digest {image_digest}" if image_digest else "tag (no --image-digest yet)",
             "warnings": len(warnings),
         },
     }

@@ -20,6 +20,7 @@ from deploy_model.bundle.checks import (
     SKIP,
     Check,
     hardening,
+    image_pins,
     kube,
     load_docs,
     metric_names,
@@ -30,6 +31,7 @@ from deploy_model.bundle.checks import (
 from deploy_model.bundle.render import MANIFEST_FILE, SERVER_SOURCE
 from deploy_model.common.errors import StageError
 from deploy_model.common.files import read_json, write_json
+from deploy_model.plan import releases
 from deploy_model.plan.spec import Target
 from deploy_model.plan.specfile import load_spec
 
@@ -40,12 +42,14 @@ def _empty(validator: str, tool: str, what: str) -> Check:
     return Check(validator, tool, "(none)", FAIL, f"no {what} to inspect: a validator that inspects nothing proves nothing")
 
 
-def collect(directory: Path, strict: bool) -> list[Check]:
+def collect(directory: Path, strict: bool) -> tuple[list[Check], list[str]]:
+    """Every check of the bundle in `directory`, and notes: what passes but deserves a look (tag-only images)."""
     spec = load_spec(directory)
     if not (directory / MANIFEST_FILE).is_file():
         raise StageError(f"{directory / MANIFEST_FILE} not found: run `deploy-model render --out {directory}` first")
     kube_target = spec.target in (Target.kubernetes, Target.serverless)
     checks: list[Check] = []
+    notes: list[str] = []
 
     # Kubernetes: schema (built-in kinds) or structure (custom resources), then hardening.
     docs: list[tuple[str, dict[str, Any]]] = []
@@ -67,6 +71,8 @@ def collect(directory: Path, strict: bool) -> list[Check]:
         hard = hardening.run(docs)
         checks += semantics.run(docs)
         checks += hard or [_empty("hardening", "catalogue", "workload")]
+        pins, notes = image_pins.run(docs, releases.candidate_image(spec))
+        checks += pins
 
     dockerfiles = [p for p in (directory / "Dockerfile", directory / "Dockerfile.gpu") if p.is_file()]
     checks += tools.hadolint(directory, dockerfiles, strict) if dockerfiles else [_empty("hadolint", "hadolint", "Dockerfile")]
@@ -99,7 +105,7 @@ def collect(directory: Path, strict: bool) -> list[Check]:
 
     checks += metric_names.check(_queries(directory, spec, extra), _server_source(directory))
     checks += tools.manifest(directory, read_json(directory / MANIFEST_FILE, MANIFEST_FILE))
-    return checks
+    return checks, notes
 
 
 def _server_source(directory: Path) -> Path:
@@ -136,7 +142,7 @@ def run_validate(directory: Path, strict: bool = False, dry_run: bool = False) -
     started = time.perf_counter()
     # Tools run with the bundle as working directory get absolute paths: a relative --out
     # would otherwise be resolved twice.
-    checks = collect(directory.resolve(), strict)
+    checks, notes = collect(directory.resolve(), strict)
     seconds = round(time.perf_counter() - started, 3)
     failed = [c for c in checks if c.verdict == FAIL]
     skipped = [c for c in checks if c.verdict == SKIP]
@@ -150,12 +156,15 @@ def run_validate(directory: Path, strict: bool = False, dry_run: bool = False) -
         "strict": strict,
         "validators": by_validator,
         "checks": [c.as_dict() for c in checks],
+        "notes": notes,
     }
     out = directory / VALIDATION_FILE
     if not dry_run:
         write_json(out, report)  # also on failure: the failing checks are what to read
     for c in skipped:
         print(f"validate: skipped {c.validator} {c.file}: {c.message}", file=sys.stderr)
+    for note in notes:
+        print(f"validate: note: {note}", file=sys.stderr)
     if failed:
         problems = [f"{c.validator} {c.file}: {c.message}" + (f" [{c.rule}]" if c.rule else "") for c in failed]
         raise StageError(f"{len(failed)} of {len(checks)} checks failed (see {out})", problems)
@@ -168,6 +177,7 @@ def run_validate(directory: Path, strict: bool = False, dry_run: bool = False) -
             "checks": len(checks),
             "passed": len(checks) - len(skipped),
             "skipped": len(skipped),
+            "notes": len(notes),
             "validators": ", ".join(f"{k} {v[PASS]}" for k, v in by_validator.items()),
             "seconds": seconds,
         },

@@ -266,6 +266,10 @@ def report_cmd(
 @app.command("render", epilog=EXIT_CODES)
 def render_cmd(
     out: Path = typer.Option(..., "--out", "-o", help="Deployment directory holding deployment.yaml; the bundle is written there."),
+    image_digest: str | None = typer.Option(
+        None, "--image-digest", help="Digest (sha256:...) of the built and pushed image: the candidate's workloads pull repo:tag@digest."),
+    stable_image_digest: str | None = typer.Option(
+        None, "--stable-image-digest", help="Digest (sha256:...) of the stable release's image, for a bundle running two versions."),
     force: bool = ForceOpt,
     as_json: bool = JsonOpt,
     dry_run: bool = DryRunOpt,
@@ -282,8 +286,9 @@ def render_cmd(
     """
     from deploy_model.bundle.render import run_render
 
-    run_stage("render", as_json, lambda: run_render(out, dry_run=True) if dry_run else locked(
-        out, "render", lambda: run_render(out, force=force)))
+    pins = {"image_digest": image_digest, "stable_image_digest": stable_image_digest}
+    run_stage("render", as_json, lambda: run_render(out, dry_run=True, **pins) if dry_run else locked(
+        out, "render", lambda: run_render(out, force=force, **pins)))
 
 
 @app.command("validate", epilog=EXIT_CODES)

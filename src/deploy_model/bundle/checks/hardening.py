@@ -213,6 +213,13 @@ def bundle_rules(bundle: Bundle, workloads: list[Workload]) -> list[Check]:
         checks.append(Check("hardening", "catalogue", file, PASS if ok else FAIL,
                             f"NetworkPolicy/{policy['metadata']['name']}: " + ("selects pods of the bundle" if ok else f"podSelector {selector} matches no pod"),
                             "kube-score:networkpolicy-targets-pod"))
+        # Ingress alone leaves a compromised pod free to call anywhere: both directions are restricted.
+        types = set((policy.get("spec") or {}).get("policyTypes") or [])
+        both = {"Ingress", "Egress"} <= types
+        checks.append(Check("hardening", "catalogue", file, PASS if both else FAIL,
+                            f"NetworkPolicy/{policy['metadata']['name']}: " + ("restricts ingress and egress" if both
+                                                                              else f"policyTypes {sorted(types)} leave egress open"),
+                            "kube-score:pod-networkpolicy"))
     return checks
 
 
@@ -225,12 +232,18 @@ def _predictor_as_workload(doc: dict[str, Any]) -> dict[str, Any]:
     return {**doc, "kind": "InferenceService", "spec": {"template": {"metadata": {"labels": labels}, "spec": pod}}}
 
 
-def run(docs: list[tuple[str, dict[str, Any]]]) -> list[Check]:
-    bundle = Bundle(docs)
+def workloads_of(docs: list[tuple[str, dict[str, Any]]]) -> list[Workload]:
+    """Every object of the bundle that runs pods, Knative Services and KServe predictors included."""
     workloads = [Workload(f, d) for f, d in docs if d.get("kind") in WORKLOAD_KINDS and d.get("apiVersion") != "serving.knative.dev/v1"]
     workloads += [Workload(f, {**d, "kind": "KnativeService"}) for f, d in docs
                   if d.get("kind") == "Service" and d.get("apiVersion") == "serving.knative.dev/v1"]
     workloads += [Workload(f, _predictor_as_workload(d)) for f, d in docs if d.get("kind") == "InferenceService"]
+    return workloads
+
+
+def run(docs: list[tuple[str, dict[str, Any]]]) -> list[Check]:
+    bundle = Bundle(docs)
+    workloads = workloads_of(docs)
     checks: list[Check] = []
     for w in workloads:
         findings = [f for rule in RULES for f in rule(w, bundle)]
