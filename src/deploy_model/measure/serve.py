@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -373,7 +374,7 @@ def run_serve(directory: Path, port: int | None, device: str | None, detach: boo
         raise StageError(f"nothing to serve: {reason}")
     server = ServerProcess(directory, port=port, device=device, ready_timeout_s=ready_timeout_s, write=not dry_run)
     if dry_run:
-        return {"stage": "serve", "ok": True, "dry_run": True, "wrote": [], "summary": {"command": " ".join(server.argv)}}
+        return {"stage": "serve", "ok": True, "dry_run": True, "wrote": [], "summary": {"command": shlex.join(server.argv)}}
     info = server.start()
     summary = {"url": info["url"], "pid": info["pid"], "provider": info.get("provider"), "log": info["log"]}
     if detach:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -119,7 +120,7 @@ def _batch(directory: Path, spec: Any, model: Path, input_path: Path | None, tim
     record: dict[str, Any] = {
         "pattern": "batch", "ok": proc.returncode == 0, "input": str(input_path), "source": source,
         "output": str(output), "exit_code": proc.returncode, "seconds": round(seconds, 3),
-        "runner": result or None, "command": " ".join(argv[1:]),
+        "runner": result or None, "command": shlex.join(argv[1:]),
     }
     rows = _first(result, ("rows", "rows_total", "rows_done", "scored"))
     rejects = _first(result, ("rejected", "rejects", "rows_rejected"))

@@ -13,10 +13,16 @@ from typing import Any
 from deploy_model.cluster.kubeclient import RELEASE_ANNOTATION
 from deploy_model.plan import releases
 from deploy_model.plan.spec import CanaryMechanism, Rollout, ServingPattern, Target
+from deploy_model.report.shell import sh
 
 # The verbs named below, as (group, verb): a test checks each is a command of the CLI.
 CLIENT_VERBS = (("", "cluster"), ("", "apply"), ("", "smoke"), ("rollout", "advance"), ("rollout", "promote"),
                 ("rollout", "rollback"), ("rollout", "status"))
+
+
+def dm(*words: str) -> str:
+    """One `deploy-model ...` line, every word quoted."""
+    return sh("deploy-model", *words)
 
 
 def driven_by_client(spec: Any) -> bool:
@@ -34,22 +40,23 @@ def client_step(spec: Any, d: str) -> dict[str, Any] | None:
     if spec.target not in (Target.kubernetes, Target.serverless):
         return None
     commands = [
-        f"deploy-model cluster --out {d}   # what the current context serves (cluster.json); plan reads it",
-        f"deploy-model apply --out {d} --dry-run   # server-side dry-run of every object, nothing changed",
-        f"deploy-model apply --out {d}   # server-side apply in dependency order, then waits for the workloads",
+        f"{dm('cluster', '--out', d)}   # what the current context serves (cluster.json); plan reads it",
+        f"{dm('apply', '--out', d, '--dry-run')}   # server-side dry-run of every object, nothing changed",
+        f"{dm('apply', '--out', d)}   # server-side apply in dependency order, then waits for the workloads",
     ]
     if spec.serving.pattern == ServingPattern.realtime:
-        commands.append(f"deploy-model smoke --out {d} --service -   # through a port-forward to the bundle's Service")
+        commands.append(f"{dm('smoke', '--out', d, '--service', '-')}   # through a port-forward to the bundle's Service")
     if driven_by_client(spec):
+        promoted = f"{d}-promoted"
         commands += [
-            f"deploy-model rollout advance --out {d} --watch   # holds on no data, rolls back by itself on a failed gate; "
+            f"{dm('rollout', 'advance', '--out', d, '--watch')}   # holds on no data, rolls back by itself on a failed gate; "
             f"state in the {state_holder(spec)}'s {RELEASE_ANNOTATION} annotation",
-            f"deploy-model rollout status --out {d}",
+            dm("rollout", "status", "--out", d),
             "# after the last step (a person's decision): the candidate planned as stable, in its own directory",
-            f"mkdir -p {d}-promoted && cp {d}/model-profile.json {d}-promoted/",
-            f"deploy-model plan --out {d}-promoted --previous {d} --answers ANSWERS.yaml && deploy-model render --out {d}-promoted",
-            f"deploy-model rollout promote --out {d} --promoted {d}-promoted",
-            f"deploy-model rollout rollback --out {d}   # at any step: all traffic back to stable, the candidate scaled to 0",
+            f"{sh('mkdir', '-p', promoted)} && {sh('cp', f'{d}/model-profile.json', f'{promoted}/')}",
+            f"{dm('plan', '--out', promoted, '--previous', d, '--answers', 'ANSWERS.yaml')} && {dm('render', '--out', promoted)}",
+            dm("rollout", "promote", "--out", d, "--promoted", promoted),
+            f"{dm('rollout', 'rollback', '--out', d)}   # at any step: all traffic back to stable, the candidate scaled to 0",
         ]
         title = ("Or, instead of the kubectl lines above, through the plugin's client (the same release, from this machine or CI): "
                  "apply, smoke, then one gated `rollout advance` per step")

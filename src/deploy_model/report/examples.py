@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 from deploy_model.common.errors import StageError
 from deploy_model.model.samples import model_feed, v2_datatype
 from deploy_model.model.synthetic import make_inputs
+from deploy_model.report.shell import q, sh
 
 REQUEST_FILE = "request-v2.json"
 # Inline example data only when it stays readable; bigger inputs go to request-v2.json.
@@ -145,14 +145,16 @@ def build_examples(spec: Any, profile: dict[str, Any], directory: Path, shown_di
     path = f"/v2/models/{name}/infer"
     request_path = None if inline else f"{shown_directory}/{REQUEST_FILE}"
     url = f"http://{EXAMPLE_HOST}:8000"
+    # Each line is built from its words (sh): a directory holding `$(...)`, backticks or `;` stays one inert argument.
+    post, header = sh("curl", "-s", "-X", "POST", f"{url}{path}"), sh("-H", "Content-Type: application/json")
     if inline:
-        curl = f"curl -s -X POST {url}{path} \\\n  -H 'Content-Type: application/json' \\\n  -d {shlex.quote(json.dumps(body))}"
+        curl = f"{post} \\\n  {header} \\\n  {sh('-d', json.dumps(body))}"
         predict = {n: _plain(a) for n, a in arrays.items()}
-        predict_curl = (f"curl -s -X POST {url}/predict -H 'Content-Type: application/json' \\\n"
-                        f"  -d {shlex.quote(json.dumps(predict))}")
+        predict_curl = (f"{sh('curl', '-s', '-X', 'POST', f'{url}/predict')} {header} \\\n"
+                        f"  {sh('-d', json.dumps(predict))}")
     else:
-        curl = (f"# the request body ({total:,} values) is in {request_path}\n"
-                f"curl -s -X POST {url}{path} \\\n  -H 'Content-Type: application/json' \\\n  -d @{shlex.quote(str(request_path))}")
+        curl = (f"# the request body ({total:,} values) is in {q(request_path)}\n"
+                f"{post} \\\n  {header} \\\n  {sh('-d', f'@{request_path}')}")
         predict_curl = None
     outputs = [str(t["name"]) for t in profile["outputs"]]
     # The examples go through `kubectl port-forward ... 8000:<port>`, so 8000 whatever the container port.

@@ -24,3 +24,12 @@ def num(value: Any, digits: int = 1) -> str:
 def one_line(text: Any, limit: int = 400) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def code(text: Any) -> str:
+    """An inline code span that shows `text` as is, backticks included: its fence is longer than any
+    backtick run inside, and a space pads a text that starts or ends with one (CommonMark strips it)."""
+    text = str(text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

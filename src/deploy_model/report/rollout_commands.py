@@ -18,7 +18,9 @@ from typing import Any
 from deploy_model.plan import releases
 from deploy_model.report.client_steps import client_step
 from deploy_model.report.rollout_kubectl import (
+    argo_rollouts,
     knative_weight,
+    kube,
     kubectl,
     selector_patch,
     uses_argo,
@@ -35,6 +37,7 @@ from deploy_model.report.rollout_strategies import (
     knative_steps,
     shadow_steps,
 )
+from deploy_model.report.shell import q, sh
 
 
 def rollout_steps(spec: Any, directory: Any, service: str) -> list[dict[str, Any]]:
@@ -75,7 +78,8 @@ def rollback_steps(spec: Any, service: str) -> list[dict[str, Any]]:
             {"title": "Stop the wave: no further devices get the new model", "commands": []},
             {"title": "Put the previous release's model back on the devices of the wave, then restart the server "
                       "the way the device supervises it", "commands": [
-                f"scp -r PREVIOUS_BUNDLE/model DEVICE:{home}/   # PREVIOUS_BUNDLE: the deployment directory of the last good release"]},
+                f"{sh('scp', '-r', 'PREVIOUS_BUNDLE/model', f'DEVICE:{home}/')}   "
+                "# PREVIOUS_BUNDLE: the deployment directory of the last good release"]},
             {"title": "Verify the old version is serving on each device", "commands": [
                 "ssh DEVICE 'curl -s http://127.0.0.1:8000/health'   # model_version must be the previous one"]},
         ]
@@ -89,15 +93,15 @@ def rollback_steps(spec: Any, service: str) -> list[dict[str, Any]]:
         if uses_knative(spec):
             steps.append({"title": f"All requests back to the stable revision ({stable})", "commands": [knative_weight(spec, 0, prod)]})
         elif uses_argo(spec):
-            argo = f"kubectl argo rollouts --context production -n {ns}"
+            argo = argo_rollouts("production", ns)
             steps.append({"title": "Abort the rollout (all traffic back to the stable ReplicaSet at once), then put the "
                                    "previous template back so Argo does not retry", "commands": [
-                f"{argo} abort {name}",
-                f"{argo} undo {name}   # or: {prod} apply -f {previous}/k8s/rollout.yaml"]})
+                kube(argo, "abort", name),
+                f"{kube(argo, 'undo', name)}   # or: {kube(prod, 'apply', '-f', f'{previous}/k8s/rollout.yaml')}"]})
         elif strategy == "canary":
             steps.append({"title": f"Send all traffic back to stable ({stable}, never changed)",
                           "commands": weight_commands(spec, 0, prod)})
-            steps.append({"title": "Scale the canary down", "commands": [f"{prod} scale deployment/{name}-canary --replicas=0"]})
+            steps.append({"title": "Scale the canary down", "commands": [kube(prod, "scale", f"deployment/{name}-canary", "--replicas=0")]})
         elif strategy == "blue-green":
             live = releases.live_track(spec)
             steps.append({"title": f"Point the service back at {live} ({stable}, kept warm)",
@@ -107,29 +111,29 @@ def rollback_steps(spec: Any, service: str) -> list[dict[str, Any]]:
             # In-process shadow pods take a weighted share of real requests: weight 0 before they stop.
             steps.append({"title": f"Stop the shadow (callers only ever got {stable}'s answers)", "commands": [
                 *(weight_commands(spec, 0, prod) if in_process else []),
-                f"{prod} scale deployment/{name}-shadow --replicas=0"]})
+                kube(prod, "scale", f"deployment/{name}-shadow", "--replicas=0")]})
     elif mode == releases.CANDIDATE:
         steps.append({"title": f"Stop the candidate ({spec.stable.version} never stopped)", "commands": [
-            f"{prod} delete deployment {name}-worker-canary --ignore-not-found" if spec.serving.pattern.value == "event-driven"
-            else f"{prod} delete job {name}-batch-manual --ignore-not-found"]})
+            kube(prod, "delete", "deployment", f"{name}-worker-canary", "--ignore-not-found") if spec.serving.pattern.value == "event-driven"
+            else kube(prod, "delete", "job", f"{name}-batch-manual", "--ignore-not-found")]})
     else:
         steps.append({"title": "Roll back to the previous release: apply its bundle (its stable objects run the previous "
                                "version, so labels, env and image agree)", "commands": [
-            f"{prod} apply -f {previous}/k8s/   # {previous}: the deployment directory of the last good release"]})
+            f"{kube(prod, 'apply', '-f', f'{previous}/k8s/')}   # {previous}: the deployment directory of the last good release"]})
         if realtime and not uses_argo(spec) and not uses_knative(spec):
             workload = releases.workload_name(name, releases.live_track(spec))
             steps.append({"title": "Or revert the Deployment to its previous revision (no directory at hand)", "commands": [
-                f"{prod} rollout history deployment/{workload}",
-                f"{prod} rollout undo deployment/{workload}",
-                f"{prod} rollout status deployment/{workload} --timeout=10m"]})
+                kube(prod, "rollout", "history", f"deployment/{workload}"),
+                kube(prod, "rollout", "undo", f"deployment/{workload}"),
+                kube(prod, "rollout", "status", f"deployment/{workload}", "--timeout=10m")]})
     if realtime:
         steps.append({"title": "Verify the old version is serving", "commands": [
-            f"{prod} port-forward svc/{service} 8000:{spec.serving.port} &",
+            f"{kube(prod, 'port-forward', f'svc/{service}', f'8000:{spec.serving.port}')} &",
             "curl -s http://127.0.0.1:8000/health   # model_version must be the previous one",
             "kill %1"],
             "gates": [{"name": "version served", "promql": f'count by (version) (model_version_info{{namespace="{ns}", app="{name}"}})',
                        "passes": "only the previous version"}]})
     steps.append({"title": "Investigate the failure", "commands": [
-        f"{prod} logs -l app={name} --all-containers --prefix --since=2h > rollback-{name}.log",
-        f"{prod} get events --sort-by=.lastTimestamp | tail -n 50"]})
+        f"{kube(prod, 'logs', '-l', f'app={name}', '--all-containers', '--prefix', '--since=2h')} > {q(f'rollback-{name}.log')}",
+        f"{kube(prod, 'get', 'events', '--sort-by=.lastTimestamp')} | tail -n 50"]})
     return steps

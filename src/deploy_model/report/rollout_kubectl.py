@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from deploy_model.plan import releases
 from deploy_model.report.rollout_gates import TRACK_LABEL
+from deploy_model.report.shell import sh
 
 
 def uses_argo(spec: Any) -> bool:
@@ -25,15 +27,29 @@ def serverless_object(spec: Any) -> str:
     return f"inferenceservice/{spec.name}" if uses_kserve(spec) else f"ksvc/{spec.name}"
 
 
+def compact(patch: Any) -> str:
+    """A kubectl -p patch as one JSON word without spaces (sh() then single-quotes it)."""
+    return json.dumps(patch, separators=(",", ":"))
+
+
 def kubectl(context: str, ns: str) -> str:
-    return f"kubectl --context {context} -n {ns}"
+    return sh("kubectl", "--context", context, "-n", ns)
+
+
+def argo_rollouts(context: str, ns: str) -> str:
+    return sh("kubectl", "argo", "rollouts", "--context", context, "-n", ns)
+
+
+def kube(prefix: str, *words: object) -> str:
+    """One kubectl line: a kubectl() or argo_rollouts() prefix, then the rest of its words, each quoted."""
+    return f"{prefix} {sh(*words)}"
 
 
 def replan(d: str, note: str = "") -> list[str]:
     """Promotion: the candidate planned again with this directory as the previous one becomes stable."""
-    return [f"deploy-model plan --out {d} --previous {d} --answers ANSWERS.yaml   # this deployment's answers; "
-            f"{note or 'the candidate becomes stable'}",
-            f"deploy-model render --out {d} && deploy-model validate --out {d}"]
+    return [f"{sh('deploy-model', 'plan', '--out', d, '--previous', d, '--answers', 'ANSWERS.yaml')}   "
+            f"# this deployment's answers; {note or 'the candidate becomes stable'}",
+            f"{sh('deploy-model', 'render', '--out', d)} && {sh('deploy-model', 'validate', '--out', d)}"]
 
 
 def build_steps(spec: Any, d: str) -> list[dict[str, Any]]:
@@ -42,8 +58,8 @@ def build_steps(spec: Any, d: str) -> list[dict[str, Any]]:
     dockerfile = releases.dockerfile(spec)
     # Also after a promotion: the same Dockerfile and tag, so a rebuild is a no-op and a direct release needs it.
     return [{"title": f"Build and push the image the manifests pull ({dockerfile} -> {image})", "commands": [
-        f"docker build -f {d}/{dockerfile} -t {image} {d}",
-        f"docker push {image}"]}]
+        sh("docker", "build", "-f", f"{d}/{dockerfile}", "-t", image, d),
+        sh("docker", "push", image)]}]
 
 
 def weight_commands(spec: Any, weight: int, prod: str) -> list[str]:
@@ -51,34 +67,35 @@ def weight_commands(spec: Any, weight: int, prod: str) -> list[str]:
     name = spec.name
     mech = spec.rollout.canary.mechanism.value if spec.rollout.canary else "gateway-api"
     if mech == "ingress-nginx":
-        return [f"{prod} annotate ingress {name}-canary nginx.ingress.kubernetes.io/canary-weight='{weight}' --overwrite"]
+        # The weight stays single-quoted as kubectl's docs write it (a number: nothing to expand).
+        return [f"{kube(prod, 'annotate', 'ingress', f'{name}-canary')} nginx.ingress.kubernetes.io/canary-weight='{weight}' --overwrite"]
     # Gateway API routes: backendRefs[0] is stable, backendRefs[1] is the candidate.
-    patch = (f'[{{"op":"replace","path":"/spec/rules/0/backendRefs/0/weight","value":{100 - weight}}},'
-             f'{{"op":"replace","path":"/spec/rules/0/backendRefs/1/weight","value":{weight}}}]')
-    lines = [f"{prod} patch httproute {name} --type=json -p '{patch}'"]
+    patch = compact([{"op": "replace", "path": f"/spec/rules/0/backendRefs/{ref}/weight", "value": value}
+                     for ref, value in ((0, 100 - weight), (1, weight))])
+    lines = [kube(prod, "patch", "httproute", name, "--type=json", "-p", patch)]
     if spec.serving.protocol.value == "grpc":
-        lines.append(f"{prod} patch grpcroute {name}-grpc --type=json -p '{patch}'")
+        lines.append(kube(prod, "patch", "grpcroute", f"{name}-grpc", "--type=json", "-p", patch))
     return lines
 
 
 def knative_weight(spec: Any, weight: int, prod: str) -> str:
     if uses_kserve(spec):
         # KServe splits between the latest revision (the candidate) and the last rolled-out one.
-        return (f"{prod} patch inferenceservice {spec.name} --type=merge "
-                f"-p '{{\"spec\":{{\"predictor\":{{\"canaryTrafficPercent\":{weight}}}}}}}'")
-    patch = (f'[{{"op":"replace","path":"/spec/traffic/0/percent","value":{100 - weight}}},'
-             f'{{"op":"replace","path":"/spec/traffic/1/percent","value":{weight}}}]')
-    return f"{prod} patch ksvc {spec.name} --type=json -p '{patch}'"
+        merge = compact({"spec": {"predictor": {"canaryTrafficPercent": weight}}})
+        return kube(prod, "patch", "inferenceservice", spec.name, "--type=merge", "-p", merge)
+    patch = compact([{"op": "replace", "path": f"/spec/traffic/{ref}/percent", "value": value}
+                     for ref, value in ((0, 100 - weight), (1, weight))])
+    return kube(prod, "patch", "ksvc", spec.name, "--type=json", "-p", patch)
 
 
 def hpa_floor(workload: str, replicas: int, prod: str) -> str:
     """The canary's own HPA keeps at least this many replicas (a plain `scale` would be undone by it)."""
-    return f"{prod} patch hpa {workload} -p '{{\"spec\":{{\"minReplicas\":{replicas}}}}}'"
+    return kube(prod, "patch", "hpa", workload, "-p", compact({"spec": {"minReplicas": replicas}}))
 
 
 def selector_patch(spec: Any, service: str, track: str, prod: str) -> str:
-    return (f"{prod} patch service {service} -p "
-            f"'{{\"spec\":{{\"selector\":{{\"app\":\"{spec.name}\",\"{TRACK_LABEL}\":\"{track}\"}}}}}}'")
+    selector = compact({"spec": {"selector": {"app": spec.name, TRACK_LABEL: track}}})
+    return kube(prod, "patch", "service", service, "-p", selector)
 
 
 def cleanup_commands(spec: Any, prod: str, track: str | None = None) -> list[str]:
@@ -86,5 +103,5 @@ def cleanup_commands(spec: Any, prod: str, track: str | None = None) -> list[str
     name = spec.name
     if releases.layout(spec) == "blue-green":
         return []
-    return [f"{prod} delete deployment,service,hpa,pdb -l app={name},track={t} --ignore-not-found"
+    return [kube(prod, "delete", "deployment,service,hpa,pdb", "-l", f"app={name},track={t}", "--ignore-not-found")
             for t in ([track] if track else ["canary", "shadow"])]

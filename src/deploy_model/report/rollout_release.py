@@ -7,12 +7,15 @@ from typing import Any
 
 from deploy_model.plan import releases
 from deploy_model.report.rollout_kubectl import (
+    argo_rollouts,
     build_steps,
+    kube,
     kubectl,
     serverless_object,
     uses_argo,
     uses_knative,
 )
+from deploy_model.report.shell import sh
 
 
 def release_step(spec: Any, d: str) -> dict[str, Any]:
@@ -21,10 +24,12 @@ def release_step(spec: Any, d: str) -> dict[str, Any]:
     if mode == releases.FIRST:
         title = (f"Release 1 of {spec.name}: {spec.model.version} is the first version (nothing to compare with), "
                  "so it is deployed directly" + (f"; the {strategy} rollout starts with the next release" if strategy != "direct" else ""))
+        nxt = f"{d}-next"
         commands = ["# the next release: profile the new model in its own directory and plan it against this one",
-                    f"deploy-model inspect NEW_MODEL.onnx --out {d}-next",
-                    f"deploy-model plan --out {d}-next --previous {d} --answers ANSWERS.yaml   # this deployment's answers",
-                    f"deploy-model render --out {d}-next && deploy-model validate --out {d}-next && deploy-model report --out {d}-next"]
+                    sh("deploy-model", "inspect", "NEW_MODEL.onnx", "--out", nxt),
+                    f"{sh('deploy-model', 'plan', '--out', nxt, '--previous', d, '--answers', 'ANSWERS.yaml')}   "
+                    "# this deployment's answers",
+                    " && ".join(sh("deploy-model", verb, "--out", nxt) for verb in ("render", "validate", "report"))]
         return {"title": title, "commands": commands}
     stable = spec.stable
     if mode == releases.PROMOTED:
@@ -38,23 +43,30 @@ def common_start(spec: Any, d: str, service: str) -> list[dict[str, Any]]:
     ns = spec.kubernetes.namespace
     port = spec.serving.port
     staging = kubectl("staging", ns)
+    argo = argo_rollouts("staging", ns)
+    candidate = releases.workload_name(spec.name, releases.candidate_track(spec))
     return [*build_steps(spec, d),
         {"title": "Deploy to staging (monitoring first, then the workloads)", "commands": [
-            f"kubectl --context staging create namespace {ns} --dry-run=client -o yaml | kubectl --context staging apply -f -",
-            f"{staging} apply -f {d}/monitoring/podmonitor.yaml -f {d}/monitoring/prometheusrule.yaml",
-            f"{staging} apply -f {d}/k8s/",
-            (f"kubectl argo rollouts --context staging -n {ns} promote {spec.name} --full && "
-             f"kubectl argo rollouts --context staging -n {ns} status {spec.name} --timeout 10m" if uses_argo(spec)
-             else f"{staging} wait {serverless_object(spec)} --for=condition=Ready --timeout=10m" if uses_knative(spec)
-             else f"{staging} rollout status deployment/{releases.workload_name(spec.name, releases.candidate_track(spec))} --timeout=10m")]},
+            f"{sh('kubectl', '--context', 'staging', 'create', 'namespace', ns, '--dry-run=client', '-o', 'yaml')} | "
+            f"{sh('kubectl', '--context', 'staging', 'apply', '-f', '-')}",
+            kube(staging, *monitoring_apply(d)),
+            kube(staging, "apply", "-f", f"{d}/k8s/"),
+            (f"{kube(argo, 'promote', spec.name, '--full')} && {kube(argo, 'status', spec.name, '--timeout', '10m')}" if uses_argo(spec)
+             else kube(staging, "wait", serverless_object(spec), "--for=condition=Ready", "--timeout=10m") if uses_knative(spec)
+             else kube(staging, "rollout", "status", f"deployment/{candidate}", "--timeout=10m"))]},
         {"title": f"Run the smoke tests against {spec.model.version} in staging (Service {tested_service(spec, service)})", "commands": [
-            f"{staging} port-forward svc/{tested_service(spec, service)} 8000:{port} &",
-            f"deploy-model smoke --out {d} --url http://127.0.0.1:8000",
-            f"deploy-model loadtest --out {d} --url http://127.0.0.1:8000 --concurrency 1,4,16 --seconds 10",
+            f"{kube(staging, 'port-forward', f'svc/{tested_service(spec, service)}', f'8000:{port}')} &",
+            sh("deploy-model", "smoke", "--out", d, "--url", "http://127.0.0.1:8000"),
+            sh("deploy-model", "loadtest", "--out", d, "--url", "http://127.0.0.1:8000", "--concurrency", "1,4,16", "--seconds", "10"),
             "kill %1"]},
         {"title": "Production: monitoring objects first, so every gate below has its series before traffic moves",
-         "commands": [f"{kubectl('production', ns)} apply -f {d}/monitoring/podmonitor.yaml -f {d}/monitoring/prometheusrule.yaml"]},
+         "commands": [kube(kubectl("production", ns), *monitoring_apply(d))]},
     ]
+
+
+def monitoring_apply(d: str) -> list[str]:
+    """The words of an `apply` of the PodMonitor and PrometheusRule (after a kubectl prefix)."""
+    return ["apply", "-f", f"{d}/monitoring/podmonitor.yaml", "-f", f"{d}/monitoring/prometheusrule.yaml"]
 
 
 def tested_service(spec: Any, service: str) -> str:
@@ -80,21 +92,23 @@ def migration_steps(spec: Any, d: str, prod: str) -> list[dict[str, Any]]:
         return [{"title": f"Layout change {old} -> {new}: Knative and plain workloads are different entry points; run both "
                           "and move DNS to the new one, then delete the old objects (no in-place switch)", "commands": []}]
     if new == "argo-rollout":
+        migrate = f"{d}-migrate"
+        plan = sh("deploy-model", "plan", "--out", migrate, "--previous", migrate, "--answers", "ANSWERS.yaml",
+                  "--set", f"stable_version={spec.stable.version}")
         return [{"title": f"Layout change {old} -> Argo Rollout: a Rollout's first revision is deployed at once, so create "
                           "it at the stable version first, then release the candidate through it", "commands": [
-            f"deploy-model inspect STABLE_MODEL.onnx --out {d}-migrate && deploy-model plan --out {d}-migrate "
-            f"--previous {d}-migrate --answers ANSWERS.yaml --set stable_version={spec.stable.version}",
-            f"deploy-model render --out {d}-migrate && {prod} apply -f {d}-migrate/k8s/",
-            f"kubectl argo rollouts --context production -n {spec.kubernetes.namespace} status {name} --timeout 15m",
-            f"{prod} delete deployment -l app={name},app.kubernetes.io/managed-by=deploy-model --ignore-not-found"]}]
+            f"{sh('deploy-model', 'inspect', 'STABLE_MODEL.onnx', '--out', migrate)} && {plan}",
+            f"{sh('deploy-model', 'render', '--out', migrate)} && {kube(prod, 'apply', '-f', f'{migrate}/k8s/')}",
+            kube(argo_rollouts("production", spec.kubernetes.namespace), "status", name, "--timeout", "15m"),
+            kube(prod, "delete", "deployment", "-l", f"app={name},app.kubernetes.io/managed-by=deploy-model", "--ignore-not-found")]}]
     steps.append({"title": f"Layout change {old} -> {new}: start the stable workload {workload} first (same version, its own "
                            "constant selector), wait until it is ready, only then apply the Services and routes", "commands": [
-        f"{prod} apply -f {d}/k8s/deployment.yaml",
-        f"{prod} rollout status deployment/{workload} --timeout=15m"]})
-    leftovers = {"argo-rollout": f"{prod} delete rollout {name} && {prod} delete analysistemplate {name}-canary-gates",
-                 "blue-green": f"{prod} delete " + " ".join(f"{kind}/{name}-{colour}" for colour in ("blue", "green")
-                                                             for kind in ("deployment", "service", "hpa")) + " --ignore-not-found",
-                 "deployment": f"{prod} delete deployment {name} --ignore-not-found   # the old stable Deployment, once traffic left it"}
+        kube(prod, "apply", "-f", f"{d}/k8s/deployment.yaml"),
+        kube(prod, "rollout", "status", f"deployment/{workload}", "--timeout=15m")]})
+    colours = [f"{kind}/{name}-{colour}" for colour in ("blue", "green") for kind in ("deployment", "service", "hpa")]
+    leftovers = {"argo-rollout": f"{kube(prod, 'delete', 'rollout', name)} && {kube(prod, 'delete', 'analysistemplate', f'{name}-canary-gates')}",
+                 "blue-green": kube(prod, "delete", *colours, "--ignore-not-found"),
+                 "deployment": f"{kube(prod, 'delete', 'deployment', name, '--ignore-not-found')}   # the old stable Deployment, once traffic left it"}
     steps.append({"title": "After the steps below switched traffic: remove the workloads of the old layout", "commands": [
         leftovers.get(old, f"# remove the {old} objects of the previous bundle")]})
     return steps

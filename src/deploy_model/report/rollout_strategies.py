@@ -8,15 +8,18 @@ from typing import Any
 from deploy_model.plan import releases
 from deploy_model.report.rollout_gates import absolute_gates, gates, shadow_gates
 from deploy_model.report.rollout_kubectl import (
+    argo_rollouts,
     cleanup_commands,
     hpa_floor,
     knative_weight,
+    kube,
     replan,
     selector_patch,
     serverless_object,
     uses_kserve,
     weight_commands,
 )
+from deploy_model.report.shell import sh
 
 
 def knative_steps(spec: Any, d: str, prod: str, mode: str) -> list[dict[str, Any]]:
@@ -26,8 +29,8 @@ def knative_steps(spec: Any, d: str, prod: str, mode: str) -> list[dict[str, Any
                                                           "(its `candidate` tag URL reaches it), the stable revision keeps 100%")
     steps: list[dict[str, Any]] = [{"title": what
                                              if mode == releases.CANDIDATE else f"Apply {serverless_object(spec)} (one revision, 100%)",
-                                    "commands": [f"{prod} apply -f {d}/k8s/",
-                                                 f"{prod} wait {serverless_object(spec)} --for=condition=Ready --timeout=10m"]}]
+                                    "commands": [kube(prod, "apply", "-f", f"{d}/k8s/"),
+                                                 kube(prod, "wait", serverless_object(spec), "--for=condition=Ready", "--timeout=10m")]}]
     if mode != releases.CANDIDATE:
         steps.append({"title": "Watch for 60 min", "gates": absolute_gates(spec, f"version={spec.model.version}"), "commands": []})
         return steps
@@ -40,7 +43,7 @@ def knative_steps(spec: Any, d: str, prod: str, mode: str) -> list[dict[str, Any
         steps.append({"title": "Watch; every gate must pass before the next step (scale to zero between bursts is normal)",
                       "gates": gates(spec, new, base), "commands": []})
     steps.append({"title": "Promote: re-plan with the candidate as stable and apply (its revision takes 100% and the stable tag)",
-                  "commands": [*replan(d), f"{prod} apply -f {d}/k8s/"]})
+                  "commands": [*replan(d), kube(prod, "apply", "-f", f"{d}/k8s/")]})
     return steps
 
 
@@ -53,25 +56,25 @@ def argo_steps(spec: Any, d: str, prod: str, mode: str) -> list[dict[str, Any]]:
     """Argo Rollouts: the Rollout's template is the candidate; Argo sets the weights and runs the analysis."""
     name = spec.name
     pause = canary_pause(spec)
-    argo = f"kubectl argo rollouts --context production -n {spec.kubernetes.namespace}"
+    argo = argo_rollouts("production", spec.kubernetes.namespace)
     steps: list[dict[str, Any]] = []
     weights = spec.rollout.canary.steps if spec.rollout.canary else [100]
     steps.append({"title": ("Apply the bundle: the Rollout's template is the candidate, Argo starts the canary and sets "
                             f"the weights on the {'Ingress' if spec.rollout.canary.traffic_router and spec.rollout.canary.traffic_router.value == 'ingress-nginx' else 'HTTPRoute'}"
                             if mode == releases.CANDIDATE else "Apply the bundle: Argo deploys it at once (no stable revision to compare with)"),
-                  "commands": [f"{prod} apply -f {d}/k8s/", f"{argo} get rollout {name} --watch"]})
+                  "commands": [kube(prod, "apply", "-f", f"{d}/k8s/"), kube(argo, "get", "rollout", name, "--watch")]})
     if mode == releases.CANDIDATE:
         for weight in weights:
             if weight >= 100:
                 steps.append({"title": "Full rollout (100%): Argo promotes after the last analysis passes", "commands": [
-                    f"{argo} status {name} --timeout 15m"]})
+                    kube(argo, "status", name, "--timeout", "15m")]})
                 break
             steps.append({
                 "title": (f"Canary at {weight}%: Argo holds it {pause} min while the AnalysisTemplate {name}-canary-gates "
                           "checks these gates; a failed gate aborts, too little traffic pauses for a person"),
                 "gates": gates(spec),
-                "commands": [f"{argo} get rollout {name}",
-                             f"{argo} promote {name}   # only after a pause for too little traffic, once you checked the gates"]})
+                "commands": [kube(argo, "get", "rollout", name),
+                             f"{kube(argo, 'promote', name)}   # only after a pause for too little traffic, once you checked the gates"]})
         steps.append({"title": "Record the promotion: re-plan with the candidate as stable (the Rollout is unchanged by it)",
                       "commands": replan(d)})
     return steps
@@ -82,8 +85,8 @@ def in_place_steps(spec: Any, d: str, prod: str, mode: str) -> list[dict[str, An
     name = spec.name
     steps: list[dict[str, Any]] = []
     steps.append({"title": "Roll out to production (rolling update of the stable workload)", "commands": [
-        f"{prod} apply -f {d}/k8s/",
-        f"{prod} rollout status deployment/{releases.workload_name(name, releases.live_track(spec))} --timeout=15m"]})
+        kube(prod, "apply", "-f", f"{d}/k8s/"),
+        kube(prod, "rollout", "status", f"deployment/{releases.workload_name(name, releases.live_track(spec))}", "--timeout=15m")]})
     if mode == releases.PROMOTED:
         steps.append({"title": "Remove the previous plan's candidate objects (the re-rendered bundle no longer has them)",
                       "commands": cleanup_commands(spec, prod)})
@@ -98,26 +101,27 @@ def canary_steps(spec: Any, d: str, prod: str) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = []
     cname = f"{name}-canary"
     steps.append({"title": "Apply the bundle: the stable Deployment is unchanged, the canary starts at weight 0", "commands": [
-        f"{prod} apply -f {d}/k8s/",
-        f"{prod} rollout status deployment/{cname} --timeout=10m"]})
+        kube(prod, "apply", "-f", f"{d}/k8s/"),
+        kube(prod, "rollout", "status", f"deployment/{cname}", "--timeout=10m")]})
     weights = spec.rollout.canary.steps if spec.rollout.canary else [100]
     for weight in weights:
         if weight >= 100:
             break
         steps.append({"title": f"Size the canary for {weight}% (its autoscaler's floor), then send it {weight}% of traffic",
                       "commands": [hpa_floor(cname, max(1, -(-spec.scaling.replicas * weight // 100)), prod),
-                                   f"{prod} rollout status deployment/{cname} --timeout=10m",
+                                   kube(prod, "rollout", "status", f"deployment/{cname}", "--timeout=10m"),
                                    *weight_commands(spec, weight, prod)]})
         steps.append({"title": f"Watch for {pause} min; every gate must pass before the next step", "gates": gates(spec),
                       "commands": []})
     steps.append({"title": "Promote: all traffic to the canary, then re-plan with the candidate as stable and roll the "
                            "stable Deployment to it while the canary serves", "commands": [
         hpa_floor(cname, spec.scaling.replicas, prod),
-        f"{prod} rollout status deployment/{cname} --timeout=10m",
+        kube(prod, "rollout", "status", f"deployment/{cname}", "--timeout=10m"),
         *weight_commands(spec, 100, prod),
         *replan(d),
-        f"{prod} apply -f {d}/k8s/deployment.yaml && {prod} rollout status deployment/{name} --timeout=15m",
-        f"{prod} apply -f {d}/k8s/   # the route back on the stable Service, which runs {spec.model.version} now",
+        f"{kube(prod, 'apply', '-f', f'{d}/k8s/deployment.yaml')} && "
+        f"{kube(prod, 'rollout', 'status', f'deployment/{name}', '--timeout=15m')}",
+        f"{kube(prod, 'apply', '-f', f'{d}/k8s/')}   # the route back on the stable Service, which runs {spec.model.version} now",
         *cleanup_commands(spec, prod, "canary")]})
     return steps
 
@@ -129,18 +133,19 @@ def blue_green_steps(spec: Any, d: str, prod: str, service: str) -> list[dict[st
     steps: list[dict[str, Any]] = []
     live = releases.live_track(spec)
     steps.append({"title": f"Apply the bundle: {live} keeps serving, {ctrack} starts with the candidate (no traffic yet)", "commands": [
-        f"{prod} apply -f {d}/k8s/",
-        f"{prod} rollout status deployment/{name}-{ctrack} --timeout=10m"]})
+        kube(prod, "apply", "-f", f"{d}/k8s/"),
+        kube(prod, "rollout", "status", f"deployment/{name}-{ctrack}", "--timeout=10m")]})
     steps.append({"title": f"Smoke-test {ctrack} through its own service", "commands": [
-        f"{prod} port-forward svc/{name}-{ctrack} 8001:{spec.serving.port} &",
-        f"deploy-model smoke --out {d} --url http://127.0.0.1:8001", "kill %1"]})
+        f"{kube(prod, 'port-forward', f'svc/{name}-{ctrack}', f'8001:{spec.serving.port}')} &",
+        sh("deploy-model", "smoke", "--out", d, "--url", "http://127.0.0.1:8001"), "kill %1"]})
     steps.append({"title": f"Switch all traffic to {ctrack}", "commands": [selector_patch(spec, service, ctrack, prod)]})
     steps.append({"title": f"Watch {ctrack} for 60 min with {live} kept warm ({live} takes no traffic now: the SLO is the gate)",
                   "gates": absolute_gates(spec, ctrack), "commands": []})
-    promote = [*replan(d), f"{prod} apply -f {d}/k8s/"]
+    promote = [*replan(d), kube(prod, "apply", "-f", f"{d}/k8s/")]
     if live == "stable":
         # The first blue-green release started from the plain stable Deployment: no colour reuses it.
-        promote.append(f"{prod} delete deployment/{name} hpa/{name} --ignore-not-found   # once {ctrack} has served a while")
+        promote.append(f"{kube(prod, 'delete', f'deployment/{name}', f'hpa/{name}', '--ignore-not-found')}   "
+                       f"# once {ctrack} has served a while")
     steps.append({"title": f"Promote: re-plan with the candidate as stable (the bundle's Service then selects {ctrack}, as "
                            f"patched; {live} stays for an instant rollback until the next release reuses it)", "commands": promote})
     return steps
@@ -151,10 +156,11 @@ def shadow_steps(spec: Any, d: str, prod: str) -> list[dict[str, Any]]:
     name = spec.name
     steps: list[dict[str, Any]] = []
     steps.append({"title": "Apply the bundle: the stable Deployment is unchanged; the shadow track gets the candidate", "commands": [
-        f"{prod} apply -f {d}/k8s/",
-        f"{prod} rollout status deployment/{name}-shadow --timeout=10m"]})
+        kube(prod, "apply", "-f", f"{d}/k8s/"),
+        kube(prod, "rollout", "status", f"deployment/{name}-shadow", "--timeout=10m")]})
     steps.append({"title": "Watch the shadow comparison for a day of real traffic", "gates": shadow_gates(spec), "commands": []})
     steps.append({"title": "Promote the candidate: re-plan it as stable and apply (or re-plan it as a canary first)",
-                  "commands": [*replan(d), f"{prod} apply -f {d}/k8s/",
-                               f"{prod} rollout status deployment/{name} --timeout=15m", *cleanup_commands(spec, prod, "shadow")]})
+                  "commands": [*replan(d), kube(prod, "apply", "-f", f"{d}/k8s/"),
+                               kube(prod, "rollout", "status", f"deployment/{name}", "--timeout=15m"),
+                               *cleanup_commands(spec, prod, "shadow")]})
     return steps
