@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import sys
 import time
 from collections.abc import Callable
@@ -96,7 +97,7 @@ def bundle_objects(out: Path) -> tuple[str, list[dict[str, Any]]]:
                 if isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind") and (doc.get("metadata") or {}).get("name"):
                     objects.append(doc)
     if not objects:
-        raise StageError(f"no Kubernetes objects under {out}/k8s: run `deploy-model render --out {out}` first")
+        raise StageError(f"no Kubernetes objects under {out}/k8s: run `{shlex.join(['deploy-model', 'render', '--out', str(out)])}` first")
     objects.sort(key=rank)  # stable: files keep their order within a rank
     return namespace, objects
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,14 @@ def _promoted_objects(out: Path, promoted: Path | None, rel: Release) -> tuple[s
     from deploy_model.plan.releases import PROMOTED, mode
     from deploy_model.plan.spec import parse_spec
 
-    how = (f"deploy-model plan --out {out}-promoted --previous {out} (same model and answers) && "
-           f"deploy-model render --out {out}-promoted")
+    # Paths quoted as a shell would need them: a pasted line must not run what a folder name holds.
+    target = f"{out}-promoted"
+    how = (f"{shlex.join(['deploy-model', 'plan', '--out', target, '--previous', str(out)])} (same model and answers) && "
+           f"{shlex.join(['deploy-model', 'render', '--out', target])}")
     if promoted is None:
+        again = shlex.join(["deploy-model", "rollout", "promote", "--out", str(out), "--promoted", target])
         raise StageError(f"promote needs the bundle re-planned with {rel.candidate} as the stable version: {how}, "
-                         f"then `deploy-model rollout promote --out {out} --promoted {out}-promoted`")
+                         f"then `{again}`")
     pspec = parse_spec(read_yaml(promoted / "deployment.yaml", "promoted spec"), str(promoted / "deployment.yaml"))
     if mode(pspec) != PROMOTED or pspec.model.version != rel.candidate:
         raise StageError(f"{promoted} does not run {rel.candidate} as its stable version (mode {mode(pspec)}, "
