@@ -1,11 +1,15 @@
 """Schemathesis against the server's own OpenAPI document (/openapi.json): every operation,
-valid and invalid inputs, within a time budget. No answer may be a 5xx, the server must stay up,
-and every answer must be JSON where the document says so. Prints the counts."""
+valid and invalid inputs, a fixed count of examples each (not a time budget, so a busy machine
+sends the same requests, only slower). No answer may be a 5xx, the server must stay up, and every
+answer must be JSON where the document says so. Prints the counts.
+
+ONNXSERVE_FUZZ_EXAMPLES scales the run (examples per POST operation and mode; other operations
+get a sixth): the default keeps it to about a minute here, a longer run is e.g. 800."""
 
 from __future__ import annotations
 
 import json
-import time
+import os
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +22,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 
-BUDGET_S = 60.0
-EXAMPLES = 150  # per operation and generation mode, unless its share of the budget runs out
+# Examples per POST operation (infer, predict: they decode bodies) and generation mode.
+EXAMPLES = int(os.environ.get("ONNXSERVE_FUZZ_EXAMPLES", "60"))
 
 import sys  # noqa: E402
 
@@ -61,17 +65,15 @@ def test_schemathesis_finds_no_5xx_and_no_crash(fuzz_server):
     assert len(operations) >= 15
     counts: Counter[str] = Counter()
     failures: list[str] = []
-    deadline = time.monotonic() + BUDGET_S
     modes = (schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE)
-    # POST operations (infer, predict) decode bodies: most of the budget goes to them.
-    weights = {op.label: 6.0 if op.method.upper() == "POST" else 1.0 for op in operations}
-    unit = BUDGET_S / (sum(weights.values()) * len(modes))
+    # POST operations (infer, predict) decode bodies: most of the examples go to them.
+    examples = {op.label: EXAMPLES if op.method.upper() == "POST" else max(1, EXAMPLES // 6) for op in operations}
 
-    def fuzz(op, mode, op_deadline: float) -> None:
-        """One operation in one generation mode until its share of the budget is spent."""
+    def fuzz(op, mode) -> None:
+        """One operation in one generation mode, a fixed count of examples."""
 
         @settings(
-            max_examples=EXAMPLES,
+            max_examples=examples[op.label],
             deadline=None,
             derandomize=True,
             database=None,
@@ -86,8 +88,6 @@ def test_schemathesis_finds_no_5xx_and_no_crash(fuzz_server):
                 if "version" in (case.path_parameters or {}):
                     case.path_parameters["version"] = "1"
             case.body = _steer(case.body, data)
-            if time.monotonic() > op_deadline:
-                return  # after every draw, so each example draws the same way
             try:
                 response = case.call(base_url=base, timeout=30)
             except Exception as exc:  # a dropped connection is a failure, not a 4xx
@@ -114,10 +114,11 @@ def test_schemathesis_finds_no_5xx_and_no_crash(fuzz_server):
 
     for op in operations:
         for mode in modes:
-            fuzz(op, mode, min(deadline, time.monotonic() + unit * weights[op.label]))
+            fuzz(op, mode)
 
     print(f"\nfuzz counts: {dict(counts)}")
-    assert counts["requests"] >= 300, counts
+    # Hypothesis may stop early on a small input space (e.g. a GET without parameters): a floor.
+    assert counts["requests"] >= min(300, EXAMPLES * 4), counts
     assert not failures, failures[:10]
     assert fuzz_server.proc.poll() is None, "the server died"
     assert httpx.get(base + "/v2/health/ready").status_code == 200
