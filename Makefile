@@ -1,6 +1,6 @@
-# The two commands of the README: `make demo` (the main job on the example model) and
-# `make test` (the whole suite). Each sets everything up on a fresh machine with Python 3.11,
-# make and git: a .venv with the project, the reference server and the test tools.
+# The commands of the README: `make demo` (the main job on the example model), `make test` (the
+# whole suite) and `make check` (its quick tier). Each sets everything up on a fresh machine with
+# Python 3.11, make and git: a .venv with the project, the reference server and the test tools.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -9,10 +9,11 @@ DEMO_MODEL := examples/models/tabular_classifier.onnx
 
 # Programs the suite runs for real (command:Debian package). `make test` installs the missing
 # ones when it runs as root with apt-get, and otherwise stops naming them; ALLOW_MISSING=1 runs
-# the suite anyway, and the tests that need a missing program skip saying which (README, Tests).
+# the suite anyway, and the tests that need a missing program skip saying which, as does the
+# real-model suite when its models cannot be built (README, Tests).
 SYSTEM_TOOLS := promtool:prometheus wrk:wrk redis-server:redis-server curl:curl npm:npm node:nodejs
 
-.PHONY: demo test lint examples bench clean claude-cli system-tools locks
+.PHONY: demo test check lint examples bench clean claude-cli system-tools locks
 
 $(STAMP): pyproject.toml reference-server/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,6 +61,12 @@ system-tools:
 test: system-tools $(STAMP)
 	@$(MAKE) --no-print-directory claude-cli
 	$(BIN)/python -m pytest
+
+# The quick tier (README, Tests): the whole suite but the Claude Code sessions (e2e), the real-model
+# suite (realmodels) and the long real-server tests (slow); tests/conftest.py sets those markers.
+check: system-tools $(STAMP)
+	@$(MAKE) --no-print-directory claude-cli
+	$(BIN)/python -m pytest -m "not e2e and not realmodels and not slow"
 
 # Re-resolve the plugin environment's hashed locks (requirements/*.txt) after a dependency change
 # in pyproject.toml; needs the network. `make test` checks that they still match.

@@ -246,3 +246,27 @@ def test_every_deploy_model_subpackage_has_a_one_line_docstring() -> None:
         elif len(docstring.strip().splitlines()) != 1:
             problems.append(f"{name}/__init__.py: a docstring of {len(docstring.strip().splitlines())} lines, not one")
     assert not problems, "every subpackage of deploy_model needs an __init__.py with a one-line docstring:\n" + "\n".join(problems)
+
+
+def test_the_slow_tier_names_files_and_tests_that_exist() -> None:
+    """tests/conftest.py marks tests slow by folder, file and name: a renamed one would slip into `make check`."""
+    conftest = REPO / "tests" / "conftest.py"
+    values = {}
+    for node in ast.parse(conftest.read_text()).body:
+        target = node.target if isinstance(node, ast.AnnAssign) else node.targets[0] if isinstance(node, ast.Assign) else None
+        if isinstance(target, ast.Name) and target.id in ("SLOW", "QUICK"):
+            values[target.id] = ast.literal_eval(node.value)
+    slow, quick = values["SLOW"], values["QUICK"]
+    assert len(slow) >= 10, f"SLOW in {conftest} names only {len(slow)} files"
+    stale = [f"QUICK {path}: no such file" for path in quick if not (REPO / "tests" / path).is_file()]
+    for path, names in slow.items():
+        target = REPO / "tests" / path
+        if path.endswith("/"):
+            stale.extend([] if target.is_dir() else [f"{path}: no such folder"])
+            continue
+        if not target.is_file():
+            stale.append(f"{path}: no such file")
+            continue
+        defined = {n.name for n in ast.walk(ast.parse(target.read_text())) if isinstance(n, ast.FunctionDef)}
+        stale.extend(f"{path}::{name}: no such test" for name in names if name not in defined)
+    assert not stale, "tests/conftest.py SLOW and QUICK name what does not exist:\n" + "\n".join(stale)
