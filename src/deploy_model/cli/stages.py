@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
 
 from deploy_model.bundle.guards import hold, io_refusal, locked
 from deploy_model.cli.base import (
@@ -83,20 +82,31 @@ def inspect_cmd(
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, Any]:
+    from deploy_model.plan.answer_sources import set_value
+
     values: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--set")
-        try:
-            values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            values[key.strip()] = raw
+        values[key.strip()] = set_value(key.strip(), raw)
     return values
+
+
+def _typed_flags(ctx: typer.Context) -> dict[str, Any]:
+    """The answers of the flags the user typed (a flag left at its default gives none)."""
+    from deploy_model.plan.answer_sources import flag_answer
+
+    def typed(param: str) -> bool:
+        source = ctx.get_parameter_source(param)  # by name: typer ships its own copy of click's enum
+        return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+    return {key: value for param, value in ctx.params.items() if (key := flag_answer(param)) is not None and typed(param)}
 
 
 @app.command("plan", epilog=EXIT_CODES)
 def plan_cmd(
+    ctx: typer.Context,
     out: Path = typer.Option(..., "--out", "-o", help="Deployment directory holding model-profile.json; writes deployment.yaml."),
     answers: Path | None = typer.Option(None, "--answers", "-a", help="answers.yaml with the answers to the five questions."),
     name: str | None = typer.Option(None, "--name", help="Deployment name (DNS-1123 label)."),
@@ -107,7 +117,9 @@ def plan_cmd(
     rollout: str | None = typer.Option(None, "--rollout", help="direct | canary | shadow | blue-green [default: canary]."),
     canary_weight: int | None = typer.Option(None, "--canary-weight", help="First canary step in percent, 1-100 [default: 10]."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | tensorrt [default: auto]."),
-    sets: list[str] = typer.Option([], "--set", help="Any other answer as KEY=VALUE (repeatable), e.g. --set namespace=ml."),
+    sets: list[str] = typer.Option([], "--set", help="Any answer as KEY=VALUE (repeatable), e.g. --set namespace=ml; "
+                                   "over the answers file, under the answer's own flag. A string answer keeps the text "
+                                   "as typed (kubernetes_version=1.34 is \"1.34\"); others read it as a YAML scalar."),
     previous: Path | None = typer.Option(
         None, "--previous", help="Deployment directory of the version serving now: it becomes the stable version, the "
         "profiled model the candidate (the same model as its candidate: a promotion). Absent: a first release."),
@@ -119,21 +131,18 @@ def plan_cmd(
 ) -> None:
     """Apply the decision tree to the profile and the answers; write the validated deployment.yaml.
 
-    Answers come from --answers and flags (flags win); missing answers get the defaults shown.
+    Precedence, per answer: a flag typed on the command line > --set KEY=VALUE > the --answers
+    file > the default shown (a flag not typed gives nothing, so it never hides --set or the file).
     Every decision is recorded with the rule that made it. Invalid answers exit 1 listing every
-    problem at once.
+    problem at once. With --previous, the deployment keeps the previous release's name, and the
+    candidate's version (its image tag: the answer `version`, else the model's metadata) is made
+    <version>-<sha256[:12]> when it would equal the stable version of a different model.
     """
+    from deploy_model.plan.answer_sources import overrides
     from deploy_model.plan.planner import run_plan
 
-    overrides = _parse_sets(sets)
-    overrides.update(
-        {
-            "name": name, "target": target, "traffic": traffic, "requests_per_second": rps,
-            "latency_sla_ms": latency_sla_ms, "rollout": rollout, "canary_weight": canary_weight, "device": device,
-            "stable_version": stable_version, "stable_image": stable_image, "stable_sha256": stable_sha256,
-        }
-    )
-    run_stage("plan", as_json, lambda: run_plan(out, answers, overrides, dry_run=dry_run, previous=previous))
+    given = overrides(_parse_sets(sets), _typed_flags(ctx))
+    run_stage("plan", as_json, lambda: run_plan(out, answers, given, dry_run=dry_run, previous=previous))
 
 
 # --- serve, smoke, loadtest, report (measure and report) --------------------------------------
@@ -206,6 +215,7 @@ def loadtest_cmd(
     rate: float | None = typer.Option(None, "--rate", help="Open loop instead: this many requests/s for --seconds, latency from each due time."),
     batch: int = typer.Option(1, "--batch", help="Rows per request (needs a dynamic batch dim above 1)."),
     max_requests: int = typer.Option(200_000, "--max-requests", min=1, max=200_000, help="Cap on requests per level."),
+    min_requests: int = typer.Option(100, "--min-requests", min=1, max=200_000, help="Each level runs past --seconds until it has this many requests, for at most 30 s (or --seconds when longer): a slow model is not judged on a few requests."),
     timeout: float = typer.Option(10.0, "--timeout", min=0.1, max=300, help="Per-request timeout, seconds."),
     model_name: str | None = typer.Option(None, "--model-name", help="Name in /v2/models/{name} [default: from server.json or the spec]."),
     no_chart: bool = typer.Option(False, "--no-chart", help="Skip the PNG chart."),
@@ -220,7 +230,10 @@ def loadtest_cmd(
     Reports requests/s, p50/p95/p99/max latency and errors by status per level, and the verdict:
     one replica against the p95 SLA and its share of the target (target requests/s over the
     planned replicas), with the replicas the measured capacity implies; draws loadtest.png. A live progress line goes
-    to stderr. Bounded by --seconds and --max-requests per level and --timeout per request.
+    to stderr. Bounded by --seconds and --max-requests per level and --timeout per request; a level
+    short of --min-requests (default 100) runs on for at most 30 s (or --seconds when longer). A
+    percentile from fewer answers than it needs (p95: 20) is shown as too few samples, never as a
+    figure, and a verdict with no level to judge on says "not enough requests to judge".
     """
     from deploy_model.cluster.portforward import through_service
     from deploy_model.measure.loadtest import parse_levels, run_loadtest
@@ -229,7 +242,7 @@ def loadtest_cmd(
         result = through_service(out, service, kubeconfig, context, url, lambda u: run_loadtest(
             out, u, levels=parse_levels(concurrency), seconds=seconds, rate=rate, batch=batch,
             max_requests=max_requests, timeout_s=timeout, model_name=model_name, chart=not no_chart, dry_run=dry_run,
-            engine=engine,
+            engine=engine, min_requests=min_requests,
         ))
         verdict = result["result"]["verdict"]
         if enforce_sla and not verdict["go"]:

@@ -11,15 +11,20 @@ from deploy_model.plan.decision_log import DecisionLog
 from deploy_model.plan.spec import Answers, Rollout, RolloutSpec, ShadowMechanism, StableRelease
 
 
-def decide_release(
-    log: DecisionLog, answers: Answers, model: dict[str, Any], rollout: RolloutSpec, image: str, on_gpu: bool,
-    previous: StableRelease | None, previous_rule: str,
-) -> StableRelease | None:
-    """The stable release of the spec: `previous` (plan --previous) or the stable_* answers, else None (first).
+def serving_now(answers: Answers, image: str, on_gpu: bool, previous: StableRelease | None) -> StableRelease | None:
+    """The version serving now: `previous` (plan --previous) or the stable_* answers, else None (first)."""
+    return previous or releases.from_answers(answers, image, on_gpu)
 
-    `model` is the profile's model (the candidate); `previous_rule` says why `previous` is the version serving now.
+
+def decide_release(
+    log: DecisionLog, model: dict[str, Any], rollout: RolloutSpec, image: str, on_gpu: bool,
+    stable: StableRelease | None, previous_rule: str,
+) -> StableRelease | None:
+    """The stable release of the spec: `stable` (see serving_now), or the candidate itself when direct replaces it.
+
+    `model` is the profile's model (the candidate) with its decided version; `previous_rule` says why
+    `stable` is the version serving now.
     """
-    stable = previous or releases.from_answers(answers, image, on_gpu)
     record_release(log, stable, model, rollout, previous_rule)
     refuse_unscored_shadow(stable, model, rollout)
     if stable is not None and rollout.strategy == Rollout.direct and stable.sha256 != model["sha256"]:

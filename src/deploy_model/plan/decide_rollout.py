@@ -19,6 +19,8 @@ NO_TRAFFIC_SPLIT = {
     ServingPattern.batch: "a scheduled job scores files; there is no live traffic to split, mirror or switch "
                           "(a new version takes effect with the next run)",
     ServingPattern.edge: "the model ships inside the device build; there is no served traffic to split, mirror or switch",
+    ServingPattern.event_driven: "workers take requests from a queue; the bundle has no route or Service to split, "
+                                 "mirror or switch (a new version takes effect as its workers replace the old ones)",
 }
 
 

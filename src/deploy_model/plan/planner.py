@@ -20,12 +20,15 @@ from deploy_model.plan.decide_batch_job import decide_batch_job
 from deploy_model.plan.decide_batching import decide_batching
 from deploy_model.plan.decide_device import decide_device
 from deploy_model.plan.decide_edge import decide_edge
+from deploy_model.plan.decide_feasibility import decide_feasibility, infeasible_reason
+from deploy_model.plan.decide_name import decide_name
 from deploy_model.plan.decide_pattern import decide_pattern
 from deploy_model.plan.decide_protocol import decide_protocol
-from deploy_model.plan.decide_release import decide_release
+from deploy_model.plan.decide_release import decide_release, serving_now
 from deploy_model.plan.decide_resources import decide_resources
 from deploy_model.plan.decide_rollout import decide_rollout
 from deploy_model.plan.decide_scaling import decide_scaling, prior_replicas, refuse_unscalable
+from deploy_model.plan.decide_version import decide_version
 from deploy_model.plan.decide_workers import decide_workers
 from deploy_model.plan.decision_log import DecisionLog
 from deploy_model.plan.spec import (
@@ -48,18 +51,18 @@ ANSWERS_FILE = "answers.yaml"
 
 def plan_spec(
     profile: dict[str, Any], answers: Answers, previous: StableRelease | None = None, previous_rule: str = "",
-    prior: int | None = None,
+    prior: int | None = None, previous_name: str | None = None,
 ) -> DeploymentSpec:
     """The DeploymentSpec of the decision tree, each choice recorded in `decisions` with its rule.
 
-    previous: the version serving now (plan --previous) and previous_rule why; prior: the capacity
-    replicas of the plan this one replaces, kept while the new need is within the hysteresis.
+    previous: the version serving now (plan --previous), previous_rule why and previous_name the
+    deployment it runs in; prior: the capacity replicas of the plan this one replaces, kept while
+    the new need is within the hysteresis.
     """
     a = answers
     log = DecisionLog()
     model = profile["model"]
-    name = a.name or model["name"]
-    log.decide("name", name, "answered" if a.name else "derived from the model file name")
+    name = decide_name(log, a, model, previous_name)
     pattern = decide_pattern(log, a)
     protocol = decide_protocol(log, a, pattern)
     device = decide_device(log, profile, a)
@@ -67,18 +70,21 @@ def plan_spec(
     resources = decide_resources(log, profile, device, batching)
     workers = decide_workers(log, profile, pattern, device, resources)
     scaling = decide_scaling(log, profile, a, pattern, batching, prior)
+    decide_feasibility(log, profile, a, pattern, device)  # warns (never refuses) when no replica meets the SLA
     rollout = decide_rollout(log, a, pattern)
     edge = decide_edge(log, a) if pattern == ServingPattern.edge else None
     batch = decide_batch_job(log, a, name) if pattern == ServingPattern.batch else None
     image = a.image or f"registry.example.com/{name}"
     refuse_unscalable(a, pattern)
     on_gpu = device in (Device.cuda, Device.tensorrt)
-    stable = decide_release(log, a, model, rollout, image, on_gpu, previous, previous_rule)
+    current = serving_now(a, image, on_gpu, previous)
+    model = {**model, "version": decide_version(log, a, model, current)}
+    stable = decide_release(log, model, rollout, image, on_gpu, current, previous_rule)
     return DeploymentSpec(
         name=name,
         target=a.target,
         traffic=a.traffic,
-        model=model_ref(profile, name),
+        model=model_ref({**profile, "model": model}, name),
         serving=Serving(pattern=pattern, protocol=protocol, device=device, allow_cpu_fallback=a.allow_cpu_fallback,
                         workers=workers),
         batching=batching,
@@ -139,9 +145,9 @@ def run_plan(
     answers = load_answers(answers_file, overrides)
     answers, cluster_picks = fit_answers(out_dir, answers)  # unanswered mechanisms: what cluster.json serves
     # The version serving now, read from the previous deployment directory (plan --previous).
-    stable, stable_rule = (releases.from_directory(previous, profile["model"]["sha256"])
-                           if previous is not None else (None, ""))
-    spec = plan_spec(profile, answers, stable, stable_rule, prior_replicas(out_dir / SPEC_FILE, profile))
+    stable, stable_rule, stable_name = (releases.from_directory(previous, profile["model"]["sha256"])
+                                        if previous is not None else (None, "", None))
+    spec = plan_spec(profile, answers, stable, stable_rule, prior_replicas(out_dir / SPEC_FILE, profile), stable_name)
     enforce_cluster(out_dir, spec, cluster_picks)  # cluster.json (deploy-model cluster), when present: refuse what it lacks
     out = out_dir / SPEC_FILE
     if not dry_run:
@@ -164,6 +170,7 @@ def run_plan(
             "batching": spec.batching.enabled,
             "replicas": f"{spec.scaling.min_replicas}-{spec.scaling.max_replicas}",
             "rollout": spec.rollout.strategy.value,
+            **({"warnings": [w]} if (w := infeasible_reason(spec.decisions)) else {}),  # as inspect's summary
         },
         "decisions": [d.model_dump(mode="json") for d in spec.decisions],
         "spec": spec.to_yaml_dict() if dry_run else None,

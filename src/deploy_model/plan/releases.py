@@ -163,8 +163,8 @@ def from_answers(answers: Any, image_repo: str, on_gpu: bool) -> StableRelease |
                          track=track)
 
 
-def from_directory(previous: Path, candidate_sha: str) -> tuple[StableRelease, str]:
-    """The stable release recorded by a previous deployment directory, and the rule that chose it.
+def from_directory(previous: Path, candidate_sha: str) -> tuple[StableRelease, str, str]:
+    """The stable release recorded by a previous deployment directory, the rule that chose it and its deployment name.
 
     DIR's candidate becomes stable when it was promoted (its stable and candidate agree) or when
     the model planned now *is* that candidate (re-planning promotes it). Otherwise DIR's candidate
@@ -183,12 +183,12 @@ def from_directory(previous: Path, candidate_sha: str) -> tuple[StableRelease, s
                f"{prev.model.version} becomes stable" if prev_mode == CANDIDATE and prev.model.sha256 == candidate_sha
                else f"{previous} serves {prev.model.version} (promoted)")
         return StableRelease(version=prev.model.version, image=candidate_image(prev), sha256=prev.model.sha256,
-                             model_path=model_path, bytes=prev.model.bytes, track=track, layout=layout(prev)), why
+                             model_path=model_path, bytes=prev.model.bytes, track=track, layout=layout(prev)), why, prev.name
     stable = prev.stable
     assert stable is not None
     why = (f"{previous} ran {prev.model.version} as a candidate that was never promoted: "
            f"{stable.version} still serves and stays stable")
-    return stable.model_copy(update={"layout": layout(prev)}), why
+    return stable.model_copy(update={"layout": layout(prev)}), why, prev.name
 
 
 def _resolve(raw: str, directory: Path, name: str) -> str | None:

@@ -148,6 +148,9 @@ class Answers(BaseModel):
         None, description="Secret whose keys become the batch pod's env (object-storage credentials); default <name>-storage")
     network_policy: bool = Field(True, description="render a NetworkPolicy")
     quantize: bool | None = Field(None, description="quantize to INT8 first; default: yes for edge")
+    version: str | None = Field(
+        None, description="the candidate's version (its image tag); default: the model's metadata (model_version), "
+        "made <version>-<sha256[:12]> when it would equal the stable version of a different model")
     # The version serving now (what the candidate replaces); `plan --previous DIR` fills these
     # from the previous deployment directory. None of them: a first release.
     stable_version: str | None = Field(None, description="model version serving now; absent: first release")
