@@ -8,14 +8,14 @@ from dataclasses import dataclass
 from deploy_model.common.errors import StageError, short
 
 # An OCI content digest as registries print it (docker buildx imagetools inspect, RepoDigests).
-DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")  # used with fullmatch: `$` would pass a trailing newline
 HOW_TO_READ = ("as `docker buildx imagetools inspect IMAGE` or "
                "`docker inspect --format '{{index .RepoDigests 0}}' IMAGE` prints it after the push")
 
 
 def checked(digest: str, what: str) -> str:
     """`digest` when it is `sha256:` and 64 lowercase hex digits; else a StageError naming `what`."""
-    if not DIGEST.match(digest):
+    if not DIGEST.fullmatch(digest):
         raise StageError(f"{what} {short(digest)} is not an image digest: expected sha256: followed by "
                          f"64 lowercase hex digits, {HOW_TO_READ}")
     return digest

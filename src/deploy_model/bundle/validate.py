@@ -2,7 +2,8 @@
 
 Which validators apply follows from the files the spec makes render write; a validator that
 applies but inspects no file fails (a checker that looked at nothing proves nothing). Every
-check lands in validation.json; any failure exits 1 naming the failing checks.
+check lands in validation.json; any failure exits 1 naming the failing checks. Notes (what
+passes yet deserves a look: an image pinned by tag only) land there too, never failing.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ def run(docs: list[tuple[str, dict[str, Any]]], candidate: str) -> tuple[list[Ch
             where = f"{w.kind}/{w.name}"
             if digest is None:
                 tag_only.setdefault(image, []).append(f"{w.file} {where}")
-            elif DIGEST.match(digest):
+            elif DIGEST.fullmatch(digest):
                 checks.append(Check("image-pinning", "digest", w.file, PASS, f"{where}: {image} is pinned by digest", RULE))
             else:
                 checks.append(Check("image-pinning", "digest", w.file, FAIL,
