@@ -17,6 +17,7 @@ import typer
 import yaml
 
 from deploy_model.bundle.render import run_render
+from deploy_model.cli.base import app
 from deploy_model.cli.main import main
 from deploy_model.common.errors import StageError
 from deploy_model.model.inspection import run_inspect
@@ -158,7 +159,7 @@ PRECEDENCE: dict[str, tuple[tuple[str, str, str], Callable[[dict[str, Any]], Any
 
 def plan_flags() -> dict[str, str]:
     """plan's options that give an answer: answer key -> the option as typed."""
-    command = typer.main.get_command(__import__("deploy_model.cli.stages", fromlist=["app"]).app).commands["plan"]
+    command = typer.main.get_command(app).commands["plan"]  # the verbs registered by importing cli.main
     flags, others = {}, set()
     for param in command.params:
         key = flag_answer(param.name)
@@ -232,3 +233,9 @@ def test_streaming_defaults_to_direct(profiles: dict[str, Path], tmp_path: Path)
     directory = plan(profiles["r1"], tmp_path, {"traffic": "streaming", "latency_sla_ms": 2000}, render=False)
     assert load_spec(directory).rollout.strategy.value == "direct"
     assert "no route or Service" in rule(directory, "rollout")
+
+
+def test_set_alone_is_never_dropped_for_keys_with_a_flag(profiles: dict[str, Path], tmp_path: Path) -> None:
+    shutil.copyfile(profiles["r1"], tmp_path / "model-profile.json")
+    spec = cli_plan(tmp_path, "--set", "rollout=blue-green", "--set", "target=serverless", "--set", "device=cuda")
+    assert (spec["rollout"]["strategy"], spec["target"], spec["serving"]["device"]) == ("blue-green", "serverless", "cuda")
