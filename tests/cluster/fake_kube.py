@@ -7,7 +7,8 @@ fieldManager / force / dryRun=All and field-ownership conflicts, merge and JSON 
 resourceVersion preconditions, and status kept apart from spec as a status subresource would.
 It is deliberately simple: lists are owned as a whole (atomic), there is no watch (the code
 under test polls), no admission beyond "the namespace must exist". The `kubernetes` client
-reaches it through a kubeconfig like any cluster.
+reaches it through a kubeconfig like any cluster. It can send `Warning` headers on writes
+(FakeKube.warnings) and serve HTTPS with a kubeconfig that skips verification (start(tls=...)).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import hashlib
 import json
 import select
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -88,6 +90,9 @@ class FakeKube:
         self.lock = threading.RLock()
         self._rv = 100
         self.server: ThreadingHTTPServer | None = None
+        # Sent as `Warning: 299 - "text"` headers on every PATCH answer, as an API server warns of deprecations.
+        self.warnings: list[str] = []
+        self.tls = False
 
     # --- helpers for tests -----------------------------------------------------------------
 
@@ -134,13 +139,15 @@ class FakeKube:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump({
             "apiVersion": "v1", "kind": "Config", "current-context": context,
-            "clusters": [{"name": "fake", "cluster": {"server": f"http://{host}:{port}"}}],
+            "clusters": [{"name": "fake", "cluster": {"server": f"{'https' if self.tls else 'http'}://{host}:{port}",
+                                                      **({"insecure-skip-tls-verify": True} if self.tls else {})}}],
             "users": [{"name": "tester", "user": {"token": TOKEN}}],
             "contexts": [{"name": context, "context": {"cluster": "fake", "user": "tester", "namespace": namespace}}],
         }))
         return path
 
-    def start(self) -> FakeKube:
+    def start(self, tls: ssl.SSLContext | None = None) -> FakeKube:
+        """Serve on loopback; HTTPS with `tls` (its kubeconfig then skips verification)."""
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -161,6 +168,9 @@ class FakeKube:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+            self.tls = True
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -234,12 +244,15 @@ class FakeKube:
             code, payload = self._route(method, url.path, query, body, h.headers.get("Content-Type", ""))
         except Exception as exc:  # a bug in the fake shows as a 500 the test sees
             code, payload = 500, _status(500, "InternalError", f"fake: {type(exc).__name__}: {exc}")
-        self._send(h, code, payload)
+        self._send(h, code, payload, self.warnings if method == "PATCH" else [])
 
     @staticmethod
-    def _send(h: BaseHTTPRequestHandler, code: int, payload: Any) -> None:
+    def _send(h: BaseHTTPRequestHandler, code: int, payload: Any, warnings: list[str] | None = None) -> None:
         data = json.dumps(payload).encode()
         h.send_response(code)
+        for text in warnings or []:
+            escaped = text.replace("\\", "\\\\").replace('"', '\\"')  # a quoted-string, as the API server sends it
+            h.send_header("Warning", f'299 - "{escaped}"')
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()

@@ -147,7 +147,14 @@ def test_the_next_apply_takes_back_what_a_finished_rollout_set(fake: FakeKube, p
         run_apply(out, kc, None, timeout_s=5)
     run_rollback(out, kc)
     assert fake.find("Deployment", f"{NAME}-canary", "ml-serving")["spec"]["replicas"] == 0
-    # Rolled back: applying a (fixed) candidate takes the canary's replicas back, and says so.
+    # Rolled back: re-applying the same candidate keeps it at 0 (the release state says so) ...
+    same = run_apply(out, kc, None, timeout_s=5)
+    assert any(n.startswith(f"Deployment/{NAME}-canary: kept at 0 replicas") for n in same["notes"])
+    assert fake.find("Deployment", f"{NAME}-canary", "ml-serving")["spec"]["replicas"] == 0
+    # ... applying a (fixed) new candidate takes the canary's replicas back, and says so.
+    run_plan(out, None, {"latency_sla_ms": 50, "requests_per_second": 100, "rollout": "canary",
+                         "stable_version": "0.9.0", "version": "1.0.1"})
+    run_render(out)
     again = run_apply(out, kc, None, timeout_s=5)
     assert any(n.startswith(f"Deployment/{NAME}-canary: takes back the fields the finished rollout (1.0.0 rolled-back)")
                for n in again["notes"])

@@ -7,6 +7,7 @@ kubeconfig's current context unless --kubeconfig / --context say otherwise.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,26 +78,35 @@ rollout_app = typer.Typer(
     help="Drive a release from the client: status, advance (gated by Prometheus), promote, rollback. Canary "
     "through Gateway API (HTTPRoute, and its GRPCRoute twin), ingress-nginx, Knative or KServe; blue-green through "
     "the Service's selector; Argo Rollouts runs its own. The state is kept in the cluster (annotation "
-    "deploy-model.dev/release on the route, Service or InferenceService). Exit codes: 0 done or "
-    "holding normally; 1 refused, rolled back, or held past --max-hold / --timeout (a person decides); 2 usage error.",
+    "deploy-model.dev/release on the route, Service or InferenceService). Exit codes: 0 done, advanced, "
+    "holding or passed; 1 refused (nothing changed); 2 usage error; advance only: 3 rolled back by a failed gate, "
+    "4 held past --max-hold / --timeout under --watch (a person decides).",
     no_args_is_help=True,
 )
 app.add_typer(rollout_app, name="rollout")
 
 
 def _rollout_stage(verb: str, as_json: bool, work: Any) -> None:
-    """run_stage, plus: a rolled-back or held release still prints its whole result with --json."""
-    from deploy_model.cluster.rollout import _Refused
+    """run_stage, plus: an advance that stopped (refused, rolled back, held) still prints its whole
+    result with --json, with its `outcome`, and exits with that outcome's code; its message was said
+    once already, on stderr."""
+    from deploy_model.cluster.rollout import Stopped
 
     def guarded() -> dict[str, Any]:
         try:
             return work()
-        except _Refused as refused:
+        except Stopped as stopped:
             if as_json:
-                print(json.dumps({k: v for k, v in refused.result.items() if v is not None}, indent=2, default=str))
-            else:
-                print(f"rollout {verb}: {refused.result['action']}: {refused.result['message']}")
-            raise typer.Exit(1) from None
+                print(json.dumps({k: v for k, v in stopped.result.items() if v is not None}, indent=2, default=str))
+            raise typer.Exit(stopped.exit_code) from None
+        except StageError as exc:
+            if verb != "advance" or not as_json:
+                raise
+            # As run_stage says it, plus the outcome a program reads.
+            print(f"rollout {verb}: error: {exc}", file=sys.stderr, flush=True)
+            print(json.dumps({"stage": f"rollout {verb}", "ok": False, "outcome": "refused", "error": exc.message,
+                              "problems": exc.problems}, indent=2))
+            raise typer.Exit(exc.exit_code) from None
 
     run_stage(f"rollout {verb}", as_json, guarded)
 
@@ -110,7 +120,15 @@ def rollout_status_cmd(out: Path = OutOpt, kubeconfig: Path | None = KubeconfigO
     _rollout_stage("status", as_json, lambda: run_status(out, kubeconfig, context))
 
 
-@rollout_app.command("advance", epilog=EXIT_CODES)
+ADVANCE_EXIT_CODES = (
+    "Outcomes (--json field `outcome`) and exit codes: 0 advanced (the canary moved to its next weight), held (no "
+    "verdict yet, nothing changed) or passed (every step passed, or already promoted: promote next); 1 refused "
+    "(nothing changed: already rolled back, no Prometheus or cluster, another driver); 2 usage error; 3 rolled-back "
+    "(a gate failed: weight 0, canary scaled to 0); 4 held past --max-hold or --timeout under --watch (a person decides)."
+)
+
+
+@rollout_app.command("advance", epilog=ADVANCE_EXIT_CODES)
 def rollout_advance_cmd(
     out: Path = OutOpt,
     prometheus: str | None = typer.Option(None, "--prometheus", help="Prometheus base URL [default: monitoring.prometheus_url of deployment.yaml]."),
@@ -119,7 +137,7 @@ def rollout_advance_cmd(
     rate_window: str = typer.Option("1m", "--rate-window", help="PromQL rate() window, at least twice the scrape interval (e.g. 1m, 10s)."),
     resolution: float = typer.Option(15.0, "--resolution", min=0.1, help="Seconds between the points each gate is judged at."),
     interval: float = typer.Option(30.0, "--interval", min=0.1, help="--watch: seconds between checks."),
-    timeout: float = typer.Option(4 * 3600.0, "--timeout", min=1, help="--watch: give up (exit 1, state kept) after this many seconds."),
+    timeout: float = typer.Option(4 * 3600.0, "--timeout", min=1, help="--watch: give up (exit 4, state kept) after this many seconds."),
     max_hold: float | None = typer.Option(None, "--max-hold", min=0, help="--watch: seconds without a verdict (too little traffic, no data) before a person decides [default: the window]."),
     kubeconfig: Path | None = KubeconfigOpt,
     context: str | None = ContextOpt,
@@ -133,7 +151,8 @@ def rollout_advance_cmd(
     stable, p95 against stable and the SLA); moves to the next weight only when every gate passed
     at every point of the window with enough traffic; holds on no data or too little traffic;
     rolls back by itself on a failed gate (weight 0, canary scaled to 0), naming gate and value.
-    After the last step: says to promote.
+    After the last step: says to promote. The canary's replicas and HPA floor follow its weight:
+    at w% at least w% of stable's floor (rounded up), at 100% stable's whole floor.
     """
     from deploy_model.cluster.rollout import run_advance
     from deploy_model.common.files import read_yaml

@@ -102,20 +102,48 @@ def bundle_objects(out: Path) -> tuple[str, list[dict[str, Any]]]:
     return namespace, objects
 
 
-def finished_release(kube: Kube, resolved: list[tuple[dict[str, Any], Resource]], namespace: str) -> str | None:
-    """'<candidate> <phase>' when the route carries a release `rollout` finished (rolled back or
-    promoted): the fields it set then (weights, canary replicas) are this apply's to take back."""
+# Where `rollout` keeps the release state: the object that splits the traffic.
+SPLITTER_KINDS = ("HTTPRoute", "Ingress", "Service", "InferenceService")
+
+
+def live_release_state(kube: Kube, resolved: list[tuple[dict[str, Any], Resource]], namespace: str) -> dict[str, Any] | None:
+    """The release state `rollout` keeps on a splitter of this bundle as it is live, or None."""
     for obj, res in resolved:
-        if obj["kind"] in ("HTTPRoute", "Ingress"):
+        if obj["kind"] in SPLITTER_KINDS:
             live = kube.get(kube.path(res, namespace, obj["metadata"]["name"]))
             raw = ((live or {}).get("metadata", {}).get("annotations") or {}).get(RELEASE_ANNOTATION)
             try:
                 state = json.loads(raw) if raw else None
             except ValueError:
                 state = None
-            if isinstance(state, dict) and state.get("phase") in ("rolled-back", "promoted"):
-                return f"{state.get('candidate')} {state['phase']}"
+            if isinstance(state, dict):
+                return state
     return None
+
+
+def finished_release(kube: Kube, resolved: list[tuple[dict[str, Any], Resource]], namespace: str) -> str | None:
+    """'<candidate> <phase>' when the route carries a release `rollout` finished (rolled back or
+    promoted): the fields it set then (weights, canary replicas) are this apply's to take back."""
+    state = live_release_state(kube, resolved, namespace)
+    if state is not None and state.get("phase") in ("rolled-back", "promoted"):
+        return f"{state.get('candidate')} {state['phase']}"
+    return None
+
+
+def keep_rolled_back(kube: Kube, resolved: list[tuple[dict[str, Any], Resource]], namespace: str) -> set[str]:
+    """Re-applying the bundle of a candidate `rollout` rolled back must not start it again: the refs
+    of its Deployments, set here to 0 replicas (autoscaled ones: not revived). A new candidate's are not."""
+    state = live_release_state(kube, resolved, namespace)
+    if state is None or state.get("phase") != "rolled-back" or not state.get("candidate") \
+            or state.get("candidate") == state.get("stable"):
+        return set()
+    kept = set()
+    for obj, _ in resolved:
+        if obj["kind"] == "Deployment" and (obj["metadata"].get("labels") or {}).get("app.kubernetes.io/version") == state["candidate"]:
+            if "replicas" in (obj.get("spec") or {}):
+                obj["spec"]["replicas"] = 0
+            kept.add(ref(obj))
+    return kept
 
 
 def autoscaled_floors(objects: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
@@ -251,6 +279,7 @@ class _Checked:
     conflicted: list[str] = field(default_factory=list)  # refs applied with force: their conflicts are taken
     finished: str | None = None  # read once, at the first conflict with the rollout's fields
     created_namespace: bool = False
+    kept: set[str] = field(default_factory=set)  # refs of a rolled-back candidate: kept at 0 replicas
 
 
 def _resolve(kube: Kube, namespace: str, objects: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Resource]]:
@@ -316,6 +345,8 @@ def _revive(kube: Kube, namespace: str, resolved: list[tuple[dict[str, Any], Res
     revive: dict[str, int] = {}
     for (kind, name), floor in autoscaled_floors([o for o, _ in resolved]).items():
         obj, res = next((o, r) for o, r in resolved if o["kind"] == kind and o["metadata"]["name"] == name)
+        if ref(obj) in check.kept:
+            continue
         live = kube.get(kube.path(res, namespace, name)) if res.namespaced else None
         if live is None or (live.get("spec") or {}).get("replicas") != 0:
             continue
@@ -361,8 +392,13 @@ def apply_objects(kube: Kube, namespace: str, objects: list[dict[str, Any]], tim
         objects.insert(0, {"apiVersion": "v1", "kind": "Namespace",
                            "metadata": {"name": namespace, "labels": {RESTRICTED: "restricted"}}})
     resolved = _resolve(kube, namespace, objects)
+    # 0. the release state in the cluster: a rolled-back candidate stays at 0 replicas.
+    kept = keep_rolled_back(kube, resolved, namespace) if ns_live is not None else set()
     # 1. server-side dry-run of everything, and the canaries a finished rollout left at 0.
     check = _dry_run_all(kube, namespace, resolved, ns_live is None, dry_run, force_conflicts)
+    check.kept = kept
+    check.notes.extend(f"{r}: kept at 0 replicas: the release state says this candidate was rolled back (plan and "
+                       "apply a new candidate to try again)" for r in sorted(kept))
     revive = _revive(kube, namespace, resolved, check)
     for note in check.notes:
         _say(f"apply: {note}")

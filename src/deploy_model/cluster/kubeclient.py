@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,9 @@ RELEASE_ANNOTATION = "deploy-model.dev/release"  # the release state `rollout` k
 APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
+# A Warning header: `299 - "text"` (RFC 7234); the API server sends one per deprecation or admission warning.
+WARNING_TEXT = re.compile(r'^\s*\d{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"')
+_insecure_said: set[str] = set()  # servers whose unverified TLS was said (once per process)
 
 
 class KubeUnavailable(Exception):
@@ -88,6 +94,8 @@ def load(kubeconfig: Path | None = None, context: str | None = None, timeout_s: 
         except (ConfigException, KeyError, TypeError, ValueError, OSError) as exc:
             raise KubeUnavailable(f"kubeconfig {first} unusable: {' '.join(str(exc).split())[:300]}") from None
     cfg.retries = False  # one try: an unreachable server is reported at once, not after a backoff
+    if not cfg.verify_ssl and str(cfg.host).startswith("https"):
+        _insecure_once(str(cfg.host))
     return Kube(client.ApiClient(cfg), context_name, namespace, timeout_s)
 
 
@@ -99,6 +107,7 @@ class Kube:
         self.server = api.configuration.host
         self.timeout_s = timeout_s
         self._resources: dict[str, dict[str, Resource]] = {}
+        self._warned: set[str] = set()  # the API server's warnings already shown
 
     # --- raw requests ----------------------------------------------------------------------
 
@@ -119,6 +128,7 @@ class Kube:
             raw = resp.read()
         except Exception as exc:  # urllib3 connection/timeout/TLS errors, whatever their class
             raise KubeUnavailable(f"{self.server} did not answer: {_one_line(exc)}") from None
+        self._show_warnings(resp.headers)
         try:
             decoded = json.loads(raw) if raw else {}
         except ValueError:
@@ -128,6 +138,18 @@ class Kube:
             reason = decoded.get("reason", "") if isinstance(decoded, dict) else ""
             raise KubeError(resp.status, message, reason, decoded.get("details") or {} if isinstance(decoded, dict) else {})
         return decoded
+
+    def _show_warnings(self, headers: Any) -> None:
+        """The API server's `Warning:` headers (deprecations, admission), on stderr as kubectl shows them, each once."""
+        values = headers.getlist("Warning") if hasattr(headers, "getlist") else [headers.get("Warning")] if headers else []
+        for value in values:
+            if not value:
+                continue
+            match = WARNING_TEXT.match(value)
+            text = re.sub(r"\\(.)", r"\1", match.group(1)) if match else value.strip()
+            if text not in self._warned:
+                self._warned.add(text)
+                print(f"Warning: {text}", file=sys.stderr, flush=True)
 
     def get(self, path: str, query: dict[str, Any] | None = None) -> Any | None:
         """The object, or None when it does not exist."""
@@ -190,6 +212,17 @@ class Kube:
               manager: str = ROLLOUT_MANAGER, dry_run: bool = False) -> dict[str, Any]:
         query = {"fieldManager": manager, "dryRun": "All" if dry_run else None}
         return self.request("PATCH", self.path(res, namespace, name), query, body, content_type)
+
+
+def _insecure_once(host: str) -> None:
+    """Say once that TLS is not verified; urllib3 would warn (two lines) on every request."""
+    from urllib3.exceptions import InsecureRequestWarning
+
+    warnings.filterwarnings("ignore", category=InsecureRequestWarning)
+    if host not in _insecure_said:
+        _insecure_said.add(host)
+        print(f"Warning: TLS certificate verification is off for {host} (insecure-skip-tls-verify in the kubeconfig): "
+              "the server is not authenticated", file=sys.stderr, flush=True)
 
 
 def _one_line(exc: BaseException) -> str:

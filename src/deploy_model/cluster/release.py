@@ -30,6 +30,7 @@ class Release:
     splitters: list[Splitter]
     workload_res: Resource
     colours: tuple[str, str] | None = None  # blue-green: (the live track, the candidate's)
+    stable_workload: str | None = None  # the Deployment serving the stable version: its floor sizes the canary's
 
 
 def _steppable(spec: DeploymentSpec, out: Path) -> tuple[bool, bool]:
@@ -92,6 +93,8 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
                          "bundle, and check `deploy-model cluster`")
     want = cand_track if blue_green else "canary"
     canary = [o for o in objects if o["kind"] == "Deployment" and (o["metadata"].get("labels") or {}).get("track") == want]
+    stable = [o for o in objects if o["kind"] == "Deployment"
+              and (o["metadata"].get("labels") or {}).get("track") == live_track]
     if not canary and not knative:
         raise StageError(f"no candidate Deployment (label track={want}) in {out}/k8s")
     wl_res = kube.resource("apps/v1", "Deployment")
@@ -103,4 +106,5 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
     pause = 60.0 if blue_green else spec.rollout.canary.pause_minutes  # type: ignore[union-attr]
     return Release(spec.name, namespace, spec.model.version, spec.stable.version, steps,
                    window_s if window_s is not None else pause * 60.0, cfg,
-                   canary[0]["metadata"]["name"] if canary else None, splitters, wl_res, colours)
+                   canary[0]["metadata"]["name"] if canary else None, splitters, wl_res, colours,
+                   stable[0]["metadata"]["name"] if stable else None)

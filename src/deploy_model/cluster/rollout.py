@@ -14,6 +14,14 @@ precondition: a step is never half taken, never taken twice, and two drivers can
 The steps, watch window and gates come from the bundle's deployment.yaml (rollout section); the
 routes and the canary workload from its rendered k8s/ objects.
 
+`rollout advance` ends with one outcome, in its --json `outcome` field and its exit code, so a
+program tells them apart: advanced (0: the canary moved to its next weight), held (0: no verdict
+yet, nothing changed), passed (0: every step passed, or already promoted: promote next),
+refused (1: nothing changed: the release was already rolled back, no Prometheus, no cluster, a
+second driver ...), rolled-back (3: a gate failed and this call rolled the canary back), and
+held past --max-hold or --timeout under --watch (4: outcome held, a person decides). 2 stays
+the usage error.
+
 This module holds the verbs the CLI calls; the release (release), its state (release_state), the
 weights per mechanism (splitters), the canary workload (canary), the advance step (rollout_advance)
 and the ends of a release (rollout_finish) each have their own.
@@ -60,12 +68,25 @@ def _guard(work: Any) -> Any:
         raise StageError(str(exc)) from None
 
 
-class _Refused(StageError):
-    """A verb that ended refused or rolled back: exit 1, with its full result for --json."""
+# advance's action -> its outcome, and each outcome's exit code (see the module docstring).
+OUTCOMES = {"advanced": "advanced", "hold": "held", "held": "held", "timeout": "held", "passed": "passed",
+            "done": "passed", "rolled-back": "rolled-back"}
+EXIT_REFUSED, EXIT_ROLLED_BACK, EXIT_HELD = 1, 3, 4
 
-    def __init__(self, result: dict[str, Any]) -> None:
+
+class Stopped(StageError):
+    """An advance that ended without going on: its exit code, with its full result for --json."""
+
+    def __init__(self, result: dict[str, Any], exit_code: int) -> None:
         super().__init__(result["message"])
         self.result = result
+        self.exit_code = exit_code
+
+
+def _outcome(result: dict[str, Any]) -> dict[str, Any]:
+    result.setdefault("outcome", OUTCOMES.get(result["action"], "refused"))
+    result["summary"]["outcome"] = result["outcome"]
+    return result
 
 
 def run_advance(out: Path, prometheus: str, kubeconfig: Path | None = None, context: str | None = None,
@@ -79,32 +100,35 @@ def run_advance(out: Path, prometheus: str, kubeconfig: Path | None = None, cont
     hold_since: float | None = None
     last_line = ""
     while True:
-        result = _guard(lambda: advance_once(kube, prom, rel, dry_run, resolution_s))
+        result = _outcome(_guard(lambda: advance_once(kube, prom, rel, dry_run, resolution_s)))
         line = f"rollout: {result['action']}: {result['message']}"
         if line != last_line or not watch:
             _say(line)
             last_line = line
-        if result["action"] == "rolled-back":
-            raise _Refused(result)
+        if result["outcome"] == "refused":
+            raise Stopped(result, EXIT_REFUSED)
+        if result["outcome"] == "rolled-back":
+            raise Stopped(result, EXIT_ROLLED_BACK)
         if not watch or result["action"] in ("passed", "done") or dry_run:
             return result
         if result["action"] == "hold" and result.get("silent"):
             hold_since = hold_since or time.monotonic()
             limit = max_hold_s if max_hold_s is not None else rel.window_s
             if time.monotonic() - hold_since >= limit:
-                result["action"] = "held"
+                result["action"] = result["outcome"] = result["summary"]["outcome"] = "held"
                 result["message"] = (f"held {time.monotonic() - hold_since:.0f}s at {result['release']['weight']}% without "
                                      f"a verdict ({result['message']}): a person decides: send traffic, or "
                                      "`deploy-model rollout rollback`")
                 _say(f"rollout: {result['message']}")
-                raise _Refused(result)
+                raise Stopped(result, EXIT_HELD)
         else:
             hold_since = None
         if time.monotonic() - start >= timeout_s:
             result["action"] = "timeout"
+            result["outcome"] = result["summary"]["outcome"] = "held"
             result["message"] = f"--timeout {timeout_s:g}s reached at {result['release']['weight']}%; run advance again to go on"
             _say(f"rollout: {result['message']}")
-            raise _Refused(result)
+            raise Stopped(result, EXIT_HELD)
         time.sleep(interval_s)
 
 
@@ -140,8 +164,8 @@ def run_rollback(out: Path, kubeconfig: Path | None = None, context: str | None 
                              "previous release's bundle")
         done = state["phase"] == "rolled-back" and live_weight(rel.splitters[0], live) == 0
         state = rollback(kube, rel, live, state if done else {**state, "reason": reason}, state.get("reason") if done else reason, dry_run)
-        verb = "would send" if dry_run else "sent"
-        return verb_result("rollback", rel, state, "rolled-back", f"{verb} all traffic to stable {rel.stable} and scaled "
+        sent, scaled = ("would send", "would scale") if dry_run else ("sent", "scaled")
+        return verb_result("rollback", rel, state, "rolled-back", f"{sent} all traffic to stable {rel.stable} and {scaled} "
                            f"{canary_name(rel)} to 0", True, dry_run)
 
     return _guard(work)

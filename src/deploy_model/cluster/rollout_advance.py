@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from deploy_model.cluster.canary import canary_name, canary_scale
+from deploy_model.cluster.canary import canary_name, canary_scale, follow_weight
 from deploy_model.cluster.gates import Prometheus, Verdict, evaluate
 from deploy_model.cluster.kubeclient import Kube
 from deploy_model.cluster.release import Release
@@ -23,8 +23,9 @@ def advance_once(kube: Kube, prom: Prometheus, rel: Release, dry_run: bool, reso
             canary_scale(kube, rel, 0)  # finish a rollback a killed driver left half done
             if live_weight(rel.splitters[0], live) != 0:
                 state = write(kube, rel, live, state, 0, "rolled back", state.get("reason", ""))
-        return verb_result("advance", rel, state, "rolled-back", f"{rel.candidate} was rolled back: {state.get('reason')}; "
-                           "plan and apply a new candidate to try again", False, dry_run)
+        result = verb_result("advance", rel, state, "rolled-back", f"{rel.candidate} was rolled back: {state.get('reason')}; "
+                             "plan and apply a new candidate to try again", False, dry_run)
+        return {**result, "outcome": "refused"}  # rolled back before this call: nothing to advance
     if phase == "promoted":
         return verb_result("advance", rel, state, "done", f"{rel.candidate} is promoted: nothing to advance", True, dry_run)
     if phase == "passed":
@@ -62,8 +63,14 @@ def _step(kube: Kube, rel: Release, live: dict[str, Any], state: dict[str, Any],
     weight = rel.steps[step]
     before = state["weight"]
     state = {**state, "phase": "progressing", "step": step, "step_started": time.time()}
+    # The canary is sized for its share before the traffic arrives: at w% at least w% of stable's floor.
+    scaled = follow_weight(kube, rel, weight, dry_run)
     if not dry_run:
         state = write(kube, rel, live, state, weight, f"step {step + 1}", why)
-    verb = "would move" if dry_run else "moved"
-    return verb_result("advance", rel, state, "advanced", f"{verb} the canary {before}% -> {weight}% "
-                       f"(step {step + 1}/{len(rel.steps)}): {why}", True, dry_run, verdict)
+    if rel.colours:  # blue-green moves everything at once: a switch of tracks, not a weight
+        move = f"{'would switch' if dry_run else 'switched'} traffic to the {rel.colours[1]} track"
+    else:
+        move = f"{'would move' if dry_run else 'moved'} the canary {before}% -> {weight}%"
+    sized = f"; {'would scale' if dry_run else 'scaled'} {scaled}" if scaled else ""
+    return verb_result("advance", rel, state, "advanced", f"{move} (step {step + 1}/{len(rel.steps)}): {why}{sized}",
+                       True, dry_run, verdict)

@@ -105,10 +105,11 @@ def migration_steps(spec: Any, d: str, prod: str) -> list[dict[str, Any]]:
                            "constant selector), wait until it is ready, only then apply the Services and routes", "commands": [
         kube(prod, "apply", "-f", f"{d}/k8s/deployment.yaml"),
         kube(prod, "rollout", "status", f"deployment/{workload}", "--timeout=15m")]})
-    colours = [f"{kind}/{name}-{colour}" for colour in ("blue", "green") for kind in ("deployment", "service", "hpa")]
+    colours = [f"{kind}/{name}-{colour}" for colour in ("blue", "green") for kind in ("deployment", "service", "hpa", "pdb")]
     leftovers = {"argo-rollout": f"{kube(prod, 'delete', 'rollout', name)} && {kube(prod, 'delete', 'analysistemplate', f'{name}-canary-gates')}",
                  "blue-green": kube(prod, "delete", *colours, "--ignore-not-found"),
-                 "deployment": f"{kube(prod, 'delete', 'deployment', name, '--ignore-not-found')}   # the old stable Deployment, once traffic left it"}
+                 "deployment": f"{kube(prod, 'delete', f'deployment/{name}', f'hpa/{name}', f'pdb/{name}', '--ignore-not-found')}   "
+                               "# the old stable Deployment and its autoscaler and budget, once traffic left it"}
     steps.append({"title": "After the steps below switched traffic: remove the workloads of the old layout", "commands": [
         leftovers.get(old, f"# remove the {old} objects of the previous bundle")]})
     return steps

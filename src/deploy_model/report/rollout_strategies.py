@@ -144,7 +144,7 @@ def blue_green_steps(spec: Any, d: str, prod: str, service: str) -> list[dict[st
     promote = [*replan(d), kube(prod, "apply", "-f", f"{d}/k8s/")]
     if live == "stable":
         # The first blue-green release started from the plain stable Deployment: no colour reuses it.
-        promote.append(f"{kube(prod, 'delete', f'deployment/{name}', f'hpa/{name}', '--ignore-not-found')}   "
+        promote.append(f"{kube(prod, 'delete', f'deployment/{name}', f'hpa/{name}', f'pdb/{name}', '--ignore-not-found')}   "
                        f"# once {ctrack} has served a while")
     steps.append({"title": f"Promote: re-plan with the candidate as stable (the bundle's Service then selects {ctrack}, as "
                            f"patched; {live} stays for an instant rollback until the next release reuses it)", "commands": promote})
