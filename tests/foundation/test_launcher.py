@@ -8,6 +8,7 @@ time is printed (pytest -s shows it) and must stay far inside the Bash tool's 12
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from foundation_helpers import REPO
 
 LAUNCHER = REPO / "bin" / "deploy-model"
@@ -222,3 +224,39 @@ def test_locks_match_pyproject() -> None:
         pins = [line for line in text.splitlines() if line and not line.startswith((" ", "#"))]
         assert pins and all("==" in line and line.endswith("\\") for line in pins), f"{lock.name}: unhashed pin"
         assert "/tmp/" not in text and "/work/" not in text
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("pattern", "answers", "group", "pin"), [
+    ("batch", ("--traffic", "batch", "--latency-sla-ms", "60000"), "batch", "pyarrow=="),
+    ("event-driven", ("--traffic", "streaming", "--latency-sla-ms", "1000"), "worker", "redis=="),
+])
+def test_first_render_of_a_batch_or_streaming_plan_installs_what_the_image_pins(
+        first_run: dict, tabular_model: Path, tmp_path: Path, pattern: str, answers: tuple[str, ...], group: str,
+        pin: str) -> None:
+    # A user's first run in a fresh data directory: the core only, then render must not fail to pin the image's
+    # batch/worker packages (it installs their group), and validate finds the bundle render wrote.
+    data = tmp_path / "plugin-data"
+    env = {"CLAUDE_PLUGIN_DATA": str(data), "UV_CACHE_DIR": str(first_run["data"] / "cache"),
+           "DEPLOY_MODEL_UV": str(first_run["data"] / "tools" / "bin" / "uv")}
+    out = tmp_path / "deployment"
+    for args in (("inspect", str(tabular_model), "--out", str(out), "--runs", "3", "--json"),
+                 ("plan", "--out", str(out), *answers, "--json")):
+        proc = _run(env, *args)
+        assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (data / "venv" / ".deploy-model").iterdir()) == ["core.txt"]
+    render = _run(env, "render", "--out", str(out), "--json")
+    assert render.returncode == 0, render.stderr
+    assert f"installing {group}" in render.stderr and "installing core" not in render.stderr
+    assert json.loads(render.stdout)["stage"] == "render", "install progress stays off the JSON on stdout"
+    assert yaml.safe_load((out / "deployment.yaml").read_text())["serving"]["pattern"] == pattern
+    lock = (out / "requirements.lock").read_text()
+    assert pin in lock and "onnxruntime==" in lock
+    assert (out / "manifest.json").is_file()
+    validate = _run(env, "validate", "--out", str(out), "--json")
+    assert validate.returncode == 0, validate.stderr + validate.stdout
+    assert "manifest.json not found" not in validate.stderr
+    where = _run(env, "--where")
+    assert f"installed: {group} core validate" in where.stdout or f"installed: core validate {group}" in where.stdout
+    again = _run(env, "render", "--out", str(out), "--json")
+    assert again.returncode == 0 and "installing" not in again.stderr, again.stderr

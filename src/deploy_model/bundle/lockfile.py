@@ -1,9 +1,11 @@
 """requirements.lock for the container: the reference server's dependency closure, pinned exactly.
 
 The pins are the versions installed beside this tool, the ones the test suite and the local
-`serve` stage really ran, so the image runs what was measured. No network is used: the closure
-is walked through the installed distributions' metadata, with environment markers evaluated
-for the container (Linux, CPython, the image's Python version).
+`serve` stage really ran, so the image runs what was measured. The closure is walked through the
+installed distributions' metadata, with environment markers evaluated for the container (Linux,
+CPython, the image's Python version). Run by bin/deploy-model, whose venv starts with the core
+group only, a closure that needs more (pyarrow for a batch image, redis for workers) first
+installs the group that locks it, from the plugin's hashed locks; elsewhere nothing is installed.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from deploy_model.bundle import launcher_groups
 from deploy_model.common.errors import StageError
 
 if sys.version_info >= (3, 11):
@@ -64,8 +67,22 @@ def _wanted(req: Requirement, extras: tuple[str, ...]) -> bool:
 
 def closure(requirements: list[Requirement]) -> dict[str, str]:
     """Name -> installed version for the requirements and everything they need, here."""
+    pins, missing, absent = _walk(requirements)
+    if absent and launcher_groups.install_missing(absent):
+        pins, missing, absent = _walk(requirements)
+    if missing:
+        raise StageError(
+            "cannot pin the reference server's dependencies: not installed beside deploy-model",
+            [f"{m}: install the reference server with `pip install ./reference-server`" for m in sorted(missing)],
+        )
+    return pins
+
+
+def _walk(requirements: list[Requirement]) -> tuple[dict[str, str], list[str], set[str]]:
+    """(pins, requirements not met, names of those not installed at all) of the closure, here."""
     pins: dict[str, str] = {}
     missing: list[str] = []
+    absent: set[str] = set()
     queue = [(r, ()) for r in requirements]
     while queue:
         req, extras = queue.pop()
@@ -78,6 +95,7 @@ def closure(requirements: list[Requirement]) -> dict[str, str]:
             dist = metadata.distribution(req.name)
         except metadata.PackageNotFoundError:
             missing.append(str(req))
+            absent.add(key)
             continue
         if dist.version not in req.specifier and req.specifier:
             missing.append(f"{req} (installed {dist.version})")
@@ -85,12 +103,7 @@ def closure(requirements: list[Requirement]) -> dict[str, str]:
         pins[key] = dist.version
         for sub in dist.requires or []:
             queue.append((Requirement(sub), tuple(req.extras)))
-    if missing:
-        raise StageError(
-            "cannot pin the reference server's dependencies: not installed beside deploy-model",
-            [f"{m}: install the reference server with `pip install ./reference-server`" for m in sorted(missing)],
-        )
-    return pins
+    return pins, missing, absent
 
 
 def _evaluates(marker: Marker, extras: tuple[str, ...]) -> bool:
