@@ -213,8 +213,8 @@ def test_validate_fails_a_hand_edited_malformed_digest(bundle: Callable[..., Pat
     pytest.param({"traffic": "batch", "latency_sla_ms": 5000, "batch_input": "az://acme/in"}, [], [DNS, HTTPS_OUT],
                  id="batch-object-storage-in-volume-out"),
     pytest.param({"traffic": "batch", "latency_sla_ms": 5000}, [], [DNS], id="batch-volume"),
-    pytest.param({"target": "serverless", "latency_sla_ms": 500}, [{"ports": [{"protocol": "TCP", "port": 8000}]}], [DNS],
-                 id="knative"),
+    pytest.param({"target": "serverless", "latency_sla_ms": 500},
+                 [{"ports": [{"protocol": "TCP", "port": p} for p in (8012, 9090, 8000)]}], [DNS], id="knative"),
 ])
 def test_egress_is_what_the_pattern_needs(bundle: Callable[..., Path], answers: dict[str, Any],
                                           ingress: list[Any], egress: list[Any]) -> None:
