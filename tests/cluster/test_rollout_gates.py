@@ -252,14 +252,14 @@ def test_slow_canary_is_rolled_back_on_p95(release: dict[str, Any], lab: Lab) ->
     with Traffic(r["fake"], r["namespace"], lab.stable, r["canary"]):
         proc = advance(r, "--watch", "--timeout", "90")
     transcript(r, "slow", proc)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # rolled back by a gate
     s = state(r)
     assert s["phase"] == "rolled-back" and "gate p95 latency" in s["reason"] and weights(r) == (100, 0)
     assert r["fake"].find("Deployment", f"{NAME}-canary", r["namespace"])["spec"]["replicas"] == 0
     assert "rolled back" in proc.stderr and "canary p95" in proc.stderr
     # A rolled-back release never advances again.
     again = advance(r)
-    assert again.returncode == 1 and weights(r) == (100, 0)
+    assert again.returncode == 1 and weights(r) == (100, 0)  # refused
 
 
 @pytest.mark.parametrize("release", ["failing"], indirect=True)
@@ -268,9 +268,9 @@ def test_failing_canary_is_rolled_back_on_rejections(release: dict[str, Any], la
     with Traffic(r["fake"], r["namespace"], lab.stable, r["canary"]):
         proc = advance(r, "--watch", "--timeout", "90", "--json")
     transcript(r, "failing", proc)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 3, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["action"] == "rolled-back" and "gate rejected requests" in doc["message"]
+    assert doc["action"] == doc["outcome"] == "rolled-back" and "gate rejected requests" in doc["message"]
     assert "canary 4xx ratio" in state(r)["reason"] and weights(r) == (100, 0)
 
 
@@ -281,7 +281,7 @@ def test_no_canary_traffic_holds_never_passes_never_fails(release: dict[str, Any
         proc = advance(r, "--watch", "--timeout", "60", "--max-hold", "8")
     transcript(r, "idle", proc)
     assert traffic.sent["canary"] == 0 and traffic.sent["stable"] > 50
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 4, proc.stderr  # held past --max-hold: a person decides
     assert "a person decides" in proc.stderr and "canary traffic" in proc.stderr
     s = state(r)
     assert s["phase"] == "progressing" and s["weight"] == 10 and weights(r) == (90, 10)

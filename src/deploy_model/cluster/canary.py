@@ -6,7 +6,7 @@ import math
 from typing import Any
 
 from deploy_model.cluster.apply import workload_state
-from deploy_model.cluster.kubeclient import Kube
+from deploy_model.cluster.kubeclient import Kube, Resource
 from deploy_model.cluster.release import Release
 
 
@@ -31,7 +31,7 @@ def canary_scale(kube: Kube, rel: Release, replicas: int | None = None) -> tuple
     return ok, phrase, int(live["spec"].get("replicas", 1))
 
 
-def _hpa(kube: Kube, rel: Release, workload: str) -> tuple[Any, dict[str, Any] | None]:
+def _hpa(kube: Kube, rel: Release, workload: str) -> tuple[Resource | None, dict[str, Any] | None]:
     """(the HPA API or None, the live HPA scaling `workload` or None); the bundle names an HPA after its workload."""
     res = kube.resource("autoscaling/v2", "HorizontalPodAutoscaler")
     live = kube.get(kube.path(res, rel.namespace, workload)) if res else None
@@ -63,7 +63,7 @@ def follow_weight(kube: Kube, rel: Release, weight: int, dry_run: bool) -> str:
     floor = floor_at(weight, stable_floor(kube, rel))
     changed = []
     hpa_res, hpa = _hpa(kube, rel, rel.canary_workload)
-    if hpa is not None and int(hpa["spec"].get("minReplicas", 1)) < floor:
+    if hpa_res is not None and hpa is not None and int(hpa["spec"].get("minReplicas", 1)) < floor:
         changed.append(f"HPA minReplicas {hpa['spec'].get('minReplicas', 1)} -> {floor}")
         if not dry_run:
             body: dict[str, Any] = {"minReplicas": floor}
