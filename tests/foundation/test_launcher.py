@@ -260,3 +260,39 @@ def test_first_render_of_a_batch_or_streaming_plan_installs_what_the_image_pins(
     assert f"installed: {group} core validate" in where.stdout or f"installed: core validate {group}" in where.stdout
     again = _run(env, "render", "--out", str(out), "--json")
     assert again.returncode == 0 and "installing" not in again.stderr, again.stderr
+
+
+def test_render_finds_the_group_that_locks_what_the_image_pins() -> None:
+    from deploy_model.bundle.launcher_groups import groups_pinning
+
+    requirements = REPO / "requirements"
+    assert groups_pinning({"pyarrow"}, requirements) == ["batch"]
+    assert groups_pinning({"Redis"}, requirements) == ["worker"]
+    assert groups_pinning({"pyarrow", "redis"}, requirements) == ["batch", "worker"]
+    assert groups_pinning({"onnxruntime"}, requirements) == [], "the core is never installed from inside a stage"
+    assert groups_pinning({"no-such-dist"}, requirements) == []
+
+
+def test_a_stage_installs_a_group_only_in_the_launchers_venv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploy_model.bundle import launcher_groups
+    from deploy_model.common.errors import StageError
+
+    for name in (launcher_groups.DATA_ENV, launcher_groups.PYTHON_ENV, launcher_groups.REQUIREMENTS_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert launcher_groups.install_missing({"pyarrow"}) is False, "outside the launcher nothing is installed"
+    # A stand-in install.py beside copies of the locks: it records its arguments and prints to stdout.
+    requirements = tmp_path / "requirements"
+    shutil.copytree(REPO / "requirements", requirements, ignore=shutil.ignore_patterns("*.py", "*.in"))
+    (requirements / "install.py").write_text(
+        "import pathlib, sys\npathlib.Path(sys.argv[0]).with_name('args').write_text(' '.join(sys.argv[1:]))\n"
+        "print('progress')\nsys.exit(int(pathlib.Path(sys.argv[0]).with_name('rc').read_text()))\n")
+    (requirements / "rc").write_text("0")
+    monkeypatch.setenv(launcher_groups.DATA_ENV, str(tmp_path / "data"))
+    monkeypatch.setenv(launcher_groups.PYTHON_ENV, sys.executable)
+    monkeypatch.setenv(launcher_groups.REQUIREMENTS_ENV, str(requirements))
+    assert launcher_groups.install_missing({"redis"}) is True
+    assert (requirements / "args").read_text() == f"--data {tmp_path / 'data'} worker"
+    assert launcher_groups.install_missing({"no-such-dist"}) is False
+    (requirements / "rc").write_text("1")
+    with pytest.raises(StageError, match="installing the batch group"):
+        launcher_groups.install_missing({"pyarrow"})

@@ -25,16 +25,22 @@ NOT_GROUPS = ("core", "uv")  # core is always installed; uv.txt is the installer
 
 def groups_pinning(names: set[str], requirements: Path) -> list[str]:
     """The launcher's groups (other than core) whose hashed locks pin these distributions."""
-    wanted = {canonicalize_name(n) for n in names}
+    # Every group's lock holds the core too: a core distribution is the launcher's to install.
+    wanted = {canonicalize_name(n) for n in names} - _pinned(requirements / "core.txt")
     groups: list[str] = []
     for lock in sorted(requirements.glob("*.txt")):
         if lock.stem in NOT_GROUPS or not wanted:
             continue
-        pinned = {canonicalize_name(n) for n in PINNED.findall(lock.read_text(encoding="utf-8"))}
+        pinned = _pinned(lock)
         if wanted & pinned:
             groups.append(lock.stem)
             wanted -= pinned
     return groups
+
+
+def _pinned(lock: Path) -> set[str]:
+    text = lock.read_text(encoding="utf-8") if lock.is_file() else ""
+    return {canonicalize_name(n) for n in PINNED.findall(text)}
 
 
 def install_missing(names: set[str]) -> bool:
