@@ -75,6 +75,54 @@ def flow(pattern: str) -> list[CommandLine]:
     return [c for c in command_lines(COMMAND_FILE) if c.verb not in NOT_FOR[pattern]]
 
 
+INLINE_CODE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
+LAUNCHER_CALL = re.compile(r'(?:deploy-model|"\$\{CLAUDE_PLUGIN_ROOT\}/bin/deploy-model") [a-z]')
+
+
+def documented_files() -> list[Path]:
+    """Every file whose lines an agent may run inside /deploy-model: the commands and every skill's sheets."""
+    return [*sorted((REPO / "commands").glob("*.md")), *sorted((REPO / "skills").rglob("*.md"))]
+
+
+def fenced_blocks(body: str) -> tuple[list[tuple[str, list[str]]], str]:
+    """([(info string, lines)] of every fenced block, the prose outside them)."""
+    blocks: list[tuple[str, list[str]]] = []
+    prose: list[str] = []
+    current: list[str] | None = None
+    for raw in body.splitlines():
+        if raw.startswith("```"):
+            if current is None:
+                current = []
+                blocks.append((raw[3:].strip(), current))
+            else:
+                current = None
+        elif current is None:
+            prose.append(raw)
+        else:
+            current.append(raw)
+    return blocks, "\n".join(prose)
+
+
+def launcher_calls(path: Path) -> list[CommandLine]:
+    """Every line an agent may run as written, of one file (see launcher_calls_in)."""
+    return launcher_calls_in(split_frontmatter(path)[1], str(path.relative_to(REPO)))
+
+
+def launcher_calls_in(body: str, source: str) -> list[CommandLine]:
+    """Each line of a ```bash block, and each line of another block or inline code span that calls
+    the launcher with a verb."""
+    blocks, prose = fenced_blocks(body)
+    calls: list[CommandLine] = []
+    for info, lines in blocks:
+        for raw in lines:
+            line = raw.strip()
+            if (info == "bash" and line and not line.startswith("#")) or LAUNCHER_CALL.match(line):
+                calls.append(CommandLine(source, line))
+    calls += [CommandLine(source, span.strip()) for span in INLINE_CODE.findall(prose)
+              if LAUNCHER_CALL.match(span.strip())]
+    return calls
+
+
 def skill_files() -> list[Path]:
     return [SKILL_DIR / "SKILL.md", *sorted(p for p in SKILL_DIR.glob("*.md") if p.name != "SKILL.md")]
 

@@ -17,6 +17,9 @@ from surface import (
     bash_rules,
     claude_env,
     command_lines,
+    documented_files,
+    launcher_calls,
+    launcher_calls_in,
     skill_files,
     split_frontmatter,
 )
@@ -56,10 +59,38 @@ def test_allowed_tools_approve_exactly_the_documented_lines() -> None:
         # No $ARGUMENTS in a shell line (quoting breaks on spaces, ~, $ and answers typed after the
         # path): the request travels in a file the agent writes.
         assert not re.search(r"\$(?!\{CLAUDE_PLUGIN_ROOT\})", line), f"{line!r} uses a shell variable"
+    everywhere = [c.line for path in documented_files() for c in launcher_calls(path)]
     for rule in rules:  # and nothing more: every rule is used by a documented line or named in the body
         verb = rule.split()[1]
-        assert any(approved(line, [rule]) for line in lines) or f"`{verb} --help`" in body, \
+        assert any(approved(line, [rule]) for line in everywhere) or f"`{verb} --help`" in body, \
             f"allowed-tools rule Bash({rule}) is not used"
+
+
+def test_every_documented_launcher_line_runs_inside_the_command_without_a_prompt() -> None:
+    # The skill is loaded inside /deploy-model: its lines run under the command's allowed-tools too.
+    # Each ```bash line, and each line or inline span elsewhere that calls the launcher, must match.
+    rules = bash_rules(split_frontmatter(COMMAND_FILE)[0])
+    checked: dict[str, int] = {}
+    for path in documented_files():
+        for call in launcher_calls(path):
+            checked[call.source] = checked.get(call.source, 0) + 1
+            assert approved(call.line, rules), f"{call.source}: {call.line!r} would ask for permission inside /deploy-model"
+            assert not re.search(r"[|;&<>`]|\$\(", call.line), f"{call.source}: {call.line!r} is not one simple command"
+    assert checked.get(str(COMMAND_FILE.relative_to(REPO)), 0) >= 10, checked
+    skills = {source for source in checked if source.startswith("skills/")}
+    assert len(skills) >= 5 and sum(checked[s] for s in skills) >= 10, f"too few skill lines were checked: {checked}"
+
+
+def test_the_launcher_line_finder_sees_each_form() -> None:
+    body = ("Run `deploy-model plan --out d` or `deploy-model` itself.\n\n"
+            "```bash\n# a comment\ndeploy-model render --out d\n```\n\n```text\nnot a command\n"
+            '"${CLAUDE_PLUGIN_ROOT}/bin/deploy-model" apply --out d\n```\n')
+    found = [c.line for c in launcher_calls_in(body, "probe.md")]
+    assert found == ["deploy-model render --out d", '"${CLAUDE_PLUGIN_ROOT}/bin/deploy-model" apply --out d',
+                     "deploy-model plan --out d"]
+    rules = ['"${CLAUDE_PLUGIN_ROOT}/bin/deploy-model" render *', "deploy-model plan *"]
+    assert approved("deploy-model plan --out d", rules) and not approved("deploy-model planner", rules)
+    assert not approved("deploy-model render --out d", rules), "a bare name is not the launcher's full path"
 
 
 def test_skill_structure() -> None:
