@@ -93,6 +93,16 @@ def test_the_launcher_line_finder_sees_each_form() -> None:
     assert not approved("deploy-model render --out d", rules), "a bare name is not the launcher's full path"
 
 
+def test_the_command_asks_for_a_real_sample_when_synthetic_inputs_do_not_fit() -> None:
+    # A voice-activity model worked only once given --sample: the command must say when and how.
+    _, body = split_frontmatter(COMMAND_FILE)
+    step = " ".join(body[body.index("Real inputs:"):body.index("## 2.")].split())
+    for needed in ("`latency.error`", "`smoke` fails on synthetic inputs", "token", "image", "audio",
+                   "int64", "`[batch, 3, H, W]`", "`[batch, samples]`", "`.npz` keyed by input name", "`.npy`",
+                   "V2 inference request `.json`", "AskUserQuestion", "`--sample 'PATH'`", "inspect"):
+        assert needed in step, f"the sample step does not mention {needed}"
+
+
 def test_skill_structure() -> None:
     front, body = split_frontmatter(SKILL_DIR / "SKILL.md")
     assert front["name"] == SKILL_DIR.name
