@@ -25,6 +25,17 @@ def gpu_node(name: str, gpus: int) -> dict:
     return {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": {"nvidia.com/gpu.product": "H100"}}}
 
 
+def add_gateway(fake: FakeKube, routes_from: str = "All", cls: str = "eg", with_class: bool = True) -> None:
+    """The GatewayClass and the Gateway gateway-system/ml-gateway a planned HTTPRoute names."""
+    if with_class:
+        fake.add({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass", "metadata": {"name": cls},
+                  "spec": {"controllerName": "gateway.envoyproxy.io/gatewayclass-controller"}})
+    fake.add({"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+              "metadata": {"name": "ml-gateway", "namespace": "gateway-system"},
+              "spec": {"gatewayClassName": cls, "listeners": [
+                  {"name": "http", "protocol": "HTTP", "port": 80, "allowedRoutes": {"namespaces": {"from": routes_from}}}]}})
+
+
 def describe(fake: FakeKube, tmp_path: Path, namespace: str = "ml-serving") -> dict:
     result = run_cluster(tmp_path / "d", fake.kubeconfig(tmp_path / "kubeconfig"), None, namespace)
     on_disk = json.loads((tmp_path / "d" / "cluster.json").read_text())
@@ -119,6 +130,7 @@ def test_plan_refuses_what_the_cluster_lacks(planned_dir: Path, tmp_path: Path) 
         full.add(gpu_node("gpu-a", 2), {"allocatable": {"nvidia.com/gpu": "2"}})
         full.add({"apiVersion": "networking.k8s.io/v1", "kind": "IngressClass", "metadata": {"name": "nginx"},
                   "spec": {"controller": "k8s.io/ingress-nginx"}})
+        add_gateway(full)  # the parent the HTTPRoute names (gateway_fit.py)
         full_c = describe(full, tmp_path / "full")
     finally:
         bare.stop()

@@ -79,9 +79,12 @@ def describe(kube: Kube, namespace: str) -> dict[str, Any]:
     result["gateway_classes"] = _listed(kube, f"gateway.networking.k8s.io/{gw['versions'][0]}", "GatewayClass", unknown,
                                         lambda o: {"name": o["metadata"]["name"], "controller": o["spec"].get("controllerName")}) \
         if gw["served"] else []
+    # plan checks the Gateway the HTTPRoute names: present, of a served class, admitting the route.
     result["gateways"] = _listed(kube, f"gateway.networking.k8s.io/{gw['versions'][0]}", "Gateway", unknown,
                                  lambda o: {"name": o["metadata"]["name"], "namespace": o["metadata"].get("namespace"),
-                                            "class": o["spec"].get("gatewayClassName")}) if gw["served"] else []
+                                            "class": o["spec"].get("gatewayClassName"),
+                                            "listeners": [_listener(x) for x in o["spec"].get("listeners") or []]}) \
+        if gw["served"] else []
     result["ingress_classes"] = _listed(kube, "networking.k8s.io/v1", "IngressClass", unknown, lambda o: {
         "name": o["metadata"]["name"], "controller": o["spec"].get("controller"),
         "default": (o["metadata"].get("annotations") or {}).get("ingressclass.kubernetes.io/is-default-class") == "true"})
@@ -117,6 +120,13 @@ def _listed(kube: Kube, api_version: str, kind: str, unknown: list[str], pick: A
             return []
         raise
     return [pick(o) for o in items]
+
+
+def _listener(listener: dict[str, Any]) -> dict[str, Any]:
+    """A Gateway listener: protocol, port, and which namespaces' routes it admits (Same when unset)."""
+    routes_from = ((listener.get("allowedRoutes") or {}).get("namespaces") or {}).get("from") or "Same"
+    return {"name": listener.get("name"), "protocol": listener.get("protocol"), "port": listener.get("port"),
+            "routes_from": routes_from}
 
 
 def _quantity(value: Any) -> int:
@@ -161,6 +171,7 @@ def run_cluster(out: Path, kubeconfig: Path | None, context: str | None, namespa
             "context": data["context"], "server_version": data["server_version"],
             "served": [a for a, v in data["api_groups"].items() if v["served"]],
             "gateway_classes": [g["name"] for g in data["gateway_classes"]],
+            "gateways": [f"{g['namespace']}/{g['name']}" for g in data["gateways"]],
             "ingress_classes": [c["name"] for c in data["ingress_classes"]],
             "gpus": data["nodes"]["gpu_total"] if data["nodes"] else "unknown (nodes not readable)",
             "pod_security": data["pod_security"].get("enforce") or data["pod_security"].get("note"),

@@ -4,16 +4,19 @@ Before planning, answers the user left to their default are fitted to the cluste
 through ingress-nginx or Argo Rollouts where Gateway API is not served, KServe where only it is,
 the cluster's Kubernetes version), each pick recorded as a decision. After planning, each
 mechanism the plan needs and the cluster lacks is one refusal line naming what is missing and
-what the cluster offers instead.
+what the cluster offers instead (gateway_fit.py: the Gateway an HTTPRoute names must exist); what
+cluster.json cannot tell (an old file, unreadable kinds) is a warning, recorded as a decision.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
 from deploy_model.common.errors import StageError
+from deploy_model.plan.gateway_fit import check_gateway
 
 CLUSTER_FILE = "cluster.json"
 
@@ -84,6 +87,7 @@ def check_plan_against_cluster(spec: Any, cluster: dict[str, Any]) -> list[str]:
     if getattr(spec.scaling, "scale_to_zero", False) and not (_served(cluster, "keda") or target == "serverless"):
         problems.append(f"scale to zero needs KEDA (keda.sh ScaledObject) or a serverless target; context {context} "
                         f"serves neither; {offers}")
+    problems += check_gateway(spec, cluster)[0]
     nodes = cluster.get("nodes")
     device = _value(spec.serving.device)
     gpus = int(getattr(spec.resources, "gpu", 0) or 0)
@@ -162,6 +166,11 @@ def enforce_cluster(out_dir: Path, spec: Any, picks: list[str] | None = None) ->
 
     for pick in picks or []:
         spec.decisions.append(Decision(decision="cluster", value=cluster.get("context"), rule=pick))
+    if cluster.get("available"):
+        for warning in check_gateway(spec, cluster)[1]:
+            # Not a refusal: what cluster.json cannot tell (or a route that is only the way in).
+            print(f"plan: warning: {warning}", file=sys.stderr, flush=True)
+            spec.decisions.append(Decision(decision="cluster", value=cluster.get("context"), rule=f"warning: {warning}"))
     problems = check_plan_against_cluster(spec, cluster)
     if problems:
         raise StageError(f"the plan needs what context {cluster.get('context')} (cluster.json) does not have", problems)
