@@ -19,8 +19,9 @@ from measure_helpers import (
 from signature_models import build
 
 from deploy_model.common.errors import StageError
+from deploy_model.measure.load_verdict import better, borderline, verdict
 from deploy_model.measure.loadchart import draw_chart
-from deploy_model.measure.loadtest import better, borderline, parse_levels, verdict
+from deploy_model.measure.loadtest import parse_levels
 
 needs_server = pytest.mark.skipif(server_available() is not None, reason=str(server_available()))
 SLO = {"latency_p95_ms": 50.0, "target_rps": 100.0, "max_error_ratio": 0.01}

@@ -1,4 +1,7 @@
-"""The load-test chart: latency percentiles and throughput per level, with the SLA and target."""
+"""The load-test chart: latency percentiles and throughput per level, with the SLA and target.
+
+A percentile from too few samples is not drawn: its level is marked "N samples: too few for a p95".
+"""
 
 from __future__ import annotations
 
@@ -28,6 +31,10 @@ def draw_chart(levels: list[dict[str, Any]], verdict: dict[str, Any], path: Path
     for key, style in (("p50_ms", "o-"), ("p95_ms", "s-"), ("p99_ms", "^-")):
         ys = [lv[key] if lv[key] is not None else float("nan") for lv in levels]
         ax_lat.plot(xs, ys, style, label=key.removesuffix("_ms"))
+    for x, lv in zip(xs, levels, strict=False):
+        if lv.get("p95_note"):  # no p95 point here: say why where it would have been
+            ax_lat.annotate(lv["p95_note"], (x, 0.5), xycoords=("data", "axes fraction"), ha="center", va="center",
+                            fontsize=7, rotation=90, color="dimgray")
     ax_lat.axhline(verdict["sla_p95_ms"], color="crimson", linestyle="--", label=f"SLA p95 {verdict['sla_p95_ms']:g} ms")
     ax_lat.set_title("latency")
     ax_lat.set_ylabel("ms")
@@ -45,7 +52,7 @@ def draw_chart(levels: list[dict[str, Any]], verdict: dict[str, Any], path: Path
         ax.set_xlabel(xlabel)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
-    outcome = "GO" if verdict["go"] else "NO-GO"
+    outcome = ("GO" if verdict["go"] else "NO-GO") if verdict.get("judged", True) else "not enough requests to judge"
     fig.suptitle(f"{title} - {outcome}", fontsize=11)
     fig.tight_layout()
     buffer = io.BytesIO()

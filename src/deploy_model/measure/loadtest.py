@@ -7,7 +7,12 @@ Open loop: requests are due on a fixed schedule; latency counts from the due tim
 that falls behind shows it (no coordinated omission). Every run is bounded by a duration and a
 request cap per level and a per-request timeout; nothing is sent anywhere but the URL given.
 
-The verdict judges ONE replica (what this machine measures) against its share of the traffic
+A level also runs until it has --min-requests answers (100 by default), for at most
+SLOW_LEVEL_CAP_S seconds: a model that answers in a second would otherwise be judged on one
+request. A percentile from fewer samples than it needs (p95: 20) is recorded as null with a note
+(`p95_note`), and a verdict with no level to judge on says "not enough requests to judge".
+
+The verdict (load_verdict) judges ONE replica (what this machine measures) against its share of the traffic
 target: target req/s divided by the replicas the plan runs. A whole-target comparison made the
 verdict of a model whose one replica holds about the target flip with the machine's load; the
 share leaves the planned headroom between the two, and the verdict also says how many replicas
@@ -17,7 +22,6 @@ the measured figure implies.
 from __future__ import annotations
 
 import json
-import math
 import sys
 import threading
 import time
@@ -31,6 +35,9 @@ import numpy as np
 
 from deploy_model.common.errors import StageError
 from deploy_model.common.files import read_json, write_json
+from deploy_model.measure.load_verdict import NOT_JUDGED, better, borderline, verdict
+from deploy_model.measure.loading import LOADING_ADVICE, still_loading
+from deploy_model.measure.percentiles import percentile_fields, shown
 from deploy_model.model.inspection import PROFILE_FILE
 from deploy_model.model.samples import describe_rejection, model_feed, v2_infer_body
 
@@ -41,7 +48,12 @@ DEFAULT_SECONDS = 2.0
 MAX_LEVEL = 512
 MAX_SECONDS = 600.0
 MAX_REQUESTS_PER_LEVEL = 200_000
+# Each level runs until it has this many requests (its --seconds first), for at most SLOW_LEVEL_CAP_S.
+DEFAULT_MIN_REQUESTS = 100
+SLOW_LEVEL_CAP_S = 30.0
 WARMUP_REQUESTS = 20
+# A slow model's warm-up stops here (after one request at least): 20 one-second answers warm nothing more.
+WARMUP_SECONDS = 5.0
 
 
 @dataclass
@@ -65,7 +77,7 @@ class Level:
         lat = np.asarray(self.latencies_ms, dtype=np.float64)
         total = sum(self.statuses.values())
         ok = self.statuses.get("200", 0)
-        pct = (lambda q: round(float(np.percentile(lat, q)), 3)) if lat.size else (lambda q: None)
+        pct = percentile_fields(int(lat.size), lambda q: round(float(np.percentile(lat, q)), 3))
         return {
             "mode": self.mode,
             "concurrency": self.concurrency,
@@ -77,9 +89,7 @@ class Level:
             "error_ratio": round((total - ok) / total, 5) if total else None,
             "by_status": dict(sorted(self.statuses.items())),
             "rps": round(ok / self.seconds, 1) if self.seconds > 0 else 0.0,
-            "p50_ms": pct(50),
-            "p95_ms": pct(95),
-            "p99_ms": pct(99),
+            **pct,
             "max_ms": round(float(lat.max()), 3) if lat.size else None,
             "mean_ms": round(float(lat.mean()), 3) if lat.size else None,
         }
@@ -103,8 +113,8 @@ class Progress:
         sys.stderr.flush()
 
     def done(self, label: str, summary: dict[str, Any]) -> None:
-        line = (f"loadtest {label:<16} {summary['rps']:>9.1f} req/s  p50 {summary['p50_ms']} ms  "
-                f"p95 {summary['p95_ms']} ms  p99 {summary['p99_ms']} ms  errors {summary['errors']}")
+        line = (f"loadtest {label:<16} {summary['rps']:>9.1f} req/s  p50 {shown(summary, 50)}  "
+                f"p95 {shown(summary, 95)}  p99 {shown(summary, 99)}  errors {summary['errors']}")
         if self.enabled:
             sys.stderr.write("\r" + line + " " * 8 + "\n")
         elif self.plain:
@@ -173,9 +183,11 @@ class Clock:
     """Starts a level once every worker holds its connection (set-up is not load), and times it
     to the last answer."""
 
-    def __init__(self, workers: int, duration_s: float) -> None:
+    def __init__(self, workers: int, duration_s: float, cap_s: float | None = None) -> None:
         self.start = 0.0
         self.deadline = 0.0
+        self.cap = 0.0  # past the deadline, a level short of its minimum count runs on until here
+        self._cap_s = max(cap_s or duration_s, duration_s)
         self.last = 0.0
         self._lock = threading.Lock()
         self._barrier = threading.Barrier(workers, action=self._go)
@@ -184,6 +196,7 @@ class Clock:
     def _go(self) -> None:
         self.start = time.perf_counter() + 0.005
         self.deadline = self.start + self._duration
+        self.cap = self.start + self._cap_s
 
     def wait(self) -> bool:
         try:
@@ -204,20 +217,26 @@ class Clock:
         return max(self.last - self.start, 1e-9) if self.start else 0.0
 
 
-def closed_loop(target: Target, concurrency: int, duration_s: float, max_requests: int, progress: Progress) -> Level:
+def closed_loop(target: Target, concurrency: int, duration_s: float, max_requests: int, progress: Progress,
+                min_requests: int = 0, cap_s: float = SLOW_LEVEL_CAP_S) -> Level:
+    """`concurrency` workers for duration_s, then on until min_requests were sent or cap_s has passed."""
     level = Level("closed", concurrency, None, duration_s)
     budget = [max_requests]
-    clock = Clock(concurrency, duration_s)
+    sent = [0]
+    clock = Clock(concurrency, duration_s, cap_s)
 
     def work(_: int, lock: threading.Lock, stop: threading.Event) -> None:
         with target.client() as client:
             if not clock.wait():
                 return
-            while not stop.is_set() and time.perf_counter() < clock.deadline:
+            while not stop.is_set():
+                now = time.perf_counter()
                 with lock:
-                    if budget[0] <= 0:
+                    short = sent[0] < min_requests and now < clock.cap
+                    if budget[0] <= 0 or (now >= clock.deadline and not short):
                         return
                     budget[0] -= 1
+                    sent[0] += 1
                 t0 = time.perf_counter()
                 status = target.send(client)
                 ms = (time.perf_counter() - t0) * 1000
@@ -225,14 +244,21 @@ def closed_loop(target: Target, concurrency: int, duration_s: float, max_request
                     level.record(status, ms)
                 clock.done()
 
-    _run_workers(level, concurrency, work, duration_s, progress, f"c={concurrency}")
+    _run_workers(level, concurrency, work, max(duration_s, cap_s if min_requests else duration_s), progress,
+                 f"c={concurrency}")
     level.seconds = clock.elapsed()
     return level
 
 
-def open_loop(target: Target, rate: float, duration_s: float, max_inflight: int, progress: Progress) -> Level:
-    """Requests due every 1/rate s for duration_s; worker w owns due slots w, w+W, w+2W..."""
-    count = max(1, min(int(rate * duration_s), MAX_REQUESTS_PER_LEVEL))
+def open_loop(target: Target, rate: float, duration_s: float, max_inflight: int, progress: Progress,
+              min_requests: int = 0, cap_s: float = SLOW_LEVEL_CAP_S) -> Level:
+    """Requests due every 1/rate s for duration_s; worker w owns due slots w, w+W, w+2W...
+
+    A schedule shorter than min_requests is stretched to min_requests / rate s, at most cap_s.
+    """
+    if rate * duration_s < min_requests:
+        duration_s = max(duration_s, min(min_requests / rate, cap_s))
+    count = max(1, min(int(rate * duration_s + 1e-9), MAX_REQUESTS_PER_LEVEL))
     workers = max(1, min(max_inflight, count))
     level = Level("open", workers, rate, duration_s)
     interval = 1.0 / rate
@@ -275,76 +301,6 @@ def _stop_if_gone(target: Target, by_status: dict[str, int], label: str) -> None
     raise StageError(f"the server stopped answering during {label}: {dict(transport)} and no answer on {live}")
 
 
-def verdict(levels: list[dict[str, Any]], slo: dict[str, Any], replicas: int = 1) -> dict[str, Any]:
-    """Go when one replica meets the latency SLA and error budget at or above its share of the target.
-
-    The share is target_rps / replicas (the replicas the plan runs); `replicas_needed` is what the
-    measured capacity implies for the whole target (ceil(target / capacity)).
-    """
-    sla = float(slo["latency_p95_ms"])
-    target_rps = float(slo["target_rps"])
-    max_err = float(slo.get("max_error_ratio", 0.01))
-    replicas = max(1, int(replicas))
-    share = target_rps / replicas
-    base = {"sla_p95_ms": sla, "target_rps": target_rps, "replicas_planned": replicas, "share_rps": round(share, 2)}
-    # A level counts only when something was answered: a level with no answer has no latency at all.
-    answered = [lv for lv in levels if lv["p95_ms"] is not None and lv.get("ok", lv.get("requests", 0)) > 0 and lv["rps"] > 0]
-    within = [lv for lv in answered if lv["p95_ms"] <= sla and (lv["error_ratio"] or 0) <= max_err]
-    best = max(within, key=lambda lv: lv["rps"], default=None)
-    if best is None:
-        worst = min(answered, key=lambda lv: lv["p95_ms"], default=None)
-        why = (f"no level met p95 <= {sla:g} ms with errors <= {max_err:.1%}"
-               + (f"; the best p95 was {worst['p95_ms']} ms at {_label(worst)}" if worst
-                  else f"; no request was answered within a level ({max(lv.get('seconds', 0) for lv in levels):g} s)" if levels
-                  else "; no request succeeded"))
-        return {"go": False, "reason": why, **base, "capacity_rps_within_sla": 0.0, "replicas_needed": None}
-    capacity = float(best["rps"])
-    needed = math.ceil(target_rps / capacity) if capacity > 0 else None
-    meets = capacity >= share
-    of = f"the target {_n(target_rps)} req/s" + (f" over {replicas} planned replicas" if replicas > 1 else "")
-    reason = (f"one replica held {_n(capacity)} req/s at {_label(best)} with p95 {best['p95_ms']} ms <= {sla:g} ms and "
-              f"{best['errors']} error(s)")
-    reason += (f"; {'at or above' if meets else 'below'} its share {_n(share)} req/s of {of}")
-    if needed is not None:
-        reason += f"; the measured figure implies {needed} replica{'s' if needed != 1 else ''} for the target at full load"
-    return {"go": meets, "reason": reason, **base, "capacity_rps_within_sla": capacity, "best_level": _label(best),
-            "replicas_needed": needed}
-
-
-# A verdict this close to its threshold (the SLA p95, or the replica's share of the target) is
-# re-measured once: within the timing noise of a shared machine.
-BORDERLINE = 0.25
-
-
-def borderline(levels: list[dict[str, Any]], decision: dict[str, Any], slo: dict[str, Any]) -> bool:
-    sla = float(slo["latency_p95_ms"])
-    share = float(decision.get("share_rps") or slo["target_rps"])
-    if decision["go"]:
-        return decision["capacity_rps_within_sla"] < share * (1 + BORDERLINE)
-    p95s = [lv["p95_ms"] for lv in levels if lv["p95_ms"] is not None]
-    near_sla = bool(p95s) and min(p95s) <= sla * (1 + BORDERLINE)
-    near_share = decision["capacity_rps_within_sla"] >= share * (1 - BORDERLINE)
-    return near_sla or near_share
-
-
-def better(a: dict[str, Any], b: dict[str, Any], sla: float, max_error_ratio: float = 0.01) -> dict[str, Any]:
-    """Of two runs of one level: the one within the SLA, else the lower p95; the faster when both are within."""
-    def key(lv: dict[str, Any]) -> tuple[int, float]:
-        within = lv["p95_ms"] is not None and lv["p95_ms"] <= sla and (lv["error_ratio"] or 0) <= max_error_ratio
-        return (1, lv["rps"]) if within else (0, -(lv["p95_ms"] if lv["p95_ms"] is not None else float("inf")))
-    return a if key(a) >= key(b) else b
-
-
-def _n(value: float) -> str:
-    return f"{value:,.0f}" if float(value).is_integer() or value >= 100 else f"{value:,.1f}"
-
-
-def _label(level: dict[str, Any]) -> str:
-    if level["mode"] == "open":
-        return f"target rate {level['target_rps']:g} req/s"
-    return f"concurrency {level['concurrency']}"
-
-
 def parse_levels(text: str) -> list[int]:
     try:
         levels = [int(x) for x in text.replace(" ", "").split(",") if x]
@@ -360,11 +316,14 @@ def run_loadtest(
     directory: Path, url: str | None, *, levels: list[int] | None = None, seconds: float = DEFAULT_SECONDS,
     rate: float | None = None, batch: int = 1, max_requests: int = MAX_REQUESTS_PER_LEVEL, timeout_s: float = 10.0,
     model_name: str | None = None, progress: bool = True, chart: bool = True, dry_run: bool = False,
-    engine: str = "auto",
+    engine: str = "auto", min_requests: int = DEFAULT_MIN_REQUESTS,
 ) -> dict[str, Any]:
     from deploy_model.measure.serve import read_server, resolve_url
     from deploy_model.plan.specfile import load_spec
 
+    if not 1 <= min_requests <= MAX_REQUESTS_PER_LEVEL:
+        raise StageError(f"--min-requests {min_requests}: expected 1 to {MAX_REQUESTS_PER_LEVEL}")
+    cap_s = max(seconds, SLOW_LEVEL_CAP_S)
     if not 0 < seconds <= MAX_SECONDS:
         raise StageError(f"--seconds {seconds:g}: expected more than 0 and at most {MAX_SECONDS:g}")
     if rate is not None and not 0 < rate <= 100_000:
@@ -392,13 +351,18 @@ def run_loadtest(
     bar = Progress(progress)
 
     # Warm the connection path and the server (first requests pay for imports and allocations).
+    first: list[str] = []
+    warm_until = time.perf_counter() + WARMUP_SECONDS
     with target.client() as client:
-        first = [target.send(client) for _ in range(WARMUP_REQUESTS)]
+        while len(first) < WARMUP_REQUESTS and (not first or time.perf_counter() < warm_until):
+            first.append(target.send(client))
     if "200" not in first:
         reason = target.refusal()
         line = (f"the server at {target.endpoint} did not answer the warm-up requests with 200: {dict(Counter(first))}; "
                 f"it answers {reason}")
-        if target.source == "synthetic" and first and first[0].isdigit():
+        if first and still_loading(first[-1]):
+            line += f" -- {LOADING_ADVICE}"
+        elif target.source == "synthetic" and first and first[0].isdigit():
             line += f" -- {describe_rejection(target.arrays, reason)}"
         raise StageError(line)
 
@@ -406,7 +370,7 @@ def run_loadtest(
     started = time.perf_counter()
     if rate is not None:
         max_inflight = max(levels or [64])
-        level = open_loop(target, rate, seconds, max_inflight, bar)
+        level = open_loop(target, rate, seconds, max_inflight, bar, min_requests=min_requests, cap_s=cap_s)
         results.append(level.summary())
         bar.done(f"rate={rate:g}/s", results[-1])
         _stop_if_gone(target, results[-1]["by_status"], f"rate {rate:g}/s")
@@ -419,10 +383,12 @@ def run_loadtest(
 
                     label = f"c={concurrency} wrk"
                     measured.append(wrk_level(target.endpoint, target.body, concurrency, seconds, timeout_s,
-                                              tick=lambda f, label=label: bar.update(label, f, -1, -1)))
+                                              tick=lambda f, label=label: bar.update(label, f, -1, -1),
+                                              min_requests=min_requests, cap_s=cap_s))
                     bar.done(f"c={concurrency} wrk", measured[-1])
                 else:
-                    level = closed_loop(target, concurrency, seconds, max_requests, bar)
+                    level = closed_loop(target, concurrency, seconds, max_requests, bar, min_requests=min_requests,
+                                        cap_s=cap_s)
                     measured.append(level.summary())
                     bar.done(f"c={concurrency}", measured[-1])
                 _stop_if_gone(target, measured[-1]["by_status"], f"concurrency {concurrency}")
@@ -449,6 +415,8 @@ def run_loadtest(
         "batch": batch,
         "inputs": target.source,
         "seconds_per_level": seconds,
+        "min_requests_per_level": min_requests,
+        "level_cap_seconds": cap_s,
         "request_bytes": len(target.body),
         "levels": results,
         "first_sweep": first_sweep,
@@ -471,7 +439,9 @@ def run_loadtest(
         wrote.insert(0, str(write_json(directory / LOADTEST_FILE, result)))
     return {
         "stage": "loadtest", "ok": True, "wrote": wrote, "dry_run": dry_run or None,
-        "summary": {"verdict": "go" if decision["go"] else "no-go", "reason": decision["reason"],
-                    "levels": [{k: lv[k] for k in ("concurrency", "rps", "p95_ms", "errors")} for lv in results]},
+        "summary": {"verdict": ("go" if decision["go"] else "no-go") if decision["judged"] else NOT_JUDGED,
+                    "reason": decision["reason"],
+                    "levels": [{k: lv[k] for k in ("concurrency", "rps", "samples", "p95_ms", "p95_note", "errors") if k in lv}
+                               for lv in results]},
         "result": result,
     }

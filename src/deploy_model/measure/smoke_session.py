@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 
 from deploy_model.common.errors import StageError
+from deploy_model.measure.loading import LOADING_ADVICE, still_loading
 from deploy_model.measure.refusal import server_reason
 from deploy_model.model.samples import describe_rejection, model_feed
 
@@ -100,6 +101,8 @@ class SmokeSession:
         response = self.client.post(self.url + path, json=body)
         if response.status_code != 200:
             reason = server_reason(response)
+            if still_loading(response.status_code):  # not a refusal of the inputs: --sample would not help
+                raise Failed(f"POST {path} answered HTTP {response.status_code}: {reason}; {LOADING_ADVICE}")
             if source == "synthetic":  # one line: the inputs tried, the server's reason, how to pass a sample
                 raise Failed(f"POST {path} answered HTTP {response.status_code}: {describe_rejection(arrays, reason)}")
             raise Failed(f"POST {path} with the sample answered HTTP {response.status_code}: {reason}")

@@ -27,3 +27,11 @@ def measured_batches(profile: dict[str, Any]) -> list[tuple[int, float]]:
         if isinstance(row.get("batch_size"), int) and row["batch_size"] > 1 and ms is not None:
             rows.append((int(row["batch_size"]), float(ms)))
     return sorted(rows)
+
+
+def batch_p95(profile: dict[str, Any], batch_size: int) -> float | None:
+    """The p95 inspect measured at this batch size (else its p50), or None."""
+    for row in (profile.get("latency") or {}).get("batches", []):
+        if row.get("batch_size") == batch_size and row.get("p95_ms", row.get("p50_ms")) is not None:
+            return float(row.get("p95_ms", row.get("p50_ms")))
+    return None

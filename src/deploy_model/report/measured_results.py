@@ -33,10 +33,15 @@ def validation_rows(validation: dict[str, Any] | None) -> tuple[list[dict[str, s
 
 
 def measured(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None, skip_reason: str | None,
-             validation: dict[str, Any] | None, failure: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The go / no-go and why, from a stage that stopped `deploy`, validation, smoke and load test."""
+             validation: dict[str, Any] | None, failure: dict[str, Any] | None = None,
+             infeasible: str | None = None) -> dict[str, Any]:
+    """The go / no-go and why, from the plan's SLA check (`infeasible`: its line), a stage that stopped
+    `deploy`, validation, smoke and load test."""
     reasons = []
     go: bool | None = True
+    if infeasible:  # first: no measurement below can make a request faster than its own inference
+        go = False
+        reasons.append(f"plan: {md(one_line(infeasible, 600))}")
     if failure:
         go = False
         reasons.append(f"deploy stopped at `{failure['stage']}`: {md(one_line(failure['error']))}")
@@ -63,7 +68,10 @@ def measured(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None, skip
         reasons.append(f"load test did not run ({'deploy stopped before it' if failure else '`deploy-model loadtest`'})")
     else:
         v = loadtest["verdict"]
-        reasons.append(("load test meets the SLA: " if v["go"] else "load test misses the SLA: ") + v["reason"])
+        if v.get("judged", True):
+            reasons.append(("load test meets the SLA: " if v["go"] else "load test misses the SLA: ") + v["reason"])
+        else:  # its reason starts "not enough requests to judge"
+            reasons.append("load test: " + v["reason"])
         if not v["go"]:
             go = False
     label = {True: "GO", False: "NO-GO", None: "INCOMPLETE"}[go]

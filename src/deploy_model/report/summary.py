@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from deploy_model.common.errors import StageError
+from deploy_model.plan.decide_feasibility import infeasible_reason
 
 REPORT_FILE = "DEPLOYMENT.md"
 OUTCOME = re.compile(r"^\*\*Outcome: ([^*]+?)\.?\*\*\s*(.*)$", re.M)
@@ -61,12 +62,14 @@ def _loadtest(doc: dict[str, Any]) -> dict[str, Any]:
     best = max(levels, key=lambda lv: lv.get("rps") or 0, default={})
     return {
         "go": verdict.get("go"),
+        "judged": verdict.get("judged", True),
         "reason": verdict.get("reason"),
         "sla_p95_ms": verdict.get("sla_p95_ms"),
         "target_rps": verdict.get("target_rps"),
         "capacity_rps_within_sla": verdict.get("capacity_rps_within_sla"),
         "replicas_needed": verdict.get("replicas_needed"),
-        "best_level": {k: best.get(k) for k in ("concurrency", "rps", "p50_ms", "p95_ms", "p99_ms", "errors") if k in best} or None,
+        "best_level": {k: best.get(k) for k in ("concurrency", "rps", "samples", "p50_ms", "p95_ms", "p95_note", "p99_ms", "errors")
+                       if k in best} or None,
         "engine": doc.get("engine"),
         "endpoint": doc.get("endpoint") or doc.get("protocol"),
         "chart": doc.get("chart"),
@@ -108,6 +111,9 @@ def build_summary(directory: Path) -> dict[str, Any]:
     }
     problems: list[str] = []
     missing: list[str] = []
+    infeasible = infeasible_reason([d for d in spec.get("decisions") or [] if isinstance(d, dict)])
+    if infeasible:  # the plan's own finding: no replica meets the SLA, whatever was measured
+        problems.append(f"plan: {infeasible}")
     files = {
         "validation": ("validation.json", _validation),
         "smoke": ("smoke.json", _smoke),
@@ -144,7 +150,8 @@ def build_summary(directory: Path) -> dict[str, Any]:
     if summary.get("smoke", {}).get("ok") is False:
         problems.append(f"smoke failed: {', '.join(map(str, summary['smoke']['failed']))}")
     if summary.get("loadtest", {}).get("go") is False:
-        problems.append(f"load test no-go: {summary['loadtest']['reason']}")
+        load = summary["loadtest"]
+        problems.append(f"load test no-go: {load['reason']}" if load["judged"] else f"load test: {load['reason']}")
     if summary.get("trial", {}).get("ok") is False:
         problems.append(f"local trial failed: {summary['trial'].get('error', 'see trial.json')}")
     if summary.get("quantization", {}).get("verdict") == "refused":
@@ -195,7 +202,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                      + (f"; failed: {', '.join(map(str, smoke['failed']))}" if smoke.get("failed") else "") + ")")
     if "loadtest" in summary:
         load = summary["loadtest"]
-        lines.append(f"load test: {'go' if load.get('go') else 'NO-GO'}: {load.get('reason')}")
+        word = ("go" if load.get("go") else "NO-GO") if load.get("judged", True) else "not judged"
+        lines.append(f"load test: {word}: {load.get('reason')}")
     if "quantization" in summary:
         lines.append(f"quantize: {summary['quantization'].get('verdict')}: {summary['quantization'].get('reason', '')}".rstrip(": "))
     if "trial" in summary:

@@ -8,6 +8,7 @@ layout lives in templates/report/; this module gathers the facts and builds the 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from deploy_model.measure.serve import SERVER_FILE, not_served_reason
 from deploy_model.measure.smoke import SMOKE_FILE
 from deploy_model.measure.smoke_metrics import EXPECTED_METRICS
 from deploy_model.model.inspection import PROFILE_FILE
+from deploy_model.plan.decide_feasibility import infeasible_reason
 from deploy_model.plan.plugins import SIBLINGS_FILE
 from deploy_model.plan.specfile import load_spec
 from deploy_model.report.bundle_contents import (
@@ -128,7 +130,7 @@ def gather(directory: Path, failure: dict[str, Any] | None = None) -> dict[str, 
         "chart": (directory / CHART_FILE).is_file(),
         "server": server,
         "skip_reason": skip,
-        "outcome": measured(smoke, loadtest, skip, validation, failure),
+        "outcome": measured(smoke, loadtest, skip, validation, failure, infeasible_reason(spec.decisions)),
         "failure": failure_facts(failure),
         "rollout": _steps(rollout_steps(spec, shown, service)),
         "rollback": _steps(rollback_steps(spec, service)),
@@ -157,15 +159,38 @@ def display_path(directory: Path) -> str:
         return str(resolved)
 
 
-def render_report(directory: Path, failure: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
-    facts = gather(directory, failure)
+def _render(facts: dict[str, Any], finalize: Any = None) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)), undefined=jinja2.StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False, finalize=finalize,
     )
     text = env.get_template("DEPLOYMENT.md.j2").render(**facts)
-    text = re.sub(r"\n{3,}", "\n\n", text)
-    return text, facts
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
+def render_report(directory: Path, failure: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    facts = gather(directory, failure)
+    return _render(facts), facts
+
+
+# Marks a value already masked in the skeleton (a macro's output holds masked values, not raw ones).
+_MASKED = "\x00v\x00"
+
+
+def _mask(value: Any) -> Any:
+    """One value in the skeleton: an unfilled one (None, NaN, or only the text None/null/nan) stays
+    visible as `None`; any other value is data and shows as a neutral mark, whatever words it holds."""
+    if isinstance(value, str) and "\x00" in value:
+        return value
+    if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() in ("None", "null", "nan"):
+        return "None"
+    return _MASKED
+
+
+def unfilled_markers(facts: dict[str, Any]) -> list[str]:
+    """Unfilled markers of the report: the template's own text and every value that is empty of meaning,
+    found on a skeleton where the other values are masked (a smoke detail quoting JSON `null` is data)."""
+    return find_placeholders(_render(facts, _mask).replace("\x00", ""))
 
 
 def find_placeholders(text: str) -> list[str]:
@@ -186,7 +211,7 @@ def find_placeholders(text: str) -> list[str]:
 def run_report(directory: Path, dry_run: bool = False, failure: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write DEPLOYMENT.md; `failure` (from `deploy`) says at which stage and why the run stopped."""
     text, facts = render_report(directory, failure)
-    problems = find_placeholders(text)
+    problems = unfilled_markers(facts)
     if problems:
         raise StageError("the report still has unfilled markers; this is a bug in deploy-model", problems[:20])
     wrote = []
