@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import time
 from collections.abc import Callable
 
@@ -22,12 +23,16 @@ from .model import (
     output_arrays,
     resize_rows,
     sample_feeds,
-    warm_up,
 )
 from .providers import CPU, ProviderReport, create_session, tune_intra_op_threads
 from .settings import Settings
 from .shadow import ShadowScorer
 from .warmup import SampleError, load_sample
+from .warmup_budget import cut_note, run_warm_up
+
+# Thread tuning runs the largest batch 12 times and opens a second session: it is skipped when
+# that would take more than this share of the warm-up budget (the rest is for the batch sizes).
+TUNING_SHARE = 0.5
 
 log = logging.getLogger("onnxserve")
 
@@ -53,6 +58,19 @@ def refusal_reason(exc: Exception) -> str:
     if isinstance(exc, SampleError) or str(exc).startswith("--"):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
+
+
+def _megabytes(path: object) -> float:
+    try:
+        return os.path.getsize(str(path)) / 1e6
+    except OSError:
+        return 0.0
+
+
+def _cold(error: str | None) -> str:
+    if error and error.startswith("warm-up cut short"):
+        return "CUT SHORT by the budget, cold at the skipped sizes"
+    return "FAILED, serving cold"
 
 
 class ModelLoader:
@@ -85,8 +103,16 @@ class ModelLoader:
     async def _open(self) -> _Opened:
         s = self.settings
         start = time.perf_counter()
+        # Logged before and after: a slow load is then told apart from a slow warm-up.
+        log.info("loading %s (%.1f MB) for device %s", s.model, _megabytes(s.model), s.device)
         session, provider = await asyncio.to_thread(create_session, s.model, s)
         load_seconds = time.perf_counter() - start
+        # onnxruntime optimizes the graph inside session creation: one figure covers both.
+        log.info(
+            "session loaded in %.3fs on %s (graph optimization included)",
+            load_seconds,
+            provider.actual,
+        )
         spec = ModelSpec.from_session(session, s.model_name, s.model_version, s.max_batch_size)
         sample = None
         if s.warmup and s.warmup_sample is not None:
@@ -110,22 +136,25 @@ class ModelLoader:
         start = time.perf_counter()
         try:
             if s.intra_op_threads == 0 and o.provider.actual == CPU and o.threads > 1:
-                top = o.spec.max_batch_size if o.spec.batching else 0
-                feeds = (
-                    resize_rows(o.spec, o.sample, top)
-                    if o.sample is not None
-                    else sample_feeds(o.spec, top, np.random.default_rng(0))
-                )
-                o.session, o.threads, o.thread_note = await asyncio.to_thread(
-                    tune_intra_op_threads, s.model, s, o.session, feeds, o.threads
-                )
-            _, misaligned = await asyncio.to_thread(warm_up, o.session, o.spec, 0, o.sample)
-            life.warmed = True
-            if misaligned:
+                await self._tune_threads(o)
+            run = await asyncio.to_thread(
+                run_warm_up,
+                o.session,
+                o.spec,
+                s.warmup_budget_s,
+                o.sample,
+                time.perf_counter() - start,
+            )
+            if run.cut:
+                # Ready anyway: the budget is what the probes wait for. /health says it is cold.
+                life.warmup_error = cut_note(run, s.warmup_budget_s)
+            else:
+                life.warmed = True
+            if run.misaligned:
                 # The declared shapes promised a batch dim the outputs do not have.
-                log.warning("%s; serving one request per run", misaligned)
+                log.warning("%s; serving one request per run", run.misaligned)
                 o.spec = dataclasses.replace(
-                    o.spec, batching=False, max_batch_size=0, unbatched_reason=misaligned
+                    o.spec, batching=False, max_batch_size=0, unbatched_reason=run.misaligned
                 )
         except Exception as exc:  # onnxruntime has its own exception types
             life.warmup_error = " ".join(str(exc).split())[:500]
@@ -140,6 +169,40 @@ class ModelLoader:
                 "name, .npy, or a V2 request .json) to warm it up.",
             )
         o.warm_seconds = time.perf_counter() - start
+
+    async def _tune_threads(self, o: _Opened) -> None:
+        """With --intra-op-threads 0 on CPU: time the smallest batch first and tune the threads
+        only when the tuning (12 runs of the largest batch and a second session) fits its share
+        of the warm-up budget; a slow model keeps all usable CPUs instead."""
+        s = self.settings
+        top = o.spec.max_batch_size if o.spec.batching else 0
+        first = 1 if o.spec.batching else 0
+        probe = (
+            resize_rows(o.spec, o.sample, first)
+            if o.sample is not None
+            else sample_feeds(o.spec, first, np.random.default_rng(0))
+        )
+        began = time.perf_counter()
+        await asyncio.to_thread(o.session.run, None, probe)
+        one = time.perf_counter() - began
+        # time_run: 6 runs on all threads, 6 on one (up to threads x slower), a second session.
+        cost = 6 * one * max(1, top) * (1 + o.threads) + o.load_seconds
+        if cost > TUNING_SHARE * s.warmup_budget_s:
+            o.thread_note = (
+                f"all usable CPUs; thread tuning skipped: about {cost:.1f}s, over "
+                f"{TUNING_SHARE:.0%} of the {s.warmup_budget_s:g}s warm-up budget"
+            )
+            log.info("%s", o.thread_note.split("; ", 1)[1])
+            return
+        feeds = (
+            resize_rows(o.spec, o.sample, top)
+            if o.sample is not None
+            else sample_feeds(o.spec, top, np.random.default_rng(0))
+        )
+        o.session, o.threads, o.thread_note = await asyncio.to_thread(
+            tune_intra_op_threads, s.model, s, o.session, feeds, o.threads
+        )
+        log.info("thread tuning: %d intra-op threads (%s)", o.threads, o.thread_note)
 
     def _publish(self, o: _Opened) -> None:
         """The session becomes the model's; the load goes into the metrics."""
@@ -221,6 +284,6 @@ class ModelLoader:
             o.warm_seconds,
             ("warmed with " + life.warmup_source)
             if life.warmed
-            else ("skipped" if not s.warmup else "FAILED, serving cold"),
+            else ("skipped" if not s.warmup else _cold(life.warmup_error)),
             s.shadow_model or "off",
         )

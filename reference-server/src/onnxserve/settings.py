@@ -53,6 +53,8 @@ class Settings:
     allow_non_finite: bool = False
     warmup: bool = True
     warmup_sample: Path | None = None
+    # Warm-up stops after this many seconds and the server becomes ready anyway (loading.py).
+    warmup_budget_s: float = 60.0
     drain_timeout_s: float = 30.0
     shutdown_delay_s: float = 0.0
     shadow_model: Path | None = None
@@ -84,6 +86,8 @@ class Settings:
             raise SettingsError(
                 f"max_response_bytes must be >= 0 (0: derived), got {self.max_response_bytes}"
             )
+        if self.warmup_budget_s <= 0:
+            raise SettingsError(f"warmup_budget_s must be > 0, got {self.warmup_budget_s}")
         if self.request_timeout_ms <= 0:
             raise SettingsError(f"request_timeout_ms must be > 0, got {self.request_timeout_ms}")
         if not 0.0 <= self.shadow_sample_rate <= 1.0:
@@ -168,6 +172,9 @@ HELP: dict[str, str] = {
     "inference at all)",
     "warmup_sample": "real inputs for warm-up: .npz keyed by input name, .npy (one input) or a "
     "V2 request .json (default: made-up inputs; if the model rejects them it starts cold)",
+    "warmup_budget_s": "most seconds the warm-up (thread tuning and batch sizes) may take; "
+    "then the server becomes ready with the warm-up cut short, cold at the skipped sizes, and "
+    "/health says so (warmed false, warmup_error)",
     "max_batch_size": "most rows the batcher combines into one run (1: no dynamic batching); "
     "a larger request runs alone",
     "drain_timeout_s": "the whole shutdown's budget: SIGTERM to exit within this many seconds "

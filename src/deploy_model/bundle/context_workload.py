@@ -9,6 +9,11 @@ from pathlib import Path
 
 from deploy_model.bundle import image_digest
 from deploy_model.common.errors import StageError
+from deploy_model.model.startup_budget import (
+    SERVER_DEFAULT_WARMUP_BUDGET_S,
+    read_profile,
+    startup_figures,
+)
 from deploy_model.plan import releases
 from deploy_model.plan.spec import DeploymentSpec, Device
 
@@ -22,6 +27,7 @@ REDIS_IMAGE = "redis:7.4.2-alpine"
 # (CUDA minor-version compatible, so the newest 12.x runtime image works).
 CUDA_FOR_ORT = {"cuda": "12.8", "cudnn": "9", "image": "nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04"}
 PRESTOP_SECONDS = 5
+WARMUP_BUDGET_ENV = "ONNXSERVE_WARMUP_BUDGET_S"
 
 
 @dataclass
@@ -96,6 +102,10 @@ def candidate_env(spec: DeploymentSpec, directory: Path, model_file: str, grpc: 
     warmup_sample = bundled_sample(directory) if server_supports(server_source, "warmup_sample") else None
     if warmup_sample:
         env["ONNXSERVE_WARMUP_SAMPLE"] = image_path(warmup_sample)
+    if server_supports(server_source, "warmup_budget_s"):
+        # From inspect's latency (model.startup_budget): the startupProbe waits for it (startup_for).
+        batch = spec.batching.max_batch_size if spec.batching.enabled else 1
+        env[WARMUP_BUDGET_ENV] = str(startup_figures(read_profile(directory), batch, spec.model.bytes).warmup_budget_s)
     return env
 
 
@@ -119,9 +129,13 @@ class ReleaseWorkloads:
         return self.mode == releases.CANDIDATE
 
     def startup_for(self, nbytes: int) -> int:
+        """Seconds the startupProbe (on readiness) allows: the load (60 s + 1 s per 10 MiB, 60 s
+        more on a GPU, 600 s for a TensorRT engine build) plus 1.25 x the server's warm-up budget
+        (the server becomes ready when it runs out; the quarter covers a batch that overruns it)."""
         mib = nbytes / (1 << 20)
-        seconds = 600 if self.spec.serving.device == Device.tensorrt else int(60 + mib / 10) + (60 if self.gpu else 0)
-        return int(math.ceil(seconds / 5) * 5)
+        load = 600 if self.spec.serving.device == Device.tensorrt else int(60 + mib / 10) + (60 if self.gpu else 0)
+        budget = float(self.env.get(WARMUP_BUDGET_ENV, SERVER_DEFAULT_WARMUP_BUDGET_S))
+        return int(math.ceil((load + 1.25 * budget) / 5) * 5)
 
     def stable(self, track: str, count: int, comment: str = "") -> Workload:
         return Workload(name=releases.workload_name(self.spec.name, track), track=track, replicas=count,

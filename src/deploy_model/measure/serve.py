@@ -3,6 +3,13 @@
 The server is a child process on a loopback port. `ServerProcess` is the context manager the
 deploy pipeline uses; it always stops the server (SIGTERM, then SIGKILL after a bound) by the
 PID it started. `server.json` records pid, url, port and log path so smoke and loadtest find it.
+
+The wait for readiness follows what `inspect` measured (model-profile.json): 15 s + 2 x load +
+the server's warm-up budget + one run of the largest warm-up batch, at least 60 s and at most
+900 s (`ready_wait`; the load is the profile's when recorded, else estimated from the model's
+size). The same warm-up budget (`model.startup_budget`) is passed as --warmup-budget-s, so the
+server becomes ready within the wait even when warming every batch size would take longer. A
+wait that runs out names the figures it used and ends with the server's last log lines.
 """
 
 from __future__ import annotations
@@ -23,6 +30,9 @@ import httpx
 
 from deploy_model.common.errors import StageError
 from deploy_model.common.files import read_json, write_json
+from deploy_model.measure.ready_wait import ReadyWait, derived_wait, given_wait
+from deploy_model.measure.trial_models import trial_models
+from deploy_model.model.startup_budget import StartupFigures, read_profile, startup_figures
 from deploy_model.plan.spec import DeploymentSpec, ServingPattern
 from deploy_model.plan.specfile import load_spec
 
@@ -30,7 +40,6 @@ SERVER_FILE = "server.json"
 SERVER_LOG = "server.log"
 PROFILE_FILE = "model-profile.json"
 LOOPBACK = "127.0.0.1"
-READY_TIMEOUT_S = 60.0
 # SIGKILL only after the server's own shutdown budget (--drain-timeout-s) plus this margin: the
 # same "drain + 5 s" the server documents for terminationGracePeriodSeconds (less preStop, which
 # a local process does not have).
@@ -99,7 +108,7 @@ def profile_sample(directory: Path) -> Path | None:
 
 def server_argv(
     spec: DeploymentSpec, port: int, host: str = LOOPBACK, device: str | None = None, grpc_port: int | None = None,
-    warmup_sample: Path | None = None,
+    warmup_sample: Path | None = None, warmup_budget_s: float | None = None,
 ) -> tuple[list[str], list[str]]:
     """The command line that serves this spec locally, and notes on where it differs from the bundle."""
     notes: list[str] = []
@@ -111,11 +120,14 @@ def server_argv(
         fallback = True
         notes.append(f"{wanted} is not available on this machine: served locally on CPU (the bundle still targets {chosen})")
     batching = spec.batching
+    served = trial_models(spec)  # an in-process shadow candidate runs as the bundle's shadow pods do
+    if served.note:
+        notes.append(served.note)
     argv = [
         sys.executable, "-m", "onnxserve",
-        "--model", str(Path(spec.model.path).resolve()),
+        "--model", str(served.model.resolve()),
         "--model-name", spec.model.name,
-        "--model-version", spec.model.version,
+        "--model-version", served.version,
         "--host", host,
         "--port", str(port),
         "--device", chosen,
@@ -134,14 +146,19 @@ def server_argv(
         argv += ["--grpc-port", str(grpc_port)]
     if warmup_sample is not None:
         argv += ["--warmup-sample", str(warmup_sample)]
-    shadow = spec.rollout.shadow
-    if shadow and shadow.model_path and shadow.mechanism.value == "in-process":
-        argv += ["--shadow-model", str(Path(shadow.model_path).resolve()), "--shadow-sample-rate", str(shadow.sample_rate)]
+    if warmup_budget_s is not None:
+        # The budget the bundle gives the server (ONNXSERVE_WARMUP_BUDGET_S), so the wait covers it.
+        argv += ["--warmup-budget-s", f"{warmup_budget_s:g}"]
+    if served.shadow is not None:
+        argv += ["--shadow-model", str(served.shadow.resolve()), "--shadow-sample-rate", str(served.shadow_rate)]
     return argv, notes
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float, log: Path | None = None) -> dict[str, Any]:
-    """Poll /v2/health/ready until 200 (bounded); fail early when the process exits."""
+def wait_ready(
+    url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float, log: Path | None = None, basis: str | None = None,
+) -> dict[str, Any]:
+    """Poll /v2/health/ready until 200 (bounded); fail early when the process exits. `basis` says
+    where the bound came from, in the message when it runs out."""
     deadline = time.monotonic() + timeout_s
     last = "no answer yet"
     with httpx.Client(timeout=2.0) as client:
@@ -162,7 +179,13 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes] | None, timeout_s: float,
             except httpx.HTTPError as exc:
                 last = type(exc).__name__
             time.sleep(0.2)
-    raise StageError(f"the reference server at {url} was not ready within {timeout_s:g}s (last answer: {last})", log_tail(log))
+    tail = log_tail(log)
+    raise StageError(
+        f"the reference server at {url} was not ready within {timeout_s:g}s ({basis or 'the bound given'}; "
+        f"last answer: {last}); the server's last log lines follow"
+        + ("" if tail else " (its log is empty)"),
+        tail,
+    )
 
 
 SUPERVISOR_LINE = re.compile(r"onnxserve: (worker \S+ exited with|\d+ workers on )")
@@ -234,6 +257,12 @@ def stop_pid(pid: int, timeout_s: float = STOP_TIMEOUT_S, proc: subprocess.Popen
     return f"killed (SIGKILL after {timeout_s:g}s)"
 
 
+def serve_figures(spec: DeploymentSpec, directory: Path) -> StartupFigures:
+    """The start-up figures of the spec's model as served locally (its --max-batch-size)."""
+    batch = spec.batching.max_batch_size if spec.batching.enabled else 1
+    return startup_figures(read_profile(directory), batch, spec.model.bytes)
+
+
 class ServerProcess:
     """The reference server for one deployment directory, as a context manager.
 
@@ -243,7 +272,7 @@ class ServerProcess:
 
     def __init__(
         self, directory: Path, port: int | None = None, device: str | None = None,
-        ready_timeout_s: float = READY_TIMEOUT_S, write: bool = True,
+        ready_timeout_s: float | None = None, write: bool = True,
     ) -> None:
         self.directory = directory
         self.spec = load_spec(directory)
@@ -253,10 +282,14 @@ class ServerProcess:
         self.grpc_port = free_port() if self.spec.serving.protocol.value == "grpc" else None
         # The sample of `inspect --sample` (model-profile.json) warms the server up with real values.
         self.warmup_sample = profile_sample(directory)
+        self.startup = serve_figures(self.spec, directory)
         self.argv, self.notes = server_argv(
-            self.spec, self.port, device=device, grpc_port=self.grpc_port, warmup_sample=self.warmup_sample
+            self.spec, self.port, device=device, grpc_port=self.grpc_port, warmup_sample=self.warmup_sample,
+            warmup_budget_s=self.startup.warmup_budget_s,
         )
-        self.ready_timeout_s = ready_timeout_s
+        # None: derived from the profile (see the module docstring).
+        self.wait: ReadyWait = derived_wait(self.startup) if ready_timeout_s is None else given_wait(ready_timeout_s)
+        self.ready_timeout_s = self.wait.seconds
         self.write = write
         self.log = directory / SERVER_LOG
         self.proc: subprocess.Popen[bytes] | None = None
@@ -273,7 +306,7 @@ class ServerProcess:
                 start_new_session=True,
             )
         try:
-            health = wait_ready(self.url, self.proc, self.ready_timeout_s, self.log)
+            health = wait_ready(self.url, self.proc, self.ready_timeout_s, self.log, self.wait.basis)
         except BaseException:
             self.stop()
             raise
@@ -292,6 +325,8 @@ class ServerProcess:
             "provider": health.get("execution_provider"),
             "health": health,
             "warmup_sample": str(self.warmup_sample) if self.warmup_sample else None,
+            "warmup_budget_s": self.startup.warmup_budget_s,
+            "ready_timeout_s": self.ready_timeout_s,
             "notes": self.notes,
             "drain_timeout_s": self.spec.serving.drain_seconds,
             # The cold start: process start to ready (imports, model load, warm-up); the report shows it.
@@ -353,7 +388,7 @@ def _is_our_server(pid: int) -> bool:
 
 
 def run_serve(directory: Path, port: int | None, device: str | None, detach: bool, stop: bool,
-              ready_timeout_s: float, dry_run: bool = False) -> dict[str, Any]:
+              ready_timeout_s: float | None, dry_run: bool = False) -> dict[str, Any]:
     """The `serve` verb: foreground (until Ctrl-C), --detach (leave it running), or --stop."""
     if stop:
         info = read_server(directory)
@@ -374,7 +409,9 @@ def run_serve(directory: Path, port: int | None, device: str | None, detach: boo
         raise StageError(f"nothing to serve: {reason}")
     server = ServerProcess(directory, port=port, device=device, ready_timeout_s=ready_timeout_s, write=not dry_run)
     if dry_run:
-        return {"stage": "serve", "ok": True, "dry_run": True, "wrote": [], "summary": {"command": shlex.join(server.argv)}}
+        return {"stage": "serve", "ok": True, "dry_run": True, "wrote": [],
+                "summary": {"command": shlex.join(server.argv), "ready_timeout_s": server.ready_timeout_s,
+                            "ready_timeout": server.wait.basis}}
     info = server.start()
     summary = {"url": info["url"], "pid": info["pid"], "provider": info.get("provider"), "log": info["log"]}
     if detach:
