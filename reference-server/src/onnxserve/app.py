@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from . import __version__
-from .bodies import decompress, read_body
+from .bodies import InflateBudget, decompress, read_body
 from .codec import (
     HEADER_LENGTH,
     ApiError,
@@ -124,6 +124,8 @@ class InferenceHandler:
         self.settings = state.settings
         self.model = state.model
         self.accounting = state.accounting
+        # One per process: the compressed bodies of all requests in flight share it.
+        self.inflate_budget = InflateBudget(self.settings.inflate_budget)
 
     async def __call__(
         self, kind: str, name: str | None, version: str | None, scope: Any, receive: Any, send: Any
@@ -139,6 +141,7 @@ class InferenceHandler:
         status = 200
         extra: dict[str, str] = {}
         media = JSON
+        lease = self.inflate_budget.lease()
         try:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             if kind == "infer":
@@ -155,7 +158,7 @@ class InferenceHandler:
                     ) from None
             _content_type_ok(headers, header_len is not None)
             raw = await read_body(receive, headers, limit, settings.body_timeout_s)
-            body = await decompress(headers, raw, limit)
+            body = await decompress(headers, raw, limit, lease)
             if kind == "infer":
                 decoded = decode_v2(body, header_len, spec, settings.allow_non_finite)
             else:
@@ -181,6 +184,7 @@ class InferenceHandler:
         finally:
             if arriving and model.engine is not None:
                 model.engine.arriving -= 1
+            lease.release()  # the body is decoded and run: its inflated bytes are done with
         try:
             out_headers = [
                 (b"content-type", media.encode()),

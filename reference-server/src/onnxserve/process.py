@@ -19,7 +19,9 @@ from typing import Any
 
 import uvicorn
 
+from .connections import ConnectionGuard, connection_cap, guarded_protocol
 from .core import ServerState
+from .listeners import close_listeners
 from .server import build_app
 from .settings import Settings
 
@@ -29,10 +31,6 @@ log = logging.getLogger("onnxserve")
 # Part of the shutdown budget kept for uvicorn's own close and the lifespan shutdown (engine,
 # gRPC, shadow) after the drain: at most this, at most a quarter of the budget.
 CLOSE_RESERVE_S = 2.0
-# A keep-alive connection seen idle this long during the drain is closed. A busy client sends
-# its next request well within it (and gets its answer with Connection: close), so only
-# connections nobody is using are closed under a client.
-IDLE_CLOSE_S = 0.5
 
 
 class DrainingServer(uvicorn.Server):
@@ -42,8 +40,12 @@ class DrainingServer(uvicorn.Server):
        client leaves after its next response instead of keeping the drain alive;
     2. for ``shutdown_delay_s``: keep accepting and serving (load balancers catch up);
     3. wait for in-flight and queued requests, still accepting (a late client is answered, with
-       Connection: close) until the last part of the budget; close connections idle for
-       ``IDLE_CLOSE_S``; a slow body is cut by ``body_timeout_s``;
+       Connection: close) until nothing is left or the last part of the budget; then the
+       listener is closed once the connections queued in its backlog are accepted (closing it
+       would reset them), and those are answered too. A connection is closed only after an
+       answer that said Connection: close, or by its own timeouts (keep-alive, request head,
+       body), which hold outside a drain too: a client that sends its next request within the
+       keep-alive timeout never writes into a closed socket;
     4. when nothing is open or in flight, or at the latest ``drain_timeout_s - reserve``:
        uvicorn closes what is left and the lifespan stops the engine within the rest.
 
@@ -61,6 +63,24 @@ class DrainingServer(uvicorn.Server):
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
         self._loop = asyncio.get_running_loop()
         await super().startup(sockets)
+
+    def _protocol(self) -> asyncio.Protocol:
+        """A connection's protocol, as uvicorn makes it (for those taken from the backlog)."""
+        return self.config.http_protocol_class(  # type: ignore[call-arg]
+            config=self.config,
+            server_state=self.server_state,
+            app_state=self.lifespan.state,
+            _loop=self._loop,
+        )
+
+    def _nothing_open(self) -> bool:
+        engine = self.state.model.engine
+        queued = engine.queued if engine is not None else 0
+        return (
+            not self.server_state.connections
+            and self.state.accounting.inflight == 0
+            and queued == 0
+        )
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -94,7 +114,15 @@ class DrainingServer(uvicorn.Server):
         self._loop.call_soon_threadsafe(self._schedule_drain)
 
     def _schedule_drain(self) -> None:
-        self._drain_task = asyncio.ensure_future(self._drain())
+        self._drain_task = asyncio.ensure_future(self._drain_then_exit())
+
+    async def _drain_then_exit(self) -> None:
+        try:
+            await self._drain()
+        except Exception:  # the process must stop all the same: uvicorn closes what is left
+            log.exception("drain failed; shutting down")
+        finally:
+            self.should_exit = True
 
     async def _drain(self) -> None:
         start = time.monotonic()
@@ -104,28 +132,20 @@ class DrainingServer(uvicorn.Server):
         delay = min(self.settings.shutdown_delay_s, deadline - start)
         if delay > 0:
             await asyncio.sleep(delay)
-        # New connections are taken until the last part of the drain; after that, only the
-        # requests already accepted are finished.
+        # New connections are taken until nothing is left to do or the last part of the drain;
+        # then the listener is closed, its backlog answered, and only accepted requests finished.
         accept_until = deadline - min(5.0, (deadline - start - delay) / 2)
         listening = True
-        engine = self.state.model.engine
-        idle_since: dict[Any, float] = {}
         while time.monotonic() < deadline:
-            if listening and time.monotonic() >= accept_until:
+            idle = self._nothing_open()
+            if listening and (idle or time.monotonic() >= accept_until):
                 listening = False
-                for server in self.servers:
-                    server.close()
-            connections = list(self.server_state.connections)
-            queued = engine.queued if engine is not None else 0
-            if not connections and self.state.accounting.inflight == 0 and queued == 0:
+                taken = await close_listeners(self.servers, self._protocol)
+                if taken:
+                    log.info("listener closed; answering %d connections from its backlog", taken)
+                continue
+            if idle:
                 break
-            now = time.monotonic()
-            for conn in connections:
-                cycle = getattr(conn, "cycle", None)
-                if cycle is not None and not cycle.response_complete:
-                    idle_since.pop(conn, None)  # a request is being served on it
-                elif now - idle_since.setdefault(conn, now) >= IDLE_CLOSE_S:
-                    conn.shutdown()
             await asyncio.sleep(0.02)
         else:
             log.warning(
@@ -136,7 +156,6 @@ class DrainingServer(uvicorn.Server):
         log.info("drained in %.2fs; shutting down", time.monotonic() - start)
         # uvicorn's close gets half of what is left; the lifespan shutdown the rest.
         self.config.timeout_graceful_shutdown = max(0.1, reserve / 2)  # type: ignore[assignment]
-        self.should_exit = True
 
 
 def serve(settings: Settings, sockets: list[Any] | None = None) -> int:
@@ -157,6 +176,11 @@ def serve(settings: Settings, sockets: list[Any] | None = None) -> int:
     # (measured: +25% throughput on a compute-bound model with 0.5 ms).
     sys.setswitchinterval(0.0005)
     app = build_app(settings, on_fatal=on_fatal)
+    guard = ConnectionGuard(
+        settings.header_timeout_s,
+        settings.max_header_bytes,
+        connection_cap(settings.max_connections),
+    )
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -166,6 +190,8 @@ def serve(settings: Settings, sockets: list[Any] | None = None) -> int:
         timeout_graceful_shutdown=max(1, int(settings.drain_timeout_s)),
         lifespan="on",
         server_header=False,
+        http=guarded_protocol(guard),
+        timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]
     )
     server = DrainingServer(config, app.state.onnxserve, settings)
     server.run(sockets=sockets)

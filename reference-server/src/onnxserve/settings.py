@@ -50,6 +50,12 @@ class Settings:
     max_request_bytes: int = 64 * 1024 * 1024
     max_response_bytes: int = 0  # 0: derived from the container's memory limit
     body_timeout_s: float = 30.0
+    # Slow or idle clients and compressed bodies (connections.py, bodies.py).
+    header_timeout_s: float = 10.0
+    keep_alive_timeout_s: float = 5.0
+    max_connections: int = 0  # 0: derived from the file-descriptor limit
+    max_header_bytes: int = 32 * 1024
+    inflate_budget_bytes: int = 0  # 0: twice max_request_bytes
     allow_non_finite: bool = False
     warmup: bool = True
     warmup_sample: Path | None = None
@@ -80,6 +86,24 @@ class Settings:
             raise SettingsError(f"max_queue_size must be >= 1, got {self.max_queue_size}")
         if self.body_timeout_s <= 0:
             raise SettingsError(f"body_timeout_s must be > 0, got {self.body_timeout_s}")
+        if self.header_timeout_s <= 0:
+            raise SettingsError(f"header_timeout_s must be > 0, got {self.header_timeout_s}")
+        if self.keep_alive_timeout_s <= 0:
+            raise SettingsError(
+                f"keep_alive_timeout_s must be > 0, got {self.keep_alive_timeout_s}"
+            )
+        if self.max_connections < 0:
+            raise SettingsError(
+                f"max_connections must be >= 0 (0: derived), got {self.max_connections}"
+            )
+        if self.max_header_bytes < 1024:
+            raise SettingsError(f"max_header_bytes must be >= 1024, got {self.max_header_bytes}")
+        if self.inflate_budget_bytes and self.inflate_budget_bytes < self.max_request_bytes:
+            raise SettingsError(
+                f"inflate_budget_bytes must be 0 (derived) or >= max_request_bytes "
+                f"({self.max_request_bytes}), so one body of the largest size can inflate; got "
+                f"{self.inflate_budget_bytes}"
+            )
         if self.max_request_bytes < 1:
             raise SettingsError(f"max_request_bytes must be >= 1, got {self.max_request_bytes}")
         if self.max_response_bytes < 0:
@@ -118,6 +142,11 @@ class Settings:
         """Most bytes one inference response may take (REST and gRPC): --max-response-bytes, or
         when that is 0 a share of the container's memory limit (see ``memory_limit``)."""
         return self.max_response_bytes or default_max_response_bytes()
+
+    @property
+    def inflate_budget(self) -> int:
+        """Inflated bytes all compressed bodies in flight in one process may hold together."""
+        return self.inflate_budget_bytes or 2 * self.max_request_bytes
 
     # -- helpers for callers (deploy-model serve, tests) ---------------------------------
 
@@ -167,6 +196,17 @@ HELP: dict[str, str] = {
     "cgroup memory limit, at most 64 MiB (64 MiB without a limit)",
     "body_timeout_s": "most seconds a request body may take to arrive (then 408 and the "
     "connection is closed)",
+    "header_timeout_s": "most seconds from connecting (or from the first byte of a next request) "
+    "to the end of the request head; then the connection is closed (408 if part of a head came)",
+    "keep_alive_timeout_s": "an idle keep-alive connection is closed after this many seconds",
+    "max_connections": "open connections per server process; past it the oldest connection "
+    "waiting for a request head is closed, never one with a request in flight (0: the "
+    "file-descriptor limit less 64, at most 4096)",
+    "max_header_bytes": "largest request head (request line and headers; then 431 and the "
+    "connection is closed)",
+    "inflate_budget_bytes": "inflated bytes that all gzip/deflate bodies in flight in one server "
+    "process may hold together; a body that cannot get its share is 503 + Retry-After "
+    "(0: twice max_request_bytes)",
     "allow_non_finite": "accept NaN/Inf in float inputs (default: 400)",
     "warmup": "run every batch size once before reporting ready (--no-warmup: no start-up "
     "inference at all)",
