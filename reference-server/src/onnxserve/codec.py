@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from .data_spans import Span, split_body
 from .datatypes import (
     FLOAT_TYPES,
     V2_TO_NUMPY,
@@ -125,10 +126,16 @@ def checked_count(shape: tuple[int, ...], spec: TensorSpec, where: str) -> int:
 
 
 def _from_json_data(
-    data: Any, spec: TensorSpec, shape: tuple[int, ...], count: int, where: str
+    data: Any,
+    spec: TensorSpec,
+    shape: tuple[int, ...],
+    count: int,
+    where: str,
+    spans: dict[str, Span],
 ) -> np.ndarray:
+    span = spans.get(data) if isinstance(data, str) else None
     try:
-        arr = json_array(data, spec.datatype)
+        arr = span.array(spec.datatype) if span is not None else json_array(data, spec.datatype)
     except ValueError as exc:
         raise ApiError(
             400, f"{where}: {exc}; expected {count} {spec.datatype} values for shape {list(shape)}"
@@ -214,7 +221,9 @@ def decode_v2(
             )
         binary = memoryview(body)[header_length:]
         body = body[:header_length]
-    req = loads(body, allow_non_finite)
+    # Large numeric data arrays: read into numpy directly, the rest by orjson (same results).
+    split = split_body(body)
+    req, spans = split if split is not None else (loads(body, allow_non_finite), {})
     if not isinstance(req, dict):
         raise ApiError(400, f"request must be a JSON object, got {type(req).__name__}")
     inputs = req.get("inputs")
@@ -288,7 +297,7 @@ def decode_v2(
                 raise ApiError(400, f"{where}: needs 'data' (or binary_data_size)")
             # Each JSON value takes a byte at least, so the body bounds the element count.
             check_count(count, len(body), 1, where, "the JSON body")
-            arr = _from_json_data(item["data"], spec, shape, count, where)
+            arr = _from_json_data(item["data"], spec, shape, count, where, spans)
             if not allow_non_finite:
                 _check_json_finite(arr, spec.datatype, where)
         feeds[name] = arr

@@ -140,6 +140,14 @@ def _floats(src: np.ndarray, datatype: str) -> np.ndarray:
     return src.astype(V2_TO_NUMPY[datatype], copy=False)
 
 
+def numeric_array(src: np.ndarray, datatype: str) -> np.ndarray:
+    """Numbers numpy read (int64 or float64, non-empty) as an FP* or INT*/UINT* ``datatype``;
+    ValueError when an integer is outside the datatype's range."""
+    if _family(datatype) == "int":
+        return _integers(src, datatype)
+    return _floats(src, datatype)
+
+
 def json_array(data: Any, datatype: str, integral_floats: bool = False) -> np.ndarray:
     """``data`` (a value or a flat or nested list) as an array of ``datatype``, in the shape the
     nesting gives. ``integral_floats`` (for /predict, which casts) lets 3.0 be the integer 3."""
@@ -167,11 +175,7 @@ def json_array(data: Any, datatype: str, integral_floats: bool = False) -> np.nd
     if family == "int" and integral_floats and src.dtype.kind == "f":
         fits = bool(np.isfinite(src).all() and (src == np.trunc(src)).all())
     if fits:
-        if family == "int":
-            return _integers(src, datatype)
-        if family == "float":
-            return _floats(src, datatype)
-        return src
+        return src if family == "bool" else numeric_array(src, datatype)
     reason = _first_refusal(data, datatype, integral_floats)
     if reason is not None:
         raise ValueError(reason)
