@@ -79,6 +79,9 @@ def build_context(spec: DeploymentSpec, directory: Path, server_source: Path,
     objs.files += build_files(gpu)
 
     main_service, compose_command, compose_env = compose_service(s, base_env, model_file, command)
+    if objs.extra["stable_model_file"]:
+        # An in-process shadow release: compose tries what the candidate's image runs, the shadow pods' pair.
+        compose_env = next(w.env for w in objs.workloads if w.track == "shadow")
     context: dict[str, Any] = {
         "s": s, "name": name, "ns": s.kubernetes.namespace, "version": version, "host": s.kubernetes.host,
         "image_ref": image_ref, "pulled_image": pulled, "port": s.serving.port, "metrics_path": s.monitoring.metrics_path,

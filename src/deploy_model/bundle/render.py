@@ -124,6 +124,15 @@ def describe(path: str) -> str:
             "server": "reference server source", "model": "model file"}.get(top, "")
 
 
+def model_roles(spec: DeploymentSpec, context: dict[str, Any]) -> dict[str, str]:
+    """The two model files of an in-process shadow release, each with its version and role."""
+    stable = spec.stable
+    if not context["stable_model_file"] or stable is None:
+        return {}
+    return {f"model/{context['stable_model_file']}": f"model file: stable {stable.version}, answers in the shadow pods",
+            f"model/{context['model_file']}": f"model file: candidate {spec.model.version}, scored as the shadow"}
+
+
 def render_into(spec: DeploymentSpec, directory: Path, target: Path,
                 digests: ImageDigests | None = None) -> tuple[list[str], list[str]]:
     """Render the whole bundle into `target` (an empty folder); returns (files, warnings)."""
@@ -168,7 +177,7 @@ def render_into(spec: DeploymentSpec, directory: Path, target: Path,
         "image": context["pulled_image"],  # as the manifests pull it: with its digest when render had one
         "warnings": plan.warnings,
         "files": [{"path": f, "sha256": sha256_file(target / f), "bytes": (target / f).stat().st_size,
-                   "what": describe(f)} for f in files],
+                   "what": model_roles(spec, context).get(f) or describe(f)} for f in files],
     }
     (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return [*files, MANIFEST_FILE], plan.warnings

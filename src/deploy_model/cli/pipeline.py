@@ -132,8 +132,13 @@ def _say(message: str) -> None:
 
 def deploy_steps(model: Path, directory: Path, answers: Path | None, measure: Measure, plugin_root: Path,
                  sample: Path | None = None, dims: list[str] | None = None, time_budget_s: float | None = None,
-                 force: bool = False) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
-    """Every stage of `deploy`, in order; serve, smoke and loadtest come last, whatever is added above."""
+                 force: bool = False, previous: Path | None = None,
+                 version: str | None = None) -> list[tuple[str, Callable[[], dict[str, Any]]]]:
+    """Every stage of `deploy`, in order; serve, smoke and loadtest come last, whatever is added above.
+
+    `previous` is plan's --previous (the release serving now); `version`, when the directory was
+    named for it (deploy --release-of), must be the version plan decides.
+    """
     from deploy_model.bundle.render import run_render
     from deploy_model.bundle.validate import run_validate
     from deploy_model.model.inspection import run_inspect
@@ -152,13 +157,24 @@ def deploy_steps(model: Path, directory: Path, answers: Path | None, measure: Me
     return [
         ("plugins", lambda: run_plugins(directory, plugin_root, [])),
         ("inspect", lambda: run_inspect(model, directory, **inspect_options)),
-        ("plan", lambda: run_plan(directory, answers, {})),
+        ("plan", lambda: planned_as(run_plan(directory, answers, {}, previous=previous), directory, version)),
         # Edge plans with quantize: true get the INT8 model before the bundle is rendered.
         ("quantize", lambda: run_quantize_stage(directory)),
         ("render", lambda: run_render(directory, **render_options)),
         ("validate", lambda: run_validate(directory)),
         *measure.steps(),
     ]
+
+
+def planned_as(result: dict[str, Any], directory: Path, version: str | None) -> dict[str, Any]:
+    """Plan's result, once the spec's version is the one the release directory was named for."""
+    if version is not None:
+        planned = load_spec(directory).model.version
+        if planned != version:
+            raise StageError(f"plan decided version {planned}, but the release directory {directory} was named for "
+                             f"{version}: this run would file release {planned} under another version's name",
+                             [f"run deploy with --out DIR --previous DIR instead, or answer version: {version}"])
+    return result
 
 
 def _write_report(directory: Path, failure: dict[str, Any] | None, completed: list[dict[str, Any]],
@@ -180,14 +196,15 @@ def _write_report(directory: Path, failure: dict[str, Any] | None, completed: li
 
 def run_deploy(model: Path, directory: Path, answers: Path | None, levels: list[int], seconds: float, *,
                plugin_root: Path, as_json: bool = False, sample: Path | None = None,
-               dims: list[str] | None = None, time_budget_s: float | None = None, force: bool = False) -> int:
+               dims: list[str] | None = None, time_budget_s: float | None = None, force: bool = False,
+               previous: Path | None = None, version: str | None = None) -> int:
     """Run every stage; print progress on stderr and the summary on stdout; return the exit code."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in STALE_FILES:
         (directory / name).unlink(missing_ok=True)
     measure = Measure(directory, levels=levels, seconds=seconds)
     steps = deploy_steps(model, directory, answers, measure, plugin_root, sample=sample, dims=dims,
-                         time_budget_s=time_budget_s, force=force)
+                         time_budget_s=time_budget_s, force=force, previous=previous, version=version)
     names = [name for name, _ in steps] + ["report"]
     total = len(names)
     completed: list[dict[str, Any]] = []
@@ -233,6 +250,8 @@ def run_deploy(model: Path, directory: Path, answers: Path | None, levels: list[
         "wrote": [p for r in completed for p in r.get("wrote") or []],
         "report": str(report_path),
     }
+    if previous is not None:
+        summary["previous"] = str(previous)  # the release this one was planned against (plan --previous)
     if failure is not None:
         summary.update({"failed_stage": failure["stage"], "error": failure["error"], "problems": failure["problems"]})
         summary["completed"] = completed  # the name earlier versions used for the stages that ran

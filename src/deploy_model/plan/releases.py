@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy_model.common.errors import StageError
-from deploy_model.common.files import read_yaml
+from deploy_model.common.files import read_yaml, sha256_file
 from deploy_model.plan.spec import (
     CanaryMechanism,
     DeploymentSpec,
@@ -142,8 +142,6 @@ def from_answers(answers: Any, image_repo: str, on_gpu: bool) -> StableRelease |
         raise StageError(f"{named} given without stable_version: name the version serving now (or use plan --previous DIR)")
     sha = answers.stable_sha256
     if sha is None and answers.stable_model:
-        from deploy_model.common.files import sha256_file
-
         path = Path(answers.stable_model)
         if not path.is_file():
             raise StageError(f"stable_model {answers.stable_model!r} not found: expected the .onnx file serving now")
@@ -176,7 +174,7 @@ def from_directory(previous: Path, candidate_sha: str) -> tuple[StableRelease, s
                          "of the version serving now")
     prev = parse_spec(read_yaml(path, "previous deployment spec"), str(path))
     prev_mode = mode(prev)
-    model_path = _resolve(prev.model.path, Path(previous), prev.name)
+    model_path = _resolve(prev.model.path, Path(previous), prev.name, prev.model.sha256)
     if prev_mode != CANDIDATE or prev.model.sha256 == candidate_sha:
         track = candidate_track(prev) if prev_mode == CANDIDATE else live_track(prev)
         why = (f"{previous} ran {prev.model.version} as its candidate and it is re-planned now -> promotion: "
@@ -191,12 +189,16 @@ def from_directory(previous: Path, candidate_sha: str) -> tuple[StableRelease, s
     return stable.model_copy(update={"layout": layout(prev)}), why, prev.name
 
 
-def _resolve(raw: str, directory: Path, name: str) -> str | None:
-    """The previous model file: as recorded, beside the directory, or the copy its bundle holds."""
+def _resolve(raw: str, directory: Path, name: str, sha: str) -> str | None:
+    """The previous model file: as recorded, beside the directory, or the copy its bundle holds.
+
+    A file with other bytes is passed over: a model retrained in place (same path, new weights) is
+    the candidate now, and the copy in the previous bundle is the one serving.
+    """
     path = Path(raw)
     tries = [path] if path.is_absolute() else [Path.cwd() / path, directory / path]
     tries.append(directory / "model" / f"{name}.onnx")
     for candidate in tries:
-        if candidate.is_file():
+        if candidate.is_file() and (not SHA256.match(sha) or sha256_file(candidate) == sha):
             return str(candidate.resolve())
     return raw

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from deploy_model.plan import releases
+from deploy_model.plan.decide_version import sha_prefix
+from deploy_model.plan.spec import Rollout, ShadowMechanism
 from deploy_model.report.rollout_kubectl import (
     argo_rollouts,
     build_steps,
@@ -35,8 +37,28 @@ def release_step(spec: Any, d: str) -> dict[str, Any]:
     if mode == releases.PROMOTED:
         return {"title": f"Release of {spec.model.version} to the stable objects (image {stable.image}): a direct rolling "
                          "update, or the promotion of the candidate planned before (its candidate objects go)", "commands": []}
-    return {"title": f"Release of {spec.model.version} (candidate) replacing {stable.version} (stable, image {stable.image}) "
-                     f"by {strategy}: applying k8s/ at any step leaves {stable.version} serving", "commands": []}
+    return {"title": f"Release of {spec.model.version} (candidate, sha256 {sha_prefix(spec.model.sha256)}: "
+                     f"{candidate_role(spec)}) replacing {stable.version} (stable, sha256 {sha_prefix(stable.sha256)}, "
+                     f"image {stable.image}) by {strategy}: applying k8s/ at any step leaves {stable.version} serving",
+            "commands": []}
+
+
+def candidate_role(spec: Any) -> str:
+    """What the candidate does in this bundle: the track it runs in and who sees its answers."""
+    track = releases.candidate_track(spec)
+    workload = f"`{releases.workload_name(spec.name, track)}`"
+    strategy = spec.rollout.strategy
+    if strategy == Rollout.shadow:
+        shadow = spec.rollout.shadow
+        if shadow is not None and shadow.mechanism == ShadowMechanism.in_process:
+            return (f"the shadow, scored in-process in {workload} beside the stable model it ships "
+                    f"(`model/{spec.name}-stable.onnx`), which answers")
+        return f"the shadow, {workload} receiving mirrored copies of requests; its answers are discarded"
+    if strategy == Rollout.canary:
+        return f"the canary, {workload} receiving the share of traffic the route gives it"
+    if strategy == Rollout.blue_green:
+        return f"the {track} colour, {workload}, which the Service switches to at once"
+    return f"the {track} track, {workload}"
 
 
 def common_start(spec: Any, d: str, service: str) -> list[dict[str, Any]]:

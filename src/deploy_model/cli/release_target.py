@@ -1,0 +1,56 @@
+"""Where `deploy --release-of ROOT` writes: the release to plan against, and the new release's own directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy_model.common.errors import StageError
+from deploy_model.common.files import sha256_file
+from deploy_model.plan import release_layout, releases
+from deploy_model.plan.decide_version import decide_version
+from deploy_model.plan.decision_log import DecisionLog
+from deploy_model.plan.planner import load_answers
+
+
+@dataclass
+class ReleaseTarget:
+    root: Path
+    previous: Path | None  # the release planned against (plan --previous), None for release 1
+    out: Path  # releases/<version> of the new release (see release_layout.new_release_dir)
+    version: str
+    why: str  # how the previous release was found
+
+
+def model_identity(model: Path) -> dict[str, str]:
+    """The sha256 and metadata version of the model, as inspect records them (model-profile.json's `model`)."""
+    import onnx
+
+    if not model.is_file():
+        raise StageError(f"model {model} not found: expected the .onnx file of the new release")
+    try:
+        proto = onnx.load(str(model), load_external_data=False)
+    except Exception as exc:  # a corrupt file: inspect would refuse it too, with the same reason
+        raise StageError(f"model {model} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    props = {p.key: p.value for p in proto.metadata_props}
+    # The same rule as model.inspection._model_entry: the version the plan starts from.
+    return {"sha256": sha256_file(model), "version": props.get("model_version") or str(proto.model_version or "1")}
+
+
+def next_release(model: Path, answers_file: Path | None, root: Path) -> ReleaseTarget:
+    """The new release of `root`: its version decided as plan decides it, against the release applied last.
+
+    The version names the directory before inspect and plan run, so it is decided here by plan's
+    own rule (decide_version); the pipeline checks after plan that the spec agrees.
+    """
+    previous, why = release_layout.current_release(root)
+    answers = load_answers(answers_file, {})
+    identity = model_identity(model)
+    if previous is not None:
+        stable, _, _ = releases.from_directory(previous, identity["sha256"])
+    else:
+        # Only the stable release's sha256 and version matter here; plan checks the image it names.
+        stable = releases.from_answers(answers, "image", False)
+    version = decide_version(DecisionLog(), answers, identity, stable)
+    return ReleaseTarget(root=root, previous=previous, out=release_layout.new_release_dir(root, version), version=version,
+                         why=why)
