@@ -138,7 +138,7 @@ def test_trickling_and_idle_connections_are_closed_after_the_header_timeout(
 ):
     """200 connections trickling half a head and 200 idle ones: a well-behaved client is answered
     within a bound while they are open, and each slow one is closed after --header-timeout-s."""
-    trickling, idle, timeout = 200, 200, 4.0
+    trickling, idle, timeout = 200, 200, 6.0
     _need_descriptors(trickling + idle)
     server = start_server(models["mlp"], "--header-timeout-s", str(timeout))
     slow = SlowClients(server.port, trickling, idle)
