@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from deploy_model.bundle.render import run_render
+from deploy_model.measure.trial_models import trial_models
 from deploy_model.model.inspection import run_inspect
 from deploy_model.plan.planner import run_plan
 from deploy_model.plan.specfile import load_spec
@@ -245,10 +246,11 @@ def test_serve_dry_run_prints_one_argument_per_path(hostile: dict[str, Any], san
     assert f"  command: {command}" in as_text.stdout.splitlines()
     words = shlex.split(command)
     spec = load_spec(directory)
-    expected = {"--model": str(Path(spec.model.path).resolve()), "--warmup-sample": str((directory / "samples" / "sample.npy").resolve())}
+    served = trial_models(spec)  # a candidate in in-process shadow: the stable model answers, the candidate is scored
+    expected = {"--model": str(served.model.resolve()), "--warmup-sample": str((directory / "samples" / "sample.npy").resolve())}
     if name == "shadow":
-        assert spec.rollout.shadow and spec.rollout.shadow.model_path
-        expected["--shadow-model"] = str(Path(spec.rollout.shadow.model_path).resolve())
+        assert served.shadow is not None and served.shadow.resolve() == Path(spec.model.path).resolve()
+        expected["--shadow-model"] = str(served.shadow.resolve())
     for flag, path in expected.items():
         assert HOSTILE in path and words[words.index(flag) + 1] == path
     # The interpreter's own path is the first word: run the rest through the `python` stub.
