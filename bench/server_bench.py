@@ -96,10 +96,13 @@ def bodies(model: str, out: Path) -> dict[str, tuple[Path, str, str]]:
 def start(contestant: str, model: Path, port: int, log: Path) -> tuple[subprocess.Popen, str, str]:
     py = sys.executable
     if contestant.startswith("onnxserve"):
+        # onnxserve-general: the same server with the direct JSON-to-numpy path switched off.
+        general = "import sys, onnxserve.data_spans as d; d.simdjson = None; "
+        general += "from onnxserve.__main__ import main; sys.exit(main(sys.argv[1:]))"
+        runner = ["-c", general] if contestant == "onnxserve-general" else ["-m", "onnxserve"]
         cmd = [
             py,
-            "-m",
-            "onnxserve",
+            *runner,
             "--model",
             str(model),
             "--port",
@@ -117,7 +120,8 @@ def start(contestant: str, model: Path, port: int, log: Path) -> tuple[subproces
         cmd = [py, str(HERE / "server_litserve.py"), str(model), str(port)]
         path, ready = "/predict", "/health"
     else:
-        cmd = [py, str(HERE / "server_floor.py"), str(port)]
+        parse = ["--parse"] if contestant == "floor-parse" else []
+        cmd = [py, str(HERE / "server_floor.py"), str(port), *parse]
         path, ready = "/v2/models/m/infer", "/health"
     proc = subprocess.Popen(
         cmd, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
