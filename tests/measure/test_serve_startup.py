@@ -109,6 +109,7 @@ def test_timeout_names_its_figure_and_shows_the_log(tmp_path: Path) -> None:
     assert caught.value.problems[-1] == "server log: INFO onnxserve: session loaded in 3.0s"
 
 
+@pytest.mark.slow
 @needs_server
 def test_slow_model_is_served_within_the_derived_wait(slow_plan: Path, tmp_path: Path) -> None:
     directory = fresh_copy(slow_plan, tmp_path / "d")
@@ -129,6 +130,7 @@ def test_slow_model_is_served_within_the_derived_wait(slow_plan: Path, tmp_path:
     assert "cut short" not in log and "onnxserve ready:" in log
 
 
+@pytest.mark.slow
 @needs_server
 def test_a_budget_below_the_warm_up_cuts_it_and_health_says_so(slow_plan: Path, tmp_path: Path) -> None:
     directory = fresh_copy(slow_plan, tmp_path / "d")
@@ -162,6 +164,7 @@ def _startup_probe(directory: Path) -> tuple[int, str, dict[str, str]]:
     return probe["failureThreshold"] * probe["periodSeconds"], probe["httpGet"]["path"], env
 
 
+@pytest.mark.slow
 def test_rendered_startup_probe_grows_with_the_profiles_latency(tabular_plan: Path, tmp_path: Path) -> None:
     fast = fresh_copy(tabular_plan, tmp_path / "fast")
     slow = fresh_copy(tabular_plan, tmp_path / "slow")
