@@ -264,32 +264,3 @@ def time_run(session: ort.InferenceSession, feeds: dict[str, np.ndarray], runs: 
         session.run(None, feeds)
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
-
-
-def warm_up(
-    session: ort.InferenceSession,
-    spec: ModelSpec,
-    seed: int = 0,
-    sample: dict[str, np.ndarray] | None = None,
-) -> tuple[float, str | None]:
-    """Run each batch size once so the first real requests do not pay for allocation/tuning.
-    With a sample, its rows are cycled to each size; without one, made-up inputs are used.
-    Returns the seconds spent and, for a batching model, why its outputs turned out not to be
-    split by rows (an output whose dim 0 did not follow the batch size), else None. Raises
-    whatever onnxruntime raises when the model rejects the inputs."""
-    rng = np.random.default_rng(seed)
-    start = time.perf_counter()
-    misaligned = None
-    for batch in warmup_batches(spec):
-        feeds = resize_rows(spec, sample, batch) if sample else sample_feeds(spec, batch, rng)
-        outputs = session.run(None, feeds)
-        if spec.batching and misaligned is None:
-            rows = next(iter(feeds.values())).shape[0]
-            for t, out in zip(spec.outputs, outputs, strict=True):
-                if np.ndim(out) == 0 or len(out) != rows:
-                    misaligned = (
-                        f"output {t.name!r} has shape {list(np.shape(out))} for {rows} rows "
-                        "at warm-up: its dim 0 is not the batch"
-                    )
-                    break
-    return time.perf_counter() - start, misaligned
