@@ -14,6 +14,11 @@ the same symbolic dim as the inputs' batch dim).
 
 This module runs the checks in order and writes smoke.json; each check lives in a smoke_* module
 (health, metadata, inference, probes, metrics) and shares one SmokeSession (smoke_session).
+
+A plan whose protocol is grpc is tested on the protocol its clients use: liveness, readiness,
+metadata, inference and the bad-input probes go over gRPC (smoke_grpc) and `metrics` also needs the
+server's gRPC request counter to move; /health and /metrics stay REST (the server has no other).
+Every check records its `protocol` and body `encoding`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 
 from deploy_model.common.errors import StageError
 from deploy_model.common.files import read_json, write_json
+from deploy_model.measure.plan_wire import plan_protocol
 from deploy_model.measure.smoke_health import check_health, check_live, check_ready
 from deploy_model.measure.smoke_inference import check_infer, check_predict
 from deploy_model.measure.smoke_metadata import check_metadata
@@ -40,6 +46,8 @@ SMOKE_BATCH = 4
 
 def run_checks(session: SmokeSession) -> list[Check]:
     """Every check in order; later ones use what earlier ones learned (served outputs, an answered inference)."""
+    if session.grpc_target:
+        return run_grpc_checks(session)
     try:
         if not session.run_check("live", check_live):
             return session.checks  # nothing else can pass when the server does not answer
@@ -57,6 +65,28 @@ def run_checks(session: SmokeSession) -> list[Check]:
     return session.checks
 
 
+def run_grpc_checks(session: SmokeSession) -> list[Check]:
+    """A gRPC plan's checks: the calls over gRPC, /health and /metrics over REST."""
+    from deploy_model.measure import smoke_grpc as g
+
+    session.grpc_before = g.grpc_request_count(session)
+    over = {"protocol": g.GRPC, "encoding": g.PROTOBUF}
+    try:
+        if not session.run_check("live", g.check_live, **over):
+            return session.checks
+        session.run_check("ready", g.check_ready, **over)
+        session.run_check("model_metadata", g.check_metadata, **over)
+        session.run_check("infer_grpc", lambda s: g.check_infer(s, 1), **over)
+        if session.profile.get("dynamic_batch"):
+            session.run_check(f"infer_grpc_batch_{SMOKE_BATCH}", lambda s: g.check_infer(s, SMOKE_BATCH), **over)
+        session.run_check("bad_input_invalid_argument", g.check_bad_input, **over)
+        session.run_check("health", check_health)
+        session.run_check("metrics", check_metrics)
+    finally:
+        session.close()
+    return session.checks
+
+
 def run_smoke(directory: Path, url: str | None, model_name: str | None = None, timeout_s: float = 10.0,
               dry_run: bool = False) -> dict[str, Any]:
     from deploy_model.measure.serve import read_server, resolve_url
@@ -65,8 +95,9 @@ def run_smoke(directory: Path, url: str | None, model_name: str | None = None, t
     target = resolve_url(directory, url)
     server = read_server(directory) or {}
     name = model_name or server.get("model_name") or profile["model"]["name"]
+    protocol, grpc_target, note = plan_protocol(directory, url, server)
     started = time.perf_counter()
-    smoke = SmokeSession(target, profile, name, timeout_s, directory=directory)
+    smoke = SmokeSession(target, profile, name, timeout_s, directory=directory, grpc_target=grpc_target)
     checks = run_checks(smoke)
     failed = [c.name for c in checks if not c.ok]
     warnings = [f"{c.name}: {w}" for c in checks for w in c.warnings]
@@ -74,6 +105,9 @@ def run_smoke(directory: Path, url: str | None, model_name: str | None = None, t
         "stage": "smoke",
         "ok": not failed,
         "url": target,
+        "protocol": protocol,
+        "grpc_target": grpc_target,
+        "protocol_note": note,
         "model_name": name,
         "inputs": "sample" if smoke.sources == {"sample"} else "synthetic" if smoke.sources else None,
         "checks": [c.as_dict() for c in checks],
@@ -90,7 +124,7 @@ def run_smoke(directory: Path, url: str | None, model_name: str | None = None, t
     if failed:
         problems = [f"{c.name}: {c.message}" for c in checks if not c.ok]
         raise StageError(f"smoke test failed {len(failed)} of {len(checks)} check(s) against {target}: {', '.join(failed)}", problems)
-    summary: dict[str, Any] = {"url": target, "passed": f"{len(checks)}/{len(checks)}", "seconds": result["seconds"]}
+    summary: dict[str, Any] = {"url": target, "protocol": protocol, "passed": f"{len(checks)}/{len(checks)}", "seconds": result["seconds"]}
     if warnings:
         summary["warnings"] = warnings
     return {"stage": "smoke", "ok": True, "wrote": wrote, "dry_run": dry_run or None, "summary": summary, "result": result}

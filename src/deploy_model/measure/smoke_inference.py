@@ -72,6 +72,12 @@ def check_infer(session: SmokeSession, batch: int) -> tuple[str, dict[str, Any]]
     path = f"/v2/models/{session.model_name}/infer"
     answer = session.post_inputs(path, v2_infer_body(arrays), arrays, source).json()
     outputs = {o.get("name"): o for o in answer.get("outputs", []) if isinstance(o, dict)}
+    return judge_answer(session, arrays, source, outputs, batch)
+
+
+def judge_answer(session: SmokeSession, arrays: Mapping[str, Any], source: str, outputs: Mapping[Any, Mapping[str, Any]],
+                 batch: int) -> tuple[str, dict[str, Any]]:
+    """The answered outputs (V2 dicts by name, over REST or gRPC) against the profile's outputs."""
     problems = []
     shapes = {}
     for tensor in session.profile["outputs"]:

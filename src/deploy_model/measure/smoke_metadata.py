@@ -27,7 +27,11 @@ def expected_datatype(session: SmokeSession, tensor: Mapping[str, Any]) -> str |
 
 
 def check_metadata(session: SmokeSession) -> tuple[str, dict[str, Any]]:
-    meta = session.get(f"/v2/models/{session.model_name}").json()
+    return compare_metadata(session, session.get(f"/v2/models/{session.model_name}").json())
+
+
+def compare_metadata(session: SmokeSession, meta: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The served metadata (REST body, or gRPC reply as one) against the profile; fails on what clients send."""
     problems = []
     session.served = {t.get("name"): t for t in meta.get("outputs", []) if isinstance(t, dict)}
     for kind in ("inputs", "outputs"):

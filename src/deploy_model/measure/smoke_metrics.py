@@ -28,9 +28,12 @@ def metric_present(text: str, name: str) -> bool:
     )
 
 
-def request_count(text: str) -> float:
+def request_count(text: str, endpoint: str | None = None) -> float:
+    """model_requests_total summed over its series (only those of one endpoint label when given)."""
     total = 0.0
     for line in text.splitlines():
+        if endpoint is not None and f'endpoint="{endpoint}"' not in line:
+            continue
         if line.startswith("model_requests_total{") or line.startswith("model_requests_total "):
             try:
                 total += float(line.rsplit(" ", 1)[1])
@@ -50,6 +53,12 @@ def check_metrics(session: SmokeSession) -> tuple[str, dict[str, Any]]:
         raise Failed("model_requests_total has no samples after the smoke requests")
     later = sorted(METRICS_NEEDING_TRAFFIC - present)
     note = f"; {', '.join(later)} appears once enough rows were served" if later else ""
-    return f"{len(present)} expected metric(s) exposed, {counted:g} request(s) counted{note}", {
-        "present": sorted(present), "after_traffic": later,
-    }
+    details: dict[str, Any] = {"present": sorted(present), "after_traffic": later}
+    if session.grpc_before is not None:
+        # A gRPC plan's calls must show on the server's own counter, or they were not the ones measured.
+        grpc_now = request_count(text, "grpc")
+        if grpc_now <= session.grpc_before:
+            raise Failed(f'model_requests_total{{endpoint="grpc"}} did not move ({grpc_now:g}) after the gRPC calls')
+        details["grpc_requests"] = {"before": session.grpc_before, "after": grpc_now}
+        note += f"; gRPC requests counted {session.grpc_before:g} -> {grpc_now:g}"
+    return f"{len(present)} expected metric(s) exposed, {counted:g} request(s) counted{note}", details

@@ -25,9 +25,12 @@ class Check:
     seconds: float
     details: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    protocol: str = "rest"  # what the check called: "rest" or "grpc"
+    encoding: str = "json"  # its bodies: "json", "binary" (V2 binary tensors) or "protobuf" (gRPC)
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "ok": self.ok, "message": self.message, "ms": round(self.seconds * 1000, 2)}
+        out: dict[str, Any] = {"name": self.name, "ok": self.ok, "message": self.message, "ms": round(self.seconds * 1000, 2),
+                               "protocol": self.protocol, "encoding": self.encoding}
         if self.details:
             out["details"] = self.details
         if self.warnings:
@@ -47,8 +50,13 @@ class SmokeSession:
     """One run of checks against one server: the client, the recorded checks, and what later checks need."""
 
     def __init__(self, url: str, profile: dict[str, Any], model_name: str, timeout_s: float = 10.0,
-                 directory: Path | None = None) -> None:
+                 directory: Path | None = None, grpc_target: str | None = None) -> None:
         self.url = url.rstrip("/")
+        self.grpc_target = grpc_target  # host:port of a gRPC plan's server: its checks go there
+        self.timeout_s = timeout_s
+        self.grpc_before: float | None = None  # the server's gRPC request counter before the checks
+        self.rpc: Any = None  # the gRPC stub, opened by the first gRPC check
+        self.closers: list[Callable[[], None]] = []
         self.profile = profile
         self.directory = directory
         self.model_name = model_name
@@ -59,7 +67,8 @@ class SmokeSession:
         self.sources: set[str] = set()
         self.answered = False  # some inference answered 200
 
-    def run_check(self, name: str, fn: Callable[[SmokeSession], CheckResult]) -> bool:
+    def run_check(self, name: str, fn: Callable[[SmokeSession], CheckResult], protocol: str = "rest",
+                  encoding: str = "json") -> bool:
         started = time.perf_counter()
         self._warnings = []
         try:
@@ -76,13 +85,16 @@ class SmokeSession:
             message, details, ok = exc.message, {}, False
         if ok and self._warnings:
             message += f" (warning: {'; '.join(self._warnings)})"
-        self.checks.append(Check(name, ok, message, time.perf_counter() - started, details, list(self._warnings)))
+        self.checks.append(Check(name, ok, message, time.perf_counter() - started, details, list(self._warnings),
+                                 protocol, encoding))
         return ok
 
     def warn(self, text: str) -> None:
         self._warnings.append(text)
 
     def close(self) -> None:
+        for close in self.closers:
+            close()
         self.client.close()
 
     def get(self, path: str, want: int = 200) -> httpx.Response:
