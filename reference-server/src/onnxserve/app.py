@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -253,15 +254,19 @@ def add_health_routes(app: FastAPI, state: ServerState) -> None:
     async def live(request: Request) -> Response:
         return _json({"live": True})
 
+    # Readiness is the pod's: with --workers N, every worker (lifecycle.pod_ready).
     async def ready(request: Request) -> Response:
-        if life.ready:
+        if life.pod_ready():
             return _json({"ready": True})
         reason = "draining" if life.draining else (life.fatal or "loading")
+        if life.ready and not life.draining:
+            reason = "loading (another worker)"
         return _json({"ready": False, "reason": reason}, 503)
 
     async def health(request: Request) -> Response:
         provider = state.model.provider
-        if life.ready:
+        pod_ready = life.pod_ready()
+        if pod_ready:
             status = "healthy"
         elif life.draining:
             status = "draining"
@@ -283,8 +288,12 @@ def add_health_routes(app: FastAPI, state: ServerState) -> None:
                 "warmed": life.warmed,
                 "warmup_source": life.warmup_source,
                 "warmup_error": life.warmup_error,
+                "ready": pod_ready,
+                "worker_ready": life.ready,  # this process, as against the pod's "ready"
+                "worker": life.group.index if life.group is not None else None,
+                "pid": os.getpid(),
             },
-            200 if life.ready else 503,
+            200 if pod_ready else 503,
         )
 
     app.add_route("/v2", server_meta, methods=["GET"])
@@ -339,7 +348,7 @@ def add_model_routes(app: FastAPI, state: ServerState) -> None:
             if exc.status == 503:
                 return _json({"name": settings.model_name, "ready": False}, 503)
             return error_response(exc)
-        if not state.lifecycle.ready:
+        if not state.lifecycle.pod_ready():
             return _json({"name": settings.model_name, "ready": False}, 503)
         return _json({"name": settings.model_name, "ready": True})
 

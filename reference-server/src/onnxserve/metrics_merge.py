@@ -6,6 +6,10 @@ worker writes its whole rendering to a file in a shared directory (at most every
 each scrape and at exit), and a scrape of any worker answers the merge of every worker's file:
 counters and histograms add up, gauges add up too except the ones listed below, and the process's
 own file is always fresh. A sibling's figures are at most about a second old.
+
+A worker that died and was restarted (``workers``) leaves its files renamed ``retired-<pid>``:
+its counters, histograms and V2 statistics stay in the sums (so totals never go backwards),
+its gauges (in flight, ready, ...) do not, and it is not counted in model_worker_processes.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ MAX_GAUGES = (
 )
 # Gauges that are true only when every worker says so.
 MIN_GAUGES = ("model_ready", "model_warmed")
+# Families a dead worker still contributes to: counts since start, which must not drop.
+CUMULATIVE = ("counter", "histogram", "summary")
 
 
 def _mode(name: str) -> str:
@@ -49,15 +55,19 @@ def _mode(name: str) -> str:
     return "sum"
 
 
-def merge(texts: Iterable[str]) -> bytes:
-    """One Prometheus text document from several workers' documents."""
+def merge(texts: Iterable[str], retired: Iterable[str] = ()) -> bytes:
+    """One Prometheus text document from several workers' documents (and the cumulative
+    families of ``retired``: dead workers' last documents)."""
     families: dict[str, tuple[str, str]] = {}  # name -> (type, documentation)
     values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
     texts = list(texts)
     families["model_worker_processes"] = ("gauge", "Worker processes whose metrics are summed")
     values["model_worker_processes"] = {("model_worker_processes", ()): float(len(texts))}
-    for text in texts:
+    documents = [(t, False) for t in texts] + [(t, True) for t in retired]
+    for text, dead in documents:
         for fam in text_string_to_metric_families(text):
+            if dead and fam.type not in CUMULATIVE:
+                continue
             families.setdefault(fam.name, (fam.type, fam.documentation))
             bucket = values.setdefault(fam.name, {})
             mode = _mode(fam.name) if fam.type == "gauge" else "sum"
@@ -116,7 +126,8 @@ class SharedMetrics:
         own = self._stats_own()
         _replace(self.stats_path, json.dumps(own).encode())
         entries = [own]
-        for path in sorted(self.folder.glob("worker-*.stats.json")):
+        paths = [*self.folder.glob("worker-*.stats.json"), *self.folder.glob("retired-*.json")]
+        for path in sorted(paths):
             if path != self.stats_path:
                 try:
                     entries.append(json.loads(path.read_text()))
@@ -133,7 +144,11 @@ class SharedMetrics:
                     texts.append(path.read_text())
                 except OSError:
                     continue  # a worker replacing its file right now: next scrape has it
-        return merge(texts)
+        retired = []
+        for path in sorted(self.folder.glob("retired-*.prom")):
+            with contextlib.suppress(OSError):
+                retired.append(path.read_text())
+        return merge(texts, retired)
 
     def start(self) -> None:
         def loop() -> None:
@@ -154,6 +169,16 @@ def _replace(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)  # a reader never sees half a file
+
+
+def retire_worker_files(folder: Path, pid: int) -> None:
+    """A dead worker's files keep their counts in the sums, no longer as a live worker."""
+    for name, retired in (
+        (f"worker-{pid}.prom", f"retired-{pid}.prom"),
+        (f"worker-{pid}.stats.json", f"retired-{pid}.json"),
+    ):
+        with contextlib.suppress(OSError):
+            os.replace(folder / name, folder / retired)
 
 
 def shared_from_env(

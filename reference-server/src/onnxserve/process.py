@@ -59,10 +59,36 @@ class DrainingServer(uvicorn.Server):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._draining = False
         self._drain_task: asyncio.Task[None] | None = None
+        self._listen_task: asyncio.Future[None] | None = None
 
     async def startup(self, sockets: list | None = None) -> None:  # type: ignore[override]
         self._loop = asyncio.get_running_loop()
+        group = self.state.lifecycle.group
+        if sockets and group is not None and group.replacement:
+            # A replacement worker loads behind its serving siblings: accepting now would
+            # answer their traffic with 503 "loading" (the pod stays ready meanwhile).
+            await super().startup([])
+            self._listen_task = asyncio.ensure_future(self._listen_when_ready(sockets))
+            return
         await super().startup(sockets)
+
+    async def _listen_when_ready(self, sockets: list) -> None:
+        """Accept once this worker is ready, or at once if no sibling serves (probes and
+        clients must reach someone), unless the drain began first."""
+        life = self.state.lifecycle
+        group = life.group
+        assert group is not None
+        while not (life.ready or life.draining or life.fatal or not group.sibling_ready()):
+            await asyncio.sleep(0.05)
+        if life.draining or life.fatal or self.should_exit:
+            return
+        for sock in sockets:
+            self.servers.append(
+                await self._loop.create_server(  # type: ignore[union-attr]
+                    self._protocol, sock=sock, backlog=self.config.backlog
+                )
+            )
+        log.info("replacement worker accepting connections (ready: %s)", life.ready)
 
     def _protocol(self) -> asyncio.Protocol:
         """A connection's protocol, as uvicorn makes it (for those taken from the backlog)."""

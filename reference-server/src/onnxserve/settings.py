@@ -72,6 +72,9 @@ class Settings:
     drift_max_features: int = 64
     drift_interval_ms: float = 10.0
     workers: int = 1
+    # A dead worker is restarted; more than this many restarts within the window stop them all.
+    worker_restart_limit: int = 5
+    worker_restart_window_s: float = 60.0
     log_level: str = "info"
     access_log: bool = False
 
@@ -132,6 +135,14 @@ class Settings:
             )
         if not 1 <= self.workers <= 64:
             raise SettingsError(f"workers must be in 1..64, got {self.workers}")
+        if self.worker_restart_limit < 0:
+            raise SettingsError(
+                f"worker_restart_limit must be >= 0, got {self.worker_restart_limit}"
+            )
+        if self.worker_restart_window_s <= 0:
+            raise SettingsError(
+                f"worker_restart_window_s must be > 0, got {self.worker_restart_window_s}"
+            )
         if self.drift_bins < 2:
             raise SettingsError(f"drift_bins must be >= 2, got {self.drift_bins}")
         if not self.model_name:
@@ -232,7 +243,11 @@ HELP: dict[str, str] = {
     "drift_interval_ms": "at most one drift update per interval (0: every batch)",
     "workers": "server processes sharing the port, each with its own session and batcher "
     "(onnxruntime threads split between them unless --intra-op-threads is set); metrics add "
-    "up across them; SIGTERM drains them all",
+    "up across them; SIGTERM drains them all; readiness is 200 only when every worker is ready",
+    "worker_restart_limit": "with --workers: a worker that dies is restarted (the others keep "
+    "serving, readiness stays 200); more restarts than this within worker_restart_window_s "
+    "stop all workers and the supervisor exits 1 (0: never restart)",
+    "worker_restart_window_s": "the window of worker_restart_limit, in seconds",
     "log_level": "debug | info | warning | error",
     "access_log": "log every request (costs throughput)",
 }

@@ -41,7 +41,7 @@ class StateBackend:
         return True
 
     def is_ready(self) -> bool:
-        return self.state.lifecycle.ready
+        return self.state.lifecycle.pod_ready()  # the pod's: every worker with --workers N
 
     def server_metadata(self) -> dict[str, Any]:
         return server_metadata("grpc_health_v1")
