@@ -11,6 +11,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -222,3 +223,62 @@ def test_a_root_from_before_the_layout_is_its_first_release(tmp_path: Path) -> N
     assert release_layout.release_dirs(root) == [root]
     assert release_layout.current_release(root)[0] == root
 
+
+
+@pytest.fixture(scope="module")
+def planned_pair(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Release 1 planned and rendered, and the retrained model's profile (no server)."""
+    from deploy_model.bundle.render import run_render
+    from deploy_model.model.inspection import run_inspect
+    from deploy_model.plan.planner import run_plan
+
+    work = tmp_path_factory.mktemp("pair")
+    first, retrained = example_bytes()
+    model = work / "tabular_classifier.onnx"
+    model.write_bytes(first)
+    release1 = work / "r1"
+    run_inspect(model, release1, runs=1, large_batch=2)
+    run_plan(release1, None, {"latency_sla_ms": 50, "requests_per_second": 100})
+    run_render(release1)
+    model.write_bytes(retrained)
+    profile = work / "r2-profile"
+    run_inspect(model, profile, runs=1, large_batch=2)
+    return {"release1": release1, "profile": profile, "first_sha": hashlib.sha256(first).hexdigest(),
+            "retrained_sha": hashlib.sha256(retrained).hexdigest()}
+
+
+@pytest.mark.parametrize(("answers", "track", "pair"), [
+    ({"rollout": "canary"}, "canary", False),
+    ({"rollout": "blue-green"}, "green", False),
+    ({"rollout": "shadow", "shadow_mechanism": "gateway-api"}, "shadow", False),
+    ({"rollout": "shadow", "shadow_mechanism": "in-process"}, "shadow", True),
+], ids=["canary", "blue-green", "shadow-mirrored", "shadow-in-process"])
+def test_every_strategy_carries_the_candidate(planned_pair: dict[str, Any], tmp_path: Path, answers: dict[str, Any],
+                                              track: str, pair: bool) -> None:
+    """Bundle, report and local trial of release 2: the candidate's image on its track, named with its sha256."""
+    from deploy_model.bundle.render import run_render
+    from deploy_model.measure.trial_models import trial_models
+    from deploy_model.plan.planner import run_plan
+    from deploy_model.report.rollout_release import release_step
+
+    out = tmp_path / "r2"
+    shutil.copytree(planned_pair["profile"], out)
+    run_plan(out, None, {"latency_sla_ms": 50, "requests_per_second": 100, **answers}, previous=planned_pair["release1"])
+    run_render(out)
+    spec = load_spec(out)
+    assert spec.stable is not None and spec.stable.sha256 == planned_pair["first_sha"]
+    images = deployment_images(out)
+    assert images[f"{NAME}-{track}"].endswith(f":{spec.model.version}")
+    assert images[NAME].endswith(":1.0.0")
+    title = release_step(spec, str(out))["title"]
+    assert f"Release of {spec.model.version} (candidate, sha256 {planned_pair['retrained_sha'][:12]}: " in title
+    assert f"`{NAME}-{track}`" in title
+    served = trial_models(spec)
+    stable_copy = out / "model" / f"{NAME}-stable.onnx"
+    if pair:  # the shadow pods' pair: the stable model answers, the candidate is scored
+        assert sha256_file(served.model) == planned_pair["first_sha"] and served.version == "1.0.0"
+        assert served.shadow is not None and sha256_file(served.shadow) == planned_pair["retrained_sha"]
+        assert sha256_file(stable_copy) == planned_pair["first_sha"]
+    else:  # the candidate's pods run it alone: so does the trial
+        assert sha256_file(served.model) == planned_pair["retrained_sha"] and served.shadow is None
+        assert not stable_copy.exists()
