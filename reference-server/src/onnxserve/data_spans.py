@@ -65,10 +65,10 @@ def split_body(body: bytes) -> tuple[Any, dict[str, Span]] | None:
     key = body.find(_KEY)
     while key >= 0:
         start = _value_start(body, key + len(_KEY))
-        end = _array_end(body, start) if start is not None else None
+        end, brackets = _array_end(body, start) if start is not None else (None, 0)
         if end is not None and end - start >= MIN_SPAN_BYTES:
             text = body[start:end]
-            numbers = _numbers(text)
+            numbers = _numbers(text, brackets)
             if numbers is None:
                 return None
             mark = f"{_MARK}{len(spans)}"
@@ -110,21 +110,22 @@ def _value_start(body: bytes, at: int) -> int | None:
     return at if at < size and body[at] == ord("[") else None
 
 
-def _array_end(body: bytes, start: int) -> int | None:
-    """One past the ``]`` closing the array at ``start``; None when a string is inside (then it
-    is no numeric array) or it never closes."""
-    depth = 0
+def _array_end(body: bytes, start: int) -> tuple[int | None, int]:
+    """One past the ``]`` closing the array at ``start`` (None when a string is inside, then it
+    is no numeric array, or it never closes), and how many ``[`` it holds."""
+    depth = brackets = 0
     at = start
     while True:
         close = body.find(b"]", at)
         if close < 0 or body.find(b'"', at, close) >= 0:
-            return None
+            return None, brackets
         opens = body.count(b"[", at, close)
+        brackets += opens
         depth += opens - 1
         if depth == 0:
-            return close + 1
+            return close + 1, brackets
         if depth < 0:
-            return None
+            return None, brackets
         at = close + 1
 
 
@@ -135,7 +136,7 @@ def _parser() -> Any:
     return parser
 
 
-def _numbers(text: bytes) -> np.ndarray | None:
+def _numbers(text: bytes, brackets: int) -> np.ndarray | None:
     """The numbers as numpy reads the same JSON list: int64 when all are integers, float64 once
     one is a float; None for anything else (or anything numpy would read differently)."""
     try:
@@ -143,7 +144,7 @@ def _numbers(text: bytes) -> np.ndarray | None:
     except (ValueError, RuntimeError):
         return None
     try:
-        if not isinstance(doc, simdjson.Array) or not len(doc) or not _regular(doc, text):
+        if not isinstance(doc, simdjson.Array) or not len(doc) or not _regular(doc, brackets):
             return None
         try:
             return np.frombuffer(doc.as_buffer(of_type="i"), dtype=np.int64)
@@ -162,9 +163,9 @@ def _numbers(text: bytes) -> np.ndarray | None:
         del doc  # the parser refuses the next document while this one is referenced
 
 
-def _regular(doc: Any, text: bytes) -> bool:
-    """Whether the nesting is even (what numpy needs; the buffer is flat either way)."""
-    brackets = text.count(b"[")
+def _regular(doc: Any, brackets: int) -> bool:
+    """Whether the nesting (``brackets`` arrays in all) is even, as numpy needs; the buffer is
+    flat either way."""
     if brackets == 1:
         return True
     level = [doc]
