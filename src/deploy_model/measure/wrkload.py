@@ -23,7 +23,9 @@ from deploy_model.measure.percentiles import percentile_fields
 
 SCRIPT = r"""
 wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Content-Type"] = os.getenv("DEPLOY_MODEL_WRK_TYPE") or "application/json"
+local header_length = os.getenv("DEPLOY_MODEL_WRK_HEADER_LENGTH")
+if header_length and header_length ~= "" then wrk.headers["Inference-Header-Content-Length"] = header_length end
 local f = io.open(os.getenv("DEPLOY_MODEL_WRK_BODY"), "rb")
 wrk.body = f:read("*a")
 f:close()
@@ -68,20 +70,21 @@ def available() -> bool:
 
 
 def wrk_level(endpoint: str, body: bytes, concurrency: int, seconds: float, timeout_s: float,
-              tick: Callable[[float], None] | None = None, min_requests: int = 0, cap_s: float = 0.0) -> dict[str, Any]:
+              tick: Callable[[float], None] | None = None, min_requests: int = 0, cap_s: float = 0.0,
+              headers: dict[str, str] | None = None) -> dict[str, Any]:
     """One closed-loop level with wrk; short of min_requests, run again for as long as the first run's
     rate needs to reach them, at most cap_s (wrk's runs cannot be merged: the longer one is kept)."""
-    level = _wrk_run(endpoint, body, concurrency, seconds, timeout_s, tick)
+    level = _wrk_run(endpoint, body, concurrency, seconds, timeout_s, tick, headers or {})
     if level["requests"] >= min_requests or cap_s <= seconds:
         return level
     rate = level["requests"] / max(level["seconds"], 1e-9)
     longer = min(cap_s, seconds * 2 if rate <= 0 else max(seconds * 2, 1.2 * min_requests / rate))
-    again = _wrk_run(endpoint, body, concurrency, longer, timeout_s, tick)
+    again = _wrk_run(endpoint, body, concurrency, longer, timeout_s, tick, headers or {})
     return again if again["requests"] >= level["requests"] else level
 
 
 def _wrk_run(endpoint: str, body: bytes, concurrency: int, seconds: float, timeout_s: float,
-             tick: Callable[[float], None] | None) -> dict[str, Any]:
+             tick: Callable[[float], None] | None, headers: dict[str, str]) -> dict[str, Any]:
     """One closed-loop wrk run: one thread per core is wrk's model, connections = concurrency."""
     if not available():
         raise StageError("--engine wrk: `wrk` is not installed (apt-get install wrk), or use --engine python")
@@ -93,7 +96,11 @@ def _wrk_run(endpoint: str, body: bytes, concurrency: int, seconds: float, timeo
         threads = max(1, min(concurrency, 2))
         argv = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, math.ceil(seconds))}s",
                 "--timeout", f"{max(1, math.ceil(timeout_s))}s", "-s", str(script), endpoint]
-        done = _run(argv, {"DEPLOY_MODEL_WRK_BODY": str(body_file), "PATH": "/usr/bin:/bin:/usr/local/bin"},
+        env = {"DEPLOY_MODEL_WRK_BODY": str(body_file), "PATH": "/usr/bin:/bin:/usr/local/bin",
+               # a binary tensor body (binary_body) names its type and JSON header length
+               "DEPLOY_MODEL_WRK_TYPE": headers.get("content-type", ""),
+               "DEPLOY_MODEL_WRK_HEADER_LENGTH": headers.get("inference-header-content-length", "")}
+        done = _run(argv, env,
                     seconds, seconds + timeout_s + 30, tick)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("DEPLOY_MODEL_RESULT ")), None)
     if done.returncode != 0 or line is None:
