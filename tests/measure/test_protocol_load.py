@@ -4,8 +4,11 @@ and a big-input REST model load-tested with binary tensor bodies, the JSON figur
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -93,6 +96,9 @@ def test_a_big_input_is_load_tested_as_binary_with_json_beside(engine: str, tmp_
                  "--engine", engine, "--no-chart")
         load = json.loads((directory / "loadtest.json").read_text())
         metrics = httpx.get(server.url + "/metrics").text
+        run_report(directory)
+        text = (directory / REPORT_FILE).read_text()
+        answers = run_examples(text, server.url, tmp_path)
     assert (load["protocol"], load["encoding"]) == ("rest", "binary")
     assert all((lv["protocol"], lv["encoding"]) == ("rest", "binary") and lv["errors"] == 0 for lv in load["levels"])
     assert 3 * 224 * 224 * 4 < load["request_bytes"] < 3 * 224 * 224 * 4 + 1024
@@ -100,8 +106,25 @@ def test_a_big_input_is_load_tested_as_binary_with_json_beside(engine: str, tmp_
     assert (beside["protocol"], beside["encoding"], beside["concurrency"]) == ("rest", "json", 1)
     assert beside["ok"] > 0 and beside["errors"] == 0 and beside["request_bytes"] > 2 * load["request_bytes"]
     assert grpc_requests(metrics) == 0
-    run_report(directory)
-    text = (directory / REPORT_FILE).read_text()
-    assert re.search(r"REST, binary tensor bodies", text) and "JSON bodies" in text
-    # The report's example request sends the same binary body.
+    assert "Every level sent REST, binary tensor bodies" in text and "concurrency 1, REST, JSON bodies" in text
+    assert "load test meets the SLA (REST, binary tensor bodies)" in text or "misses the SLA (REST, binary" in text
+    # The report's examples send the same binary body, and the server answers them.
     assert "--data-binary" in text and "Inference-Header-Content-Length" in text
+    assert answers == {"curl": {"means": (1, 3)}, "python": {"means": (1, 3)}}
+
+
+def run_examples(text: str, url: str, tmp_path: Path) -> dict[str, dict[str, tuple[int, ...]]]:
+    """The report's curl and `requests` examples against the server: the output shapes each got."""
+    blocks = re.findall(r"```(bash|python)\n(.*?)```", text, re.S)
+    curl = next(b for kind, b in blocks if kind == "bash" and "curl -s -X POST" in b)
+    python = next(b for kind, b in blocks if kind == "python" and "import requests" in b)
+    host = url.removeprefix("http://")
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    done = subprocess.run(["bash", "-c", curl.replace("127.0.0.1:8000", host)], capture_output=True, text=True,
+                          timeout=60, check=True, cwd=tmp_path, env=env)
+    answer = json.loads(done.stdout)
+    got = {"curl": {o["name"]: tuple(o["shape"]) for o in answer["outputs"]}}
+    done = subprocess.run([sys.executable, "-c", python.replace("127.0.0.1:8000", host)], capture_output=True, text=True,
+                          timeout=60, check=True, cwd=tmp_path)
+    got["python"] = {line.split()[0]: tuple(int(d) for d in re.findall(r"\d+", line.split(")")[0])) for line in done.stdout.splitlines()}
+    return got

@@ -10,6 +10,23 @@ from deploy_model.report.markdown import md, one_line
 
 # Lines of a failed stage's problems (server log tail, failing checks) the report quotes.
 FAILURE_LINES = 25
+# How the report names what a figure sent (smoke.json / loadtest.json `protocol` and `encoding`).
+WIRES = {("grpc", "protobuf"): "gRPC (protobuf tensors)", ("rest", "binary"): "REST, binary tensor bodies",
+         ("rest", "json"): "REST, JSON bodies"}
+
+
+def wire(record: dict[str, Any] | None) -> str:
+    """The protocol and body encoding of a smoke check, a load level or a whole record, in words."""
+    if not record:
+        return ""
+    key = (str(record.get("protocol") or "rest"), str(record.get("encoding") or "json"))
+    return WIRES.get(key, f"{key[0]}, {key[1]} bodies")
+
+
+def wires(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None) -> dict[str, str]:
+    """What the smoke test and the load test sent: `smoke` (each protocol its checks used) and `loadtest`."""
+    protocols = sorted({wire(c) for c in (smoke or {}).get("checks", [])})
+    return {"smoke": " and ".join(protocols), "loadtest": wire(loadtest)}
 
 
 def validation_rows(validation: dict[str, Any] | None) -> tuple[list[dict[str, str]], str]:
@@ -62,20 +79,22 @@ def measured(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None, skip
         go = False
         reasons.append(f"smoke test failed: {', '.join(smoke.get('failed', []))}")
     else:
-        reasons.append(f"smoke test passed {smoke.get('passed')}/{len(smoke.get('checks', []))} checks")
+        reasons.append(f"smoke test passed {smoke.get('passed')}/{len(smoke.get('checks', []))} checks"
+                       + (" over gRPC" if smoke.get("protocol") == "grpc" else ""))
     if loadtest is None:
         go = None if go else go
         reasons.append(f"load test did not run ({'deploy stopped before it' if failure else '`deploy-model loadtest`'})")
     else:
         v = loadtest["verdict"]
         if v.get("judged", True):
-            reasons.append(("load test meets the SLA: " if v["go"] else "load test misses the SLA: ") + v["reason"])
+            reasons.append(("load test meets the SLA" if v["go"] else "load test misses the SLA")
+                           + f" ({wire(loadtest)}): " + v["reason"])
         else:  # its reason starts "not enough requests to judge"
             reasons.append("load test: " + v["reason"])
         if not v["go"]:
             go = False
     label = {True: "GO", False: "NO-GO", None: "INCOMPLETE"}[go]
-    return {"go": go, "label": label, "reasons": reasons}
+    return {"go": go, "label": label, "reasons": reasons, "wires": wires(smoke, loadtest)}
 
 
 def failure_facts(failure: dict[str, Any] | None) -> dict[str, Any] | None:
