@@ -89,7 +89,7 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     shadow = work / "shadow-release"
     deploy(model, "--answers", answers(work / "shadow.yaml", "shadow"), "--previous", release1, "--out", shadow)
     release2 = release_layout.release_dir(root, (root / "current").read_text().strip())
-    return {"root": root, "release1": release1, "before": before, "release2": release2, "shadow": shadow,
+    return {"root": root, "model": model, "release1": release1, "before": before, "release2": release2, "shadow": shadow,
             "first_sha": hashlib.sha256(first).hexdigest(), "retrained_sha": hashlib.sha256(retrained).hexdigest()}
 
 
@@ -126,6 +126,19 @@ def test_releases_lists_both_and_the_current_one(flow: dict[str, Any]) -> None:
     assert listed["releases"][1]["strategy"] == "canary" and listed["releases"][1]["stable_version"] == "1.0.0"
     text = cli("releases", "--root", flow["root"])
     assert text.returncode == 0 and f"current {two}" in text.stdout and "serving 1.0.0" in text.stdout
+    # The retrained model again: its promotion, in a directory of its own beside release 2's.
+    nxt = json.loads(cli("releases", "--root", flow["root"], "--next", flow["model"], "--json").stdout)["next"]
+    assert nxt == {"version": two, "out": str(flow["root"] / "releases" / f"{two}-2"), "previous": str(flow["release2"])}
+
+
+def test_releases_of_a_root_not_there_yet_say_where_release_1_goes(tmp_path: Path) -> None:
+    model = tmp_path / "tabular_classifier.onnx"
+    model.write_bytes(example_bytes()[0])
+    done = cli("releases", "--root", tmp_path / "deploy" / NAME, "--next", model, "--json")
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(done.stdout)
+    assert listed["releases"] == [] and listed["current"] is None
+    assert listed["next"] == {"version": "1.0.0", "out": str(tmp_path / "deploy" / NAME / "releases" / "1.0.0"), "previous": None}
 
 
 @pytest.mark.slow

@@ -509,21 +509,33 @@ def _refused(stage: str, caught: StageError | OSError, as_json: bool) -> NoRetur
 @app.command("releases", epilog=EXIT_CODES)
 def releases_cmd(
     root: Path = typer.Option(..., "--root", help="Deployment root of a release layout (deploy/<name>)."),
+    next_model: Path | None = typer.Option(
+        None, "--next", help="A new model (.onnx or @FILE): also say where its release goes (`next`: version, out, "
+                             "previous), as `deploy --release-of` would choose, for running the stages one by one."),
+    answers: Path | None = typer.Option(None, "--answers", "-a", help="answers.yaml, when it answers version (with --next)."),
     as_json: bool = JsonOpt,
 ) -> None:
-    """List the releases of a deployment root and the one applied last; reads files only, never the cluster.
+    """List the releases of a deployment root and the one deployed last; reads files only, never the cluster.
 
     Each release: its version and directory, its mode (first, candidate, promoted), its strategy,
     the version serving once its bundle is applied and its candidate, whether its bundle is
     rendered, and its deploy outcome. `current` is the release `deploy --release-of` plans the next
     one against: deploy/<name>/current, else the newest release with a rendered bundle (a root
-    written before the layout counts as the release in it). Every key is present in --json
-    (null when there is none).
+    written before the layout counts as the release in it; a root not there yet has no release).
+    Every key is present in --json (null when there is none). With --next MODEL, `next` says where
+    that model's release goes: its version, its directory (--out of every stage) and the release
+    to plan it against (plan --previous; null for release 1).
     """
+    from deploy_model.cli.release_target import next_release
     from deploy_model.plan.release_layout import list_releases
 
+    model = model_argument(next_model, "releases", as_json) if next_model is not None else None
     try:
         result = list_releases(root)
+        if model is not None:
+            target = next_release(model, answers, root)
+            result["next"] = {"version": target.version, "out": str(target.out),
+                              "previous": str(target.previous) if target.previous is not None else None}
     except (StageError, OSError) as caught:
         _refused("releases", caught, as_json)
     if as_json:
@@ -536,6 +548,9 @@ def releases_cmd(
         print(f"{release['version']}  {release['directory']}  {role}  outcome {release['outcome'] or 'none'}{mark}")
     if result["current"] is None:
         print(f"releases: {result['current_rule']}")
-        return
-    print(f"releases: current {result['current']} ({result['current_rule']}); serving {result['serving']}"
-          + (f", candidate {result['candidate']}" if result["candidate"] else ""))
+    else:
+        print(f"releases: current {result['current']} ({result['current_rule']}); serving {result['serving']}"
+              + (f", candidate {result['candidate']}" if result["candidate"] else ""))
+    if "next" in result:
+        nxt = result["next"]
+        print(f"releases: next {nxt['version']} in {nxt['out']}, planned against {nxt['previous'] or 'no earlier release'}")

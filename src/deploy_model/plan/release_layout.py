@@ -143,9 +143,9 @@ def describe(directory: Path, root: Path) -> dict[str, Any]:
 
 def list_releases(root: Path) -> dict[str, Any]:
     """The releases of a deployment root and the current one (the cluster's own record is not read)."""
-    if not root.is_dir():
+    if root.exists() and not root.is_dir():
         raise StageError(f"{root} is not a directory: expected a deployment root such as deploy/<name>")
-    found = [describe(d, root) for d in release_dirs(root)]
+    found = [describe(d, root) for d in release_dirs(root)] if root.is_dir() else []
     current, why = current_release(root)
     now = next((r for r in found if Path(r["directory"]) == current), None)
     return {
