@@ -1,5 +1,5 @@
 """The stage verbs: plugins, inspect, plan, serve, smoke, loadtest, report, render, validate,
-worker, batch, quantize and deploy (every stage in order).
+worker, batch, quantize, deploy (every stage in order) and releases.
 
 Importing this module registers them on the app of `deploy_model.cli.base`.
 """
