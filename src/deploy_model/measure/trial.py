@@ -5,7 +5,9 @@
   into `trial/output/`; rows/s, rejects and the output's place go to trial.json.
 - event-driven (streaming): a round trip through a local redis-server on a free loopback port:
   the worker the bundle runs (`python -m onnxserve.worker`) answers requests put on the stream;
-  answered, dead-lettered and the latency per request go to trial.json. Without redis-server on
+  its start-up (launch to the answer of a warm-up message) goes to trial.json as startup_seconds,
+  apart from the latency per message (each sent after the previous answer, timed from XADD to its
+  answer: p50/p95 with their sample count), answered and dead-lettered. Without redis-server on
   PATH the round trip is skipped and trial.json says so (exit 0: nothing was refused).
 
 Realtime plans use serve/smoke/loadtest and edge plans quantize; for them `trial` is a usage
@@ -30,6 +32,7 @@ import numpy as np
 
 from deploy_model.common.errors import EXIT_USAGE, StageError
 from deploy_model.common.files import read_json, write_json
+from deploy_model.measure.percentiles import percentile_fields
 from deploy_model.model.inspection import PROFILE_FILE
 from deploy_model.plan.spec import ServingPattern
 
@@ -181,6 +184,9 @@ def _stream(directory: Path, spec: Any, model: Path, timeout_s: float, dry_run: 
     arrays, kind = _rows(directory, ROUND_TRIPS)
     port = _free_port()
     url = f"redis://127.0.0.1:{port}/0"
+    startup: float | None = None
+    latencies: list[float] = []
+    timed = 0.0
     with tempfile.TemporaryDirectory(prefix="deploy-model-redis-") as scratch:
         server = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                    "--appendonly", "no", "--dir", scratch], stdout=subprocess.DEVNULL,
@@ -189,52 +195,84 @@ def _stream(directory: Path, spec: Any, model: Path, timeout_s: float, dry_run: 
         try:
             client = redis.Redis.from_url(url, decode_responses=True)
             _wait(lambda: _pings(client), 10, "redis-server to answer PING")
+            launched = time.perf_counter()
             worker = subprocess.Popen(
                 [sys.executable, "-m", "onnxserve.worker", "--model", str(model), "--redis-url", url,
                  "--stream", WORKER_STREAM, "--group", WORKER_GROUP, "--results", results_stream,
-                 "--dead-letter", dead_stream, "--block-ms", "100", "--max-messages", str(ROUND_TRIPS)],
+                 "--dead-letter", dead_stream, "--block-ms", "100", "--max-messages", str(ROUND_TRIPS + 1)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=_env())
-            sent: dict[str, float] = {}
-            started = time.perf_counter()
-            for row in range(ROUND_TRIPS):
-                body = {"id": f"trial-{row}", "inputs": {name: a[row:row + 1].tolist() for name, a in arrays.items()}}
-                at = time.perf_counter()
+            answers = _Answers(client, results_stream, dead_stream, worker, launched + timeout_s)
+
+            def send(name: str, row: int) -> str:
+                body = {"id": name, "inputs": {key: a[row:row + 1].tolist() for key, a in arrays.items()}}
                 # The worker answers with the request's stream entry id (and the client's "id" in the body).
-                sent[client.xadd(WORKER_STREAM, {"body": json.dumps(body)})] = at
-            answered: dict[str, float] = {}
-            deadline = started + timeout_s
-            last = "0-0"
-            while len(answered) < ROUND_TRIPS and time.perf_counter() < deadline:
-                if worker.poll() is not None and worker.returncode != 0:
-                    break
-                for _, entries in client.xread({results_stream: last}, block=200) or []:
-                    for entry_id, fields in entries:
-                        last = entry_id
-                        request_id = fields.get("request_id", "")
-                        answered.setdefault(request_id, time.perf_counter())
-            dead = client.xlen(dead_stream)
+                return str(client.xadd(WORKER_STREAM, {"body": json.dumps(body)}))
+
+            # Start-up is launch to the warm-up's answer (model load, consumer group, first inference);
+            # only then is each message timed, one at a time, from its XADD to its answer.
+            if answers.wait(send("trial-warmup", 0)) == "answered":
+                startup = time.perf_counter() - launched
+                began = time.perf_counter()
+                for row in range(ROUND_TRIPS):
+                    at = time.perf_counter()
+                    outcome = answers.wait(send(f"trial-{row}", row))
+                    if outcome is None:
+                        break
+                    if outcome == "answered":
+                        latencies.append((time.perf_counter() - at) * 1000)
+                timed = time.perf_counter() - began
+            dead = int(client.xlen(dead_stream))
         finally:
             if worker is not None:
                 _stop(worker)
             _stop(server)
         worker_log = worker.stderr.read() if worker is not None and worker.stderr else ""
-    latencies = sorted((answered[k] - sent[k]) * 1000 for k in answered if k in sent)
-    record = {
-        "pattern": "event-driven", "ok": len(answered) == ROUND_TRIPS and dead == 0,
+    answered = len(latencies)
+    ok = startup is not None and answered == ROUND_TRIPS and dead == 0
+    lat = np.asarray(latencies)
+    figures = percentile_fields(answered, lambda q: round(float(np.percentile(lat, q)), 2))
+    record: dict[str, Any] = {
+        "pattern": "event-driven", "ok": ok,
         "redis_server": redis_server, "stream": WORKER_STREAM, "group": WORKER_GROUP, "inputs": kind,
-        "sent": ROUND_TRIPS, "answered": len(answered), "dead_lettered": dead,
-        "p50_ms": round(float(np.percentile(latencies, 50)), 2) if latencies else None,
-        "p95_ms": round(float(np.percentile(latencies, 95)), 2) if latencies else None,
-        "seconds": round(time.perf_counter() - started, 3),
+        "sent": ROUND_TRIPS, "answered": answered, "dead_lettered": dead,
+        "startup_seconds": round(startup, 3) if startup is not None else None,
+        "latency": "per message after start-up, one at a time, from XADD to its answer on the result stream",
+        **{k: v for k, v in figures.items() if k.startswith(("samples", "p50_", "p95_"))},
+        "messages_per_second": round(answered / timed, 1) if answered and timed else None,
+        "seconds": round(time.perf_counter() - launched, 3),
     }
-    if not record["ok"]:
+    if not ok:
+        record["error"] = (f"the worker answered {answered} of {ROUND_TRIPS} requests ({dead} dead-lettered)"
+                           if startup is not None else
+                           f"the worker did not answer its warm-up message within {timeout_s:g} s of its start")
         record["worker_log_tail"] = worker_log.strip().splitlines()[-10:]
     path = write_json(directory / TRIAL_FILE, record)
-    if not record["ok"]:
-        raise StageError(f"the worker round trip answered {len(answered)} of {ROUND_TRIPS} requests "
-                         f"({dead} dead-lettered)", [*record["worker_log_tail"], f"wrote {path}"])
+    if not ok:
+        raise StageError(record["error"], [*record["worker_log_tail"], f"wrote {path}"])
     return {"stage": "trial", "ok": True, "wrote": [str(path)],
-            "summary": {k: record[k] for k in ("pattern", "sent", "answered", "dead_lettered", "p50_ms", "p95_ms")}}
+            "summary": {k: record[k] for k in ("pattern", "sent", "answered", "dead_lettered", "startup_seconds",
+                                               "samples", "p50_ms", "p95_ms", "messages_per_second")}}
+
+
+class _Answers:
+    """Reads the result and dead-letter streams until a request's answer shows up, or the time runs out."""
+
+    def __init__(self, client: Any, results: str, dead: str, worker: subprocess.Popen[str], deadline: float) -> None:
+        self.client, self.worker, self.deadline = client, worker, deadline
+        self.last = {results: "0-0", dead: "0-0"}
+        self.kind = {results: "answered", dead: "dead-lettered"}
+        self.seen: dict[str, str] = {}
+
+    def wait(self, request_id: str) -> str | None:
+        """'answered' or 'dead-lettered', or None when the worker failed or the deadline passed first."""
+        while request_id not in self.seen:
+            if time.perf_counter() > self.deadline or (self.worker.poll() is not None and self.worker.returncode != 0):
+                return None
+            for stream, entries in self.client.xread(dict(self.last), block=100) or []:
+                for entry_id, fields in entries:
+                    self.last[stream] = entry_id
+                    self.seen.setdefault(fields.get("request_id", ""), self.kind[stream])
+        return self.seen[request_id]
 
 
 def _pings(client: Any) -> bool:
