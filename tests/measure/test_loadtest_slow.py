@@ -14,8 +14,8 @@ import pytest
 from measure_helpers import cli, plan_dir, png_size, server_available
 from slow_model import slow_model
 
-from deploy_model.measure.load_verdict import NOT_JUDGED, verdict
 from deploy_model.measure.load_levels import Level, closed_loop, open_loop
+from deploy_model.measure.load_verdict import NOT_JUDGED, verdict
 from deploy_model.measure.percentiles import samples_needed
 from deploy_model.report.writer import REPORT_FILE, run_report
 

@@ -17,6 +17,11 @@ target: target req/s divided by the replicas the plan runs. A whole-target compa
 verdict of a model whose one replica holds about the target flip with the machine's load; the
 share leaves the planned headroom between the two, and the verdict also says how many replicas
 the measured figure implies.
+
+Requests go as the plan's clients send them: a gRPC plan over gRPC (grpc_load, grpc.aio), a REST
+plan as V2 JSON, or as binary tensors (binary_body) when its inputs hold more than 64 KiB; then one
+short JSON level at concurrency 1 is recorded beside (`json_beside`, never judged). Every level
+records its `protocol` and `encoding`. The threaded REST engine is load_levels, its target load_target.
 """
 
 from __future__ import annotations
