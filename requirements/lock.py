@@ -35,7 +35,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     "core": ("inspect, plan, render, serve, smoke, report", [
         "jinja2", "pyyaml", "typer", "pydantic", "packaging", "onnx", "onnxruntime", "numpy", "httpx",
         # the reference server's own closure: `serve` runs it and `render` pins it for the image
-        "fastapi", "uvicorn", "uvloop", "httptools", "prometheus-client", "orjson",
+        "fastapi", "uvicorn", "uvloop", "httptools", "prometheus-client", "orjson", "pysimdjson",
         "grpcio", "grpcio-health-checking", "protobuf",
     ]),
     "validate": ("validate: Kubernetes schemas, compose/workflow schemas, hadolint", [

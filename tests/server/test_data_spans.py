@@ -17,8 +17,6 @@ from onnxserve.codec import ApiError, decode_v2
 from onnxserve.datatypes import V2_TO_NUMPY
 from onnxserve.model import ModelSpec, TensorSpec
 
-pytest.importorskip("simdjson")
-
 NUMERIC = ["FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64"]
 NUMERIC += ["UINT8", "UINT16", "UINT32", "UINT64"]
 DATATYPES = [*NUMERIC, "BOOL", "BYTES"]
