@@ -2,7 +2,7 @@
 
 - batch: the batch runner the CronJob runs (`python -m onnxserve.batch`) on a sample of the
   user's data (`--input`), else on rows made from the profile (the recorded sample or synthetic),
-  into `trial/output/`; rows/s, rejects and the output's place go to trial.json.
+  into `trial/output/`; rows/s (over the runner's scoring time), rejects and the output's place go to trial.json.
 - event-driven (streaming): a round trip through a local redis-server on a free loopback port:
   the worker the bundle runs (`python -m onnxserve.worker`) answers requests put on the stream;
   its start-up (launch to the answer of a warm-up message) goes to trial.json as startup_seconds,
@@ -127,8 +127,11 @@ def _batch(directory: Path, spec: Any, model: Path, input_path: Path | None, tim
     }
     rows = _first(result, ("rows", "rows_total", "rows_done", "scored"))
     rejects = _first(result, ("rejected", "rejects", "rows_rejected"))
-    record.update(rows=rows, rejected=rejects,
-                  rows_per_second=round(rows / seconds, 1) if isinstance(rows, (int, float)) and seconds else None)
+    # Throughput is the runner's own (its scoring time), not the wall time that includes its start-up.
+    scoring = result.get("seconds") if isinstance(result, dict) and isinstance(result.get("seconds"), (int, float)) else None
+    timed = scoring if scoring else seconds
+    record.update(rows=rows, rejected=rejects, scoring_seconds=scoring,
+                  rows_per_second=round(rows / timed, 1) if isinstance(rows, (int, float)) and timed else None)
     if proc.returncode != 0:
         record["error"] = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
     path = write_json(directory / TRIAL_FILE, record)

@@ -82,8 +82,9 @@ def _quantization(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def _trial(doc: dict[str, Any]) -> dict[str, Any]:
-    keep = ("pattern", "ok", "skipped", "source", "rows", "rejected", "rows_per_second", "output", "sent", "answered",
-            "dead_lettered", "p50_ms", "p95_ms", "error")
+    keep = ("pattern", "ok", "skipped", "source", "rows", "rejected", "rows_per_second", "scoring_seconds", "output",
+            "sent", "answered", "dead_lettered", "startup_seconds", "samples", "p50_ms", "p50_note", "p95_ms", "p95_note",
+            "messages_per_second", "error")
     return {k: doc.get(k) for k in keep if doc.get(k) is not None}
 
 
@@ -144,7 +145,10 @@ def build_summary(directory: Path) -> dict[str, Any]:
         expected += ["trial"]
     elif pattern == "edge" and (spec.get("edge") or {}).get("quantize"):
         expected += ["quantization"]
-    missing = [k for k in expected if k not in summary]
+    trial = summary.get("trial") or {}
+    # A skipped trial, or one of another plan's pattern, measured nothing for this plan (as DEPLOYMENT.md reads it).
+    unmeasured = "trial" if trial and (trial.get("skipped") or trial.get("pattern") != pattern) else None
+    missing = [k for k in expected if k not in summary or k == unmeasured]
     if summary.get("validation", {}).get("ok") is False:
         problems.append(f"validation failed ({summary['validation']['failed']} checks)")
     if summary.get("smoke", {}).get("ok") is False:
@@ -152,7 +156,7 @@ def build_summary(directory: Path) -> dict[str, Any]:
     if summary.get("loadtest", {}).get("go") is False:
         load = summary["loadtest"]
         problems.append(f"load test no-go: {load['reason']}" if load["judged"] else f"load test: {load['reason']}")
-    if summary.get("trial", {}).get("ok") is False:
+    if trial.get("ok") is False and not unmeasured:
         problems.append(f"local trial failed: {summary['trial'].get('error', 'see trial.json')}")
     if summary.get("quantization", {}).get("verdict") == "refused":
         summary.setdefault("notes", []).append("INT8 model refused: the bundle ships the original model")

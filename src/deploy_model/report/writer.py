@@ -22,6 +22,7 @@ from deploy_model.measure.loadtest import CHART_FILE, LOADTEST_FILE
 from deploy_model.measure.serve import SERVER_FILE, not_served_reason
 from deploy_model.measure.smoke import SMOKE_FILE
 from deploy_model.measure.smoke_metrics import EXPECTED_METRICS
+from deploy_model.measure.trial import TRIAL_FILE
 from deploy_model.model.inspection import PROFILE_FILE
 from deploy_model.plan.decide_feasibility import infeasible_reason
 from deploy_model.plan.plugins import SIBLINGS_FILE
@@ -44,6 +45,7 @@ from deploy_model.report.measured_results import (
     validation_rows,
 )
 from deploy_model.report.rollout_commands import rollback_steps, rollout_steps
+from deploy_model.report.trial_results import trial_section, with_trial
 from deploy_model.report.worker_example import worker_example
 
 __all__ = ["REPORT_FILE", "REQUEST_FILE", "failure_report", "find_placeholders", "run_report"]
@@ -90,6 +92,8 @@ def gather(directory: Path, failure: dict[str, Any] | None = None) -> dict[str, 
     server = _optional_json(directory / SERVER_FILE)
     smoke = _optional_json(directory / SMOKE_FILE)
     loadtest = _optional_json(directory / LOADTEST_FILE)
+    trial = _optional_json(directory / TRIAL_FILE)
+    pattern = spec.serving.pattern.value
     skip = not_served_reason(spec)
     present = [(f, stage, (directory / f).exists()) for f, stage in STAGE_FILES]
     relevant_absent = [
@@ -130,7 +134,9 @@ def gather(directory: Path, failure: dict[str, Any] | None = None) -> dict[str, 
         "chart": (directory / CHART_FILE).is_file(),
         "server": server,
         "skip_reason": skip,
-        "outcome": measured(smoke, loadtest, skip, validation, failure, infeasible_reason(spec.decisions)),
+        "outcome": with_trial(measured(smoke, loadtest, skip, validation, failure, infeasible_reason(spec.decisions)),
+                              trial, pattern, validation is not None),
+        "trial": trial_section(trial, pattern, shown),
         "failure": failure_facts(failure),
         "rollout": _steps(rollout_steps(spec, shown, service)),
         "rollback": _steps(rollback_steps(spec, service)),
