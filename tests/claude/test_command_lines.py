@@ -66,7 +66,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, example_models: dict[str, Pat
 
 def test_files_document_command_lines() -> None:
     verbs = [c.verb for c in COMMAND_LINES]
-    assert verbs == ["plugins", "inspect", "cluster", "answers", "plan", "quantize", "render", "validate", "serve",
+    assert verbs == ["releases", "plugins", "inspect", "cluster", "answers", "plan", "quantize", "render", "validate", "serve",
                      "smoke", "loadtest", "serve", "trial", "report", "apply", "apply", "rollout", "rollout"]
     assert SKILL_LINES, "the skill documents no runnable command"
     for command in COMMAND_LINES:
