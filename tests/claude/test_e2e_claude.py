@@ -338,3 +338,101 @@ def test_init_lists_plugin_command_and_skill(sessions: Any) -> None:
     injected = [b["text"] for r in session["requests"][1:2] for m in r["messages"] for b in m["content"]
                 if isinstance(m["content"], list) and isinstance(b, dict) and marker in b.get("text", "")]
     assert injected and "serving-patterns.md" in injected[0], "the SKILL.md body did not reach the model"
+
+
+# --- a second release: a retrained model planned against the one serving ---------------------
+
+LOCAL_TRIAL = {"serve", "smoke", "loadtest"}  # skipped in the release sessions: the bundles are what they check
+
+
+def _release_session(claude: Path, project: Path, home: Path, typed: str, turns: list[Any],
+                     stage_python: str) -> dict[str, Any]:
+    """Run /deploy-model once in project with a scripted agent; assert it played through cleanly."""
+    with ScriptedAPI(turns, final_text="The release is planned.") as api:
+        proc = subprocess.run(
+            [str(claude), "-p", f"/deploy-model {typed}", "--plugin-dir", str(REPO),
+             "--output-format", "stream-json", "--verbose"],
+            cwd=project, env=claude_env(home, api.base_url, stage_python),
+            capture_output=True, text=True, timeout=600, check=False,
+        )
+        turns_left, times = api.turns_left, api.times
+    assert proc.returncode == 0, f"claude exited {proc.returncode}: {proc.stderr[-2000:]}"
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert turns_left == 0, "the CLI stopped before the scripted agent finished"
+    result = next(e for e in events if e.get("type") == "result")
+    assert result["subtype"] == "success" and result["permission_denials"] == [], result
+    results = _tool_results(events)
+    transcript = []
+    for call in _tool_calls(events, "Bash") + _tool_calls(events, "Write") + _tool_calls(events, "Read"):
+        assert call["id"] in results, f"no result for {call['input']}"
+        output = _result_text(results[call["id"]])
+        assert not results[call["id"]].get("is_error"), f"{call['input']}: {output[-3000:]}"
+        assert "requires approval" not in output
+    for call in _tool_calls(events, "Bash"):
+        transcript.append((call["input"]["command"], _result_text(results[call["id"]])))
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert max(gaps) < BASH_TOOL_TIMEOUT_S, gaps
+    return {"events": events, "results": results, "transcript": transcript, "gaps": gaps}
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_retrained_model_becomes_release_two(claude: Path, tmp_path_factory: pytest.TempPathFactory,
+                                               example_models: dict[str, Path], stage_python: str) -> None:
+    import yaml
+    from release_two import deployment_images, first_json, release_two_script, retrain, tree_digest
+
+    scenario = Scenario("realtime", {**BASE_ANSWERS, "rollout": "canary", "canary_weight": 10},
+                        expect={"rollout.strategy": "canary"})
+    project = _project(tmp_path_factory, example_models, scenario)
+    home = tmp_path_factory.mktemp("home")
+    answers = yaml.safe_dump(scenario.answers, sort_keys=False)
+    root = project / DEPLOY_DIR
+
+    # Release 1: the documented lines, in deploy/model.
+    first: list[Any] = [[tool("Write", file_path=str(project / REQUEST), content=scenario.model)]]
+    for verb, line in _lines(scenario):
+        if verb in LOCAL_TRIAL:
+            continue
+        if verb == "plan":
+            first.append([tool("Write", file_path=str(root / "answers.yaml"), content=answers)])
+        first.append([tool("Bash", command=line, description=f"Run the {verb} stage")])
+    one = _release_session(claude, project, home, scenario.model, first, stage_python)
+    releases_one = first_json(one["transcript"][0][1])
+    assert releases_one["current"] is None and releases_one["next"]["previous"] is None
+    spec_one = yaml.safe_load((root / "deployment.yaml").read_text())
+    before = tree_digest(root)
+    directories_before = {path for path in root.rglob("*") if path.is_dir()}
+
+    # Release 2: new bytes under the same file name and metadata.
+    retrain(example_models["tabular_classifier"], project / scenario.model)
+    turns, state = release_two_script(project, scenario.model, answers, FAST)
+    two = _release_session(claude, project, home, scenario.model, turns, stage_python)
+    print(f"\n[release 2] slowest tool call {max(two['gaps']):.1f}s")
+    for command, output in two["transcript"]:
+        print(f"$ {command.replace(str(REPO), '$PLUGIN')}\n{output[-1200:]}\n")
+
+    releases = state["releases"]
+    assert releases == first_json(two["transcript"][0][1])
+    assert releases["current"] == spec_one["model"]["version"] == "1.0.0"
+    out = releases["next"]["out"]
+    assert out != DEPLOY_DIR and releases["next"]["previous"] == DEPLOY_DIR
+    assert project / out not in directories_before, "next.out existed before release 2"
+    release_two = project / out
+    assert all(f" {out}" in command or " releases " in command for command, _ in two["transcript"])
+    spec_two = yaml.safe_load((release_two / "deployment.yaml").read_text())
+    assert spec_two["model"]["version"] != spec_one["model"]["version"]
+    assert spec_two["name"] == spec_one["name"]
+    assert spec_two["stable"]["version"] == spec_one["model"]["version"]
+    images_one = deployment_images(root / "k8s" / "deployment.yaml")
+    images_two = deployment_images(release_two / "k8s" / "deployment.yaml")
+    name = spec_one["name"]
+    assert list(images_one) == [name] and name in images_two  # the serving Deployment keeps its name
+    candidate = next(image for deployment, image in images_two.items() if deployment != name)
+    stable_tag, candidate_tag = images_two[name].rsplit(":", 1)[1], candidate.rsplit(":", 1)[1]
+    assert stable_tag == images_one[name].rsplit(":", 1)[1] and candidate_tag != stable_tag
+    assert candidate_tag == spec_two["model"]["version"]
+    report = next(output for command, output in two["transcript"] if " report " in command)
+    summary = first_json(report)
+    assert summary["validation"]["failed"] == 0 and summary["decisions"]["version"] == spec_two["model"]["version"]
+    assert tree_digest(root) == before, "release 1's directory changed"
