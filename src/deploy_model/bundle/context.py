@@ -9,7 +9,7 @@ from typing import Any
 from deploy_model.bundle import alerting
 from deploy_model.bundle.context_batch import batch_command, batch_jobs, streaming_workers
 from deploy_model.bundle.context_build import build_files, bundle_dir, compose_service
-from deploy_model.bundle.context_monitoring import monitoring_files, scrape_ports
+from deploy_model.bundle.context_monitoring import monitoring_files, scrape_context
 from deploy_model.bundle.context_objects import BundleObjects, FileEntry
 from deploy_model.bundle.context_rollout import realtime_kubernetes
 from deploy_model.bundle.context_serverless import realtime_serverless
@@ -100,7 +100,7 @@ def build_context(spec: DeploymentSpec, directory: Path, server_source: Path,
         "main_service": main_service, "compose_command": compose_command, "compose_env": compose_env,
         "dockerfile": releases.dockerfile(s), "bundle_dir": bundle_dir(directory), "job": None,
         "release_mode": rel.mode, "stable_image": rel.stable_image, "stable_version": rel.stable_version,
-        "scrape_ports": scrape_ports(lay), "revision": None,
+        **scrape_context(lay, grpc, s.serving.port), "revision": None,
         "canary_percent": None,
         **objs.extra,
     }

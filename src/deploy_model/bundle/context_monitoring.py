@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from deploy_model.bundle.context_objects import FileEntry
 from deploy_model.plan.spec import ServingPattern
 
@@ -24,6 +26,17 @@ def monitoring_files(pattern: ServingPattern, kube: bool) -> list[FileEntry]:
     return files
 
 
-def scrape_ports(layout: str) -> list[str]:
-    """The named pod ports Prometheus scrapes: Knative and KServe name the serving port their own way."""
-    return ["http1", "user-port"] if layout in ("knative", "kserve") else ["http"]
+def scrape_context(layout: str, grpc: bool, metrics_port: int) -> dict[str, Any]:
+    """The pod ports Prometheus finds the server's metrics on, for the scrape configs' templates.
+
+    `scrape_ports`: the named pod ports scraped; Knative and KServe name the serving port their own
+    way (the manifest's name, or Knative's `user-port` on the running pod). `metrics_port`: the port
+    each target's address is rewritten to, or None where the named port serves the metrics itself.
+    Serverless gRPC is that case: Knative routes one port, the h2c (gRPC) one, so the pod names no
+    port for the server's REST listener, which serves the metrics; the target is found through the
+    gRPC port and its address moved to the REST one (not by port number: the pod declares none there).
+    """
+    serverless = layout in ("knative", "kserve")
+    if serverless and grpc:
+        return {"scrape_ports": ["h2c", "user-port"], "metrics_port": metrics_port}
+    return {"scrape_ports": ["http1", "user-port"] if serverless else ["http"], "metrics_port": None}
