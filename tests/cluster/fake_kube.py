@@ -9,6 +9,26 @@ It is deliberately simple: lists are owned as a whole (atomic), there is no watc
 under test polls), no admission beyond "the namespace must exist". The `kubernetes` client
 reaches it through a kubeconfig like any cluster. It can send `Warning` headers on writes
 (FakeKube.warnings) and serve HTTPS with a kubeconfig that skips verification (start(tls=...)).
+
+What it models of a real server's harder edges:
+- Controllers that lag (FakeKube.lag_reads = N > 0): after a write that changes a workload's spec
+  (Deployment, StatefulSet, Argo Rollout, Knative Service, KServe InferenceService), its first N
+  reads still show the status from before the change (the previous generation's, often fully
+  available; none after a create), the next N a half-done rollout of the new generation
+  (observedGeneration current, updatedReplicas < replicas, or Ready=Unknown), then the finished
+  status. By read count, not time, so tests are deterministic; 0 (the default) is done at once.
+- Immutable fields (IMMUTABLE): Deployment spec.selector, Job spec.selector and spec.template,
+  Service spec.clusterIP (allocated on create, as a real server does): a change is the real 422
+  `<Kind.group> "<name>" is invalid: <field>: Invalid value: ...: field is immutable`.
+- Server-side apply conflicts worded as kube-apiserver words them, for one conflict and for
+  several (grouped by manager, one `- <path>` line each), a manager that wrote with an update
+  (merge/JSON patch) printed as `"<manager>" using <apiVersion>`, and details.causes per field.
+- Field validation (fieldValidation=Strict|Warn|Ignore, Warn by default as on a real server) of
+  the fields listed in KNOWN_FIELDS (object top level, metadata, Deployment/Job/CronJob/Service
+  spec): Strict refuses an unknown one with a 400, Warn drops it with a `Warning` header.
+What it does not model: schemas below those levels (pod specs, custom resources), defaulting
+beyond Deployment replicas and a Service's clusterIP, admission webhooks, quotas, watches,
+garbage collection, list ownership by key (lists are atomic), time-based controller progress.
 """
 
 from __future__ import annotations
@@ -61,6 +81,38 @@ OPTIONAL_GROUPS: dict[str, dict[str, dict[str, dict[str, tuple[str, bool]]]]] = 
     "kserve": {"serving.kserve.io": {"v1beta1": {"InferenceService": ("inferenceservices", True)}}},
     "metrics": {"metrics.k8s.io": {"v1beta1": {"NodeMetrics": ("nodes", False), "PodMetrics": ("pods", True)}}},
 }
+# Workloads whose status the fake's stand-in controllers write: (apiVersion, kind).
+CONTROLLED = {("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("argoproj.io/v1alpha1", "Rollout"),
+              ("serving.knative.dev/v1", "Service"), ("serving.kserve.io/v1beta1", "InferenceService")}
+# Fields a change of which the API server refuses: (apiVersion, kind) -> paths.
+IMMUTABLE: dict[tuple[str, str], list[tuple[str, ...]]] = {
+    ("apps/v1", "Deployment"): [("spec", "selector")],
+    ("batch/v1", "Job"): [("spec", "selector"), ("spec", "template")],
+    ("v1", "Service"): [("spec", "clusterIP")],
+}
+_META = {"name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation", "creationTimestamp",
+         "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations", "ownerReferences", "finalizers",
+         "managedFields"}
+_JOB_SPEC = {"parallelism", "completions", "activeDeadlineSeconds", "podFailurePolicy", "successPolicy", "backoffLimit",
+             "backoffLimitPerIndex", "maxFailedIndexes", "selector", "manualSelector", "template",
+             "ttlSecondsAfterFinished", "completionMode", "suspend", "podReplacementPolicy", "managedBy"}
+_TOP = {"apiVersion", "kind", "metadata", "spec", "status"}
+# Field validation: (apiVersion, kind) -> {path: the keys declared there}; paths not listed are not checked.
+KNOWN_FIELDS: dict[tuple[str, str], dict[tuple[str, ...], set[str]]] = {
+    ("apps/v1", "Deployment"): {(): _TOP, ("metadata",): _META, ("spec",): {
+        "replicas", "selector", "template", "strategy", "minReadySeconds", "revisionHistoryLimit", "paused",
+        "progressDeadlineSeconds"}},
+    ("batch/v1", "Job"): {(): _TOP, ("metadata",): _META, ("spec",): _JOB_SPEC},
+    ("batch/v1", "CronJob"): {(): _TOP, ("metadata",): _META, ("spec",): {
+        "schedule", "timeZone", "startingDeadlineSeconds", "concurrencyPolicy", "suspend", "jobTemplate",
+        "successfulJobsHistoryLimit", "failedJobsHistoryLimit"}, ("spec", "jobTemplate"): {"metadata", "spec"},
+        ("spec", "jobTemplate", "spec"): _JOB_SPEC},
+    ("v1", "Service"): {(): _TOP, ("metadata",): _META, ("spec",): {
+        "ports", "selector", "clusterIP", "clusterIPs", "type", "externalIPs", "sessionAffinity", "loadBalancerIP",
+        "loadBalancerSourceRanges", "externalName", "externalTrafficPolicy", "healthCheckNodePort",
+        "publishNotReadyAddresses", "sessionAffinityConfig", "ipFamilies", "ipFamilyPolicy",
+        "allocateLoadBalancerNodePorts", "loadBalancerClass", "internalTrafficPolicy", "trafficDistribution"}},
+}
 STATUS_KINDS = {"Deployment", "StatefulSet", "Pod", "Rollout", "Job", "Node", "Namespace", "HTTPRoute",
                 "InferenceService", "HorizontalPodAutoscaler", "PodDisruptionBudget"}
 
@@ -70,6 +122,10 @@ class Stored:
     obj: dict[str, Any]
     owners: dict[tuple[str, ...], set[str]] = field(default_factory=dict)
     applied_at: float = field(default_factory=time.monotonic)
+    reads: int = 0  # API reads since the last spec change (the lagging controller's clock)
+    previous: dict[str, Any] | None = None  # the status shown before that change
+    shown: dict[str, Any] | None = None  # the status the latest API read showed
+    updaters: dict[str, str] = field(default_factory=dict)  # manager -> apiVersion, for managers that patched
 
 
 class FakeKube:
@@ -84,6 +140,9 @@ class FakeKube:
         self.rejections: dict[tuple[str, str], str] = {}  # (kind, name) -> 422 message
         # A lazy stand-in for the controllers: Deployments report available this long after an apply.
         self.ready_after_s: float | None = 0.0
+        # Controllers that lag by reads: N reads of the old status, N of a half-done rollout, then done.
+        self.lag_reads = 0
+        self._local = threading.local()  # this request's own Warning headers (field validation)
         # Port-forward: (namespace, pod) -> the loopback port a real process listens on for that pod.
         self.pod_ports: dict[tuple[str, str], int] = {}
         self.forwards = 0
@@ -240,11 +299,12 @@ class FakeKube:
             return self._send(h, 401, _status(401, "Unauthorized", "no valid bearer token"))
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
+        self._local.warnings = []
         try:
             code, payload = self._route(method, url.path, query, body, h.headers.get("Content-Type", ""))
         except Exception as exc:  # a bug in the fake shows as a 500 the test sees
             code, payload = 500, _status(500, "InternalError", f"fake: {type(exc).__name__}: {exc}")
-        self._send(h, code, payload, self.warnings if method == "PATCH" else [])
+        self._send(h, code, payload, [*self.warnings, *self._local.warnings] if method == "PATCH" else [])
 
     @staticmethod
     def _send(h: BaseHTTPRequestHandler, code: int, payload: Any, warnings: list[str] | None = None) -> None:
@@ -300,7 +360,8 @@ class FakeKube:
             stored = self.objects.get(key)
             if stored is None:
                 return 404, _status(404, "NotFound", f'{rest[0]} "{name}" not found')
-            return 200, self._view(stored)
+            with self.lock:
+                return 200, self._view(stored, read=True)
         if method == "DELETE":
             with self.lock:
                 self.objects.pop(key, None)
@@ -321,7 +382,7 @@ class FakeKube:
             for (g, k, ns, _), stored in self.objects.items():
                 if g != gv or k != kind or (namespace and ns != namespace):
                     continue
-                obj = self._view(stored)
+                obj = self._view(stored, read=True)
                 have = obj["metadata"].get("labels", {})
                 if any(have.get(a) != b for a, b in labels.items()):
                     continue
@@ -330,19 +391,73 @@ class FakeKube:
                 items.append(obj)
         return {"kind": f"{kind}List", "apiVersion": gv, "metadata": {"resourceVersion": str(self._rv)}, "items": items}
 
-    def _view(self, stored: Stored) -> dict[str, Any]:
+    def _view(self, stored: Stored, read: bool = False) -> dict[str, Any]:
+        """The object as read; `read` (an API read) moves a lagging controller on by one step."""
         obj = copy.deepcopy(stored.obj)
-        if obj["kind"] == "Deployment" and "status" not in obj and self.ready_after_s is not None \
-                and time.monotonic() - stored.applied_at >= self.ready_after_s:
-            want = obj.get("spec", {}).get("replicas", 1)
-            obj["status"] = {"observedGeneration": obj["metadata"]["generation"], "replicas": want,
-                             "updatedReplicas": want, "readyReplicas": want, "availableReplicas": want,
-                             "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}]}
-        if obj["kind"] in ("Service", "InferenceService") and "/" in obj["apiVersion"] and "status" not in obj \
-                and self.ready_after_s is not None and time.monotonic() - stored.applied_at >= self.ready_after_s:
-            obj["status"] = {"observedGeneration": obj["metadata"]["generation"],
-                             "conditions": [{"type": "Ready", "status": "True"}]}
+        if "status" in obj or (obj["apiVersion"], obj["kind"]) not in CONTROLLED or self.ready_after_s is None:
+            return obj
+        if time.monotonic() - stored.applied_at < self.ready_after_s:
+            if stored.previous is not None:
+                obj["status"] = copy.deepcopy(stored.previous)
+            return obj
+        if read:
+            stored.reads += 1
+        step = stored.reads if read else max(stored.reads, 1)
+        if step <= self.lag_reads:
+            if stored.previous is not None:
+                obj["status"] = copy.deepcopy(stored.previous)
+        else:
+            obj["status"] = _controller_status(obj, done=step > 2 * self.lag_reads)
+        if read:
+            stored.shown = copy.deepcopy(obj.get("status"))
         return obj
+
+    def _shown_status(self, stored: Stored | None) -> dict[str, Any] | None:
+        """What stays on view after a spec change: the status the latest read showed (or would show now)."""
+        if stored is None:
+            return None
+        return copy.deepcopy(stored.shown) if stored.reads else self._view(stored).get("status")
+
+    def _immutable(self, key: tuple[str, str, str, str], stored: Stored | None, live: dict[str, Any]) -> tuple[int, Any] | None:
+        """The 422 a real server answers when a write changes an immutable field, or None."""
+        if stored is None:
+            return None
+        errors = []
+        for path in IMMUTABLE.get((key[0], key[1]), []):
+            old, new = _dig(stored.obj, list(path)), _dig(live, list(path))
+            if old is not None and old != new:
+                shown = json.dumps(new, sort_keys=True) if not isinstance(new, str) else f'"{new}"'
+                errors.append((".".join(path), f"Invalid value: {shown}: field is immutable"))
+        if not errors:
+            return None
+        what = f"{key[1]}.{key[0].split('/')[0]}" if "/" in key[0] else key[1]
+        listed = [f"{f}: {m}" for f, m in errors]
+        text = listed[0] if len(listed) == 1 else "[" + ", ".join(listed) + "]"
+        return 422, _status(422, "Invalid", f'{what} "{key[3]}" is invalid: {text}', {
+            "name": key[3], "group": key[0].split("/")[0] if "/" in key[0] else "", "kind": key[1],
+            "causes": [{"reason": "FieldValueInvalid", "message": m, "field": f} for f, m in errors]})
+
+    def _validate_fields(self, key: tuple[str, str, str, str], obj: dict[str, Any], query: dict[str, str],
+                         apply: bool) -> tuple[int, Any] | None:
+        """fieldValidation: Strict refuses an undeclared field (400); Warn (the default) and Ignore drop it."""
+        unknown = _unknown_fields(KNOWN_FIELDS.get((key[0], key[1]), {}), obj)
+        if not unknown:
+            return None
+        mode = query.get("fieldValidation", "Warn")
+        if mode == "Strict":
+            if apply:
+                gvk = f"{key[0]}, Kind={key[1]}"
+                where = f"{key[2]}/{key[3]}" if key[2] else key[3]
+                text = f"failed to create typed patch object ({where}; {gvk}): " + \
+                    "; ".join(f".{'.'.join(p)}: field not declared in schema" for p in unknown)
+            else:
+                text = "strict decoding error: " + ", ".join(f'unknown field "{".".join(p)}"' for p in unknown)
+            return 400, _status(400, "BadRequest", text)
+        for path in unknown:
+            _remove(obj, list(path))
+            if mode == "Warn":
+                self._local.warnings.append(f'unknown field "{".".join(path)}"')
+        return None
 
     def _apply(self, key: tuple[str, str, str, str], kind: str, applied: Any, query: dict[str, str]) -> tuple[int, Any]:
         manager = query.get("fieldManager")
@@ -353,18 +468,24 @@ class FakeKube:
         if (kind, key[3]) in self.rejections:
             return 422, _status(422, "Invalid", self.rejections[(kind, key[3])])
         applied = {k: v for k, v in applied.items() if k != "status" or kind not in STATUS_KINDS}
+        refused = self._validate_fields(key, applied, query, apply=True)
+        if refused:
+            return refused
         stored = self.objects.get(key)
         live = copy.deepcopy(stored.obj) if stored else {"apiVersion": key[0], "kind": kind, "metadata": {}}
         owners = copy.deepcopy(stored.owners) if stored else {}
         leaves = dict(_leaves(applied))
-        conflicts = []
+        conflicts: list[tuple[str, str]] = []  # (manager as the server prints it, path)
+        updaters = stored.updaters if stored else {}
         for path, value in leaves.items():
             others = owners.get(path, set()) - {manager}
             if others and _dig(live, list(path)) != value and query.get("force") != "true":
-                conflicts.append(f'conflict with "{sorted(others)[0]}": .{".".join(path)}')
+                conflicts.extend((_printed_manager(other, updaters), "." + ".".join(path)) for other in sorted(others))
         if conflicts:
-            return 409, _status(409, "Conflict", f"Apply failed with {len(conflicts)} conflict(s): " + "; ".join(conflicts),
-                                {"causes": [{"reason": "FieldManagerConflict", "message": c} for c in conflicts]})
+            return 409, _status(409, "Conflict", _conflict_message(conflicts), {
+                "name": key[3], "group": key[0].split("/")[0] if "/" in key[0] else "", "kind": key[1],
+                "causes": [{"type": "FieldManagerConflict", "reason": "FieldManagerConflict",
+                            "message": f"conflict with {who}", "field": path} for who, path in conflicts]})
         # Fields this manager owned before and no longer applies are removed (when nobody else owns them).
         for path, who in list(owners.items()):
             if manager in who and path not in leaves:
@@ -385,20 +506,31 @@ class FakeKube:
             or json.dumps(live, sort_keys=True) != json.dumps(stored.obj, sort_keys=True)
         meta = live["metadata"]
         meta.setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
+        spec_changed = stored is not None and json.dumps(live.get("spec"), sort_keys=True) != spec_before
         if stored is None:
             meta["generation"] = 1
             if kind == "Deployment" and isinstance(live.get("spec"), dict):
                 # The API server's defaulting: a manifest that leaves replicas to an HPA starts at 1.
                 live["spec"].setdefault("replicas", 1)
-        elif json.dumps(live.get("spec"), sort_keys=True) != spec_before:
+            if key[0] == "v1" and kind == "Service" and isinstance(live.get("spec"), dict) \
+                    and live["spec"].get("type") != "ExternalName":
+                live["spec"].setdefault("clusterIP", f"10.96.0.{int(self._rv) % 250 + 2}")  # allocated, as a real server does
+        elif spec_changed:
             meta["generation"] = stored.obj["metadata"].get("generation", 1) + 1
             live.pop("status", None)  # a new generation: the controller has not observed it yet
+        refused = self._immutable(key, stored, live)
+        if refused:
+            return refused
         if changed:
             meta["resourceVersion"] = self._next_rv()
         if query.get("dryRun") == "All":
             return (201 if stored is None else 200), live
-        self.objects[key] = Stored(live, owners, time.monotonic() if changed or stored is None else stored.applied_at)
-        return (201 if stored is None else 200), self._view(self.objects[key])
+        new = Stored(live, owners, time.monotonic() if changed or stored is None else stored.applied_at)
+        if stored is not None:
+            new.updaters = stored.updaters
+            new.reads, new.previous = (0, self._shown_status(stored)) if spec_changed else (stored.reads, stored.previous)
+        self.objects[key] = new
+        return (201 if stored is None else 200), self._view(new)
 
     def _patch(self, key: tuple[str, str, str, str], kind: str, patch: Any, ctype: str, query: dict[str, str],
                sub: str | None) -> tuple[int, Any]:
@@ -407,6 +539,7 @@ class FakeKube:
             return 404, _status(404, "NotFound", f'{kind} "{key[3]}" not found')
         live = copy.deepcopy(stored.obj)
         manager = query.get("fieldManager", "unknown")
+        stored.updaters[manager] = key[0]  # an update, not an apply: a conflict names it "using <apiVersion>"
         before = dict(_leaves(live))
         if ctype.startswith("application/json-patch"):
             for op in patch:
@@ -425,6 +558,9 @@ class FakeKube:
             if want_rv is not None:
                 patch["metadata"].pop("resourceVersion")
             _merge(live, patch)
+        refused = self._validate_fields(key, live, query, apply=False) or self._immutable(key, stored, live)
+        if refused:
+            return refused
         after = dict(_leaves(live))
         for path in set(after) | set(before):
             if after.get(path) != before.get(path):
@@ -436,7 +572,8 @@ class FakeKube:
             return 200, live
         if json.dumps(live.get("spec"), sort_keys=True) != json.dumps(stored.obj.get("spec"), sort_keys=True) and sub != "status":
             live["metadata"]["generation"] = live["metadata"].get("generation", 1) + 1
-            if kind == "Deployment" and stored.applied_at != float("inf"):
+            if (key[0], kind) in CONTROLLED and stored.applied_at != float("inf"):
+                stored.reads, stored.previous = 0, self._shown_status(stored)
                 live.pop("status", None)
                 stored.applied_at = time.monotonic()
         live["metadata"]["resourceVersion"] = self._next_rv()
@@ -486,6 +623,55 @@ def _ws_read(sock: socket.socket) -> bytes | None:
 def _status(code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"kind": "Status", "apiVersion": "v1", "status": "Failure" if code >= 400 else "Success",
             "code": code, "reason": reason, "message": message, "details": details or {}}
+
+
+def _controller_status(obj: dict[str, Any], done: bool) -> dict[str, Any]:
+    """The status a controller writes for the object's generation: finished, or half-way through."""
+    generation = obj["metadata"]["generation"]
+    want = (obj.get("spec") or {}).get("replicas", 1)
+    if obj["kind"] in ("Service", "InferenceService"):  # Knative, KServe: one Ready condition
+        ready = {"type": "Ready", "status": "True"} if done else \
+            {"type": "Ready", "status": "Unknown", "reason": "RevisionMissing", "message": "the new revision is deploying"}
+        return {"observedGeneration": generation, "conditions": [ready]}
+    updated = want if done else want // 2
+    status: dict[str, Any] = {"observedGeneration": generation, "replicas": want if done else want + 1,
+                              "updatedReplicas": updated, "readyReplicas": want, "availableReplicas": want}
+    if obj["kind"] == "Rollout":  # Argo Rollouts keeps observedGeneration as a string
+        status.update(observedGeneration=str(generation), phase="Healthy" if done else "Progressing")
+    elif obj["kind"] == "Deployment":
+        status["conditions"] = [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}] + (
+            [] if done else [{"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}])
+    return status
+
+
+def _printed_manager(manager: str, updaters: dict[str, str]) -> str:
+    """A manager as kube-apiserver names it in a conflict: quoted, with `using <apiVersion>` when it updated."""
+    return f'"{manager}" using {updaters[manager]}' if manager in updaters else f'"{manager}"'
+
+
+def _conflict_message(conflicts: list[tuple[str, str]]) -> str:
+    """kube-apiserver's wording (managedfields getConflictMessage): one conflict inline; several grouped
+    by manager, sorted, one `- <path>` line per field."""
+    if len(conflicts) == 1:
+        return f"Apply failed with 1 conflict: conflict with {conflicts[0][0]}: {conflicts[0][1]}"
+    by_manager: dict[str, list[str]] = {}
+    for who, path in conflicts:
+        by_manager.setdefault(who, []).append(path)
+    lines = []
+    for who in sorted(by_manager):
+        lines.append(f"conflicts with {who}:")
+        lines.extend(f"- {path}" for path in by_manager[who])
+    return f"Apply failed with {len(conflicts)} conflicts: " + "\n".join(lines)
+
+
+def _unknown_fields(known: dict[tuple[str, ...], set[str]], obj: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Paths of keys not declared at the levels the fake knows (KNOWN_FIELDS)."""
+    out = []
+    for where, keys in known.items():
+        level = _dig(obj, list(where)) if where else obj
+        if isinstance(level, dict):
+            out.extend((*where, k) for k in level if k not in keys)
+    return out
 
 
 def _leaves(obj: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:

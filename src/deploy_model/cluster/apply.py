@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import json
-import re
 import shlex
 import sys
 import time
@@ -33,6 +32,7 @@ from deploy_model.cluster.kubeclient import (
     KubeError,
     KubeUnavailable,
     Resource,
+    conflict_managers,
     load,
 )
 from deploy_model.common.errors import StageError
@@ -160,8 +160,7 @@ def autoscaled_floors(objects: list[dict[str, Any]]) -> dict[tuple[str, str], in
 
 
 def _only_rollout(exc: KubeError) -> bool:
-    managers = set(re.findall(r'conflict with "([^"]+)"', exc.message))
-    return managers == {ROLLOUT_MANAGER}
+    return conflict_managers(exc) == {ROLLOUT_MANAGER}
 
 
 def _conflict_hint(exc: KubeError) -> str:
@@ -171,24 +170,36 @@ def _conflict_hint(exc: KubeError) -> str:
     return " (another tool or person changed these fields: change them back, or take them with --force-conflicts)"
 
 
+def observed(obj: dict[str, Any]) -> bool:
+    """Whether the controller's status is about the object's current generation: right after an apply
+    a real one still shows the previous generation's status, often fully available."""
+    generation = obj["metadata"].get("generation", 0)
+    seen = (obj.get("status") or {}).get("observedGeneration", 0)
+    try:
+        return int(seen) >= generation  # Argo Rollouts writes it as a string
+    except (TypeError, ValueError):
+        return True  # an old Argo Rollouts' hash: nothing to compare, its phase decides
+
+
 def workload_state(kind: str, obj: dict[str, Any]) -> tuple[bool, str]:
-    """(available, a short progress phrase)."""
+    """(available, a short progress phrase), judged on the status of the current generation only."""
     status = obj.get("status") or {}
     spec = obj.get("spec") or {}
-    generation = obj["metadata"].get("generation", 0)
+    seen = observed(obj)
+    unseen = "" if seen else ", not yet observed"
     if kind in ("Deployment", "StatefulSet"):
         want = spec.get("replicas", 1)
-        observed = status.get("observedGeneration", 0) >= generation
         updated = status.get("updatedReplicas", 0)
         ready = status.get("availableReplicas", status.get("readyReplicas", 0)) if kind == "Deployment" \
             else status.get("readyReplicas", 0)
-        ok = observed and updated >= want and ready >= want
-        return ok, f"{ready}/{want} available, {updated}/{want} updated" + ("" if observed else ", not yet observed")
+        ok = seen and updated >= want and ready >= want
+        return ok, f"{ready}/{want} available, {updated}/{want} updated{unseen}"
     if kind == "Rollout":
         phase = status.get("phase", "unknown")
-        return phase in ("Healthy", "Paused"), f"phase {phase}"
+        return seen and phase in ("Healthy", "Paused"), f"phase {phase}{unseen}"
     ready = next((c for c in status.get("conditions", []) if c.get("type") == "Ready"), None)
-    return bool(ready and ready.get("status") == "True"), f"Ready={ready.get('status') if ready else 'unknown'}"
+    return seen and bool(ready and ready.get("status") == "True"), \
+        f"Ready={ready.get('status') if ready else 'unknown'}{unseen}"
 
 
 def why_not_available(kube: Kube, obj: dict[str, Any], res: Resource, namespace: str) -> list[str]:
@@ -280,6 +291,7 @@ class _Checked:
     finished: str | None = None  # read once, at the first conflict with the rollout's fields
     created_namespace: bool = False
     kept: set[str] = field(default_factory=set)  # refs of a rolled-back candidate: kept at 0 replicas
+    replaced: list[str] = field(default_factory=list)  # refs of finished Jobs deleted and created again
 
 
 def _resolve(kube: Kube, namespace: str, objects: list[dict[str, Any]]) -> list[tuple[dict[str, Any], Resource]]:
@@ -331,9 +343,32 @@ def _dry_run_all(kube: Kube, namespace: str, resolved: list[tuple[dict[str, Any]
                 check.conflicted.append(ref(obj))
                 check.notes.append(f"{ref(obj)}: --force-conflicts takes these fields: {exc.message}")
                 continue
-            hint = _conflict_hint(exc) if exc.status == 409 else ""
+            if exc.status == 422 and "field is immutable" in exc.message and _finished_job(kube, obj, res):
+                # A finished Job's pod template cannot change in place; the next version's run is a new Job.
+                check.replaced.append(ref(obj))
+                check.notes.append(f"{ref(obj)}: its finished run cannot take the new spec in place ({exc.message}): "
+                                   + ("would be replaced" if dry_run else "replaced (deleted, then created)"))
+                continue
+            hint = _conflict_hint(exc) if exc.status == 409 else _immutable_hint(obj) \
+                if exc.status == 422 and "field is immutable" in exc.message else ""
             check.problems.append(f"{ref(obj)}: {exc.message or exc.reason} (HTTP {exc.status}){hint}")
     return check
+
+
+def _finished_job(kube: Kube, obj: dict[str, Any], res: Resource) -> bool:
+    """Whether obj is a batch Job whose live run has completed or failed (safe to replace)."""
+    if (group_of(obj), obj["kind"]) != ("batch", "Job"):
+        return False
+    live = kube.get(kube.path(res, obj["metadata"].get("namespace"), obj["metadata"]["name"])) or {}
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in (live.get("status") or {}).get("conditions") or [])
+
+
+def _immutable_hint(obj: dict[str, Any]) -> str:
+    if (group_of(obj), obj["kind"]) == ("batch", "Job"):
+        return (" (a Job's pod template cannot change while it runs: wait for it to finish, or "
+                f"`kubectl delete job {obj['metadata']['name']}`, then apply again)")
+    return f" (this field cannot change in place: delete {ref(obj)} and apply again, or keep the live value)"
 
 
 def _revive(kube: Kube, namespace: str, resolved: list[tuple[dict[str, Any], Resource]], check: _Checked) -> dict[str, int]:
@@ -369,12 +404,16 @@ def _apply_all(kube: Kube, resolved: list[tuple[dict[str, Any], Resource]], chec
             applied.append({"object": ref(obj), "action": "created"})
             continue
         before = kube.get(kube.path(res, meta.get("namespace") if res.namespaced else None, meta["name"]))
+        if ref(obj) in check.replaced:
+            kube.delete(res, meta.get("namespace"), meta["name"])
         live = kube.apply(res, obj, force=ref(obj) in check.conflicted)
         if ref(obj) in revive:
             live = kube.patch(res, meta.get("namespace"), meta["name"], {"spec": {"replicas": revive[ref(obj)]}},
                               manager=FIELD_MANAGER)
         if before is None:
             action = "created"
+        elif ref(obj) in check.replaced:
+            action = "replaced"
         elif live["metadata"].get("resourceVersion") == before["metadata"].get("resourceVersion"):
             action = "unchanged"
         else:

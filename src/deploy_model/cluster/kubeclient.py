@@ -26,6 +26,9 @@ APPLY_PATCH = "application/apply-patch+yaml"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 # A Warning header: `299 - "text"` (RFC 7234); the API server sends one per deprecation or admission warning.
+# A server-side apply conflict names each other manager: `conflict with "m"` (one field, and each cause)
+# or `conflicts with "m" using apps/v1:` (several fields, grouped by manager).
+CONFLICT_MANAGER = re.compile(r'conflicts? with "((?:[^"\\]|\\.)*)"')
 WARNING_TEXT = re.compile(r'^\s*\d{3}\s+\S+\s+"((?:[^"\\]|\\.)*)"')
 _insecure_said: set[str] = set()  # servers whose unverified TLS was said (once per process)
 
@@ -45,6 +48,12 @@ class KubeError(Exception):
 
     def __str__(self) -> str:
         return f"HTTP {self.status} {self.reason}: {self.message}".strip()
+
+
+def conflict_managers(exc: KubeError) -> set[str]:
+    """The field managers a 409 apply conflict names, from its causes and its message (one or several conflicts)."""
+    texts = [exc.message] + [str(c.get("message", "")) for c in exc.details.get("causes") or [] if isinstance(c, dict)]
+    return {m for text in texts for m in CONFLICT_MANAGER.findall(text)}
 
 
 @dataclass(frozen=True)
@@ -205,8 +214,18 @@ class Kube:
     def apply(self, res: Resource, obj: dict[str, Any], manager: str = FIELD_MANAGER, dry_run: bool = False,
               force: bool = False) -> dict[str, Any]:
         meta = obj.get("metadata", {})
-        query = {"fieldManager": manager, "dryRun": "All" if dry_run else None, "force": "true" if force else None}
+        # Strict, as kubectl apply: a field the server does not know is refused, not dropped without a word.
+        query = {"fieldManager": manager, "dryRun": "All" if dry_run else None, "force": "true" if force else None,
+                 "fieldValidation": "Strict"}
         return self.request("PATCH", self.path(res, meta.get("namespace"), meta["name"]), query, obj, APPLY_PATCH)
+
+    def delete(self, res: Resource, namespace: str | None, name: str) -> None:
+        """Delete one object (its dependents in the background); gone already is fine."""
+        try:
+            self.request("DELETE", self.path(res, namespace, name), {"propagationPolicy": "Background"})
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
 
     def patch(self, res: Resource, namespace: str | None, name: str, body: Any, content_type: str = MERGE_PATCH,
               manager: str = ROLLOUT_MANAGER, dry_run: bool = False) -> dict[str, Any]:
