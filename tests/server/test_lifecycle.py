@@ -42,6 +42,7 @@ def test_not_ready_until_warmed(start_server, models, metric):
     assert all(s[:4] == (200, 503, 503, 503) for s in loading_seen), loading_seen
     assert httpx.get(server.url + "/v2/models/slow/ready").status_code == 200
     assert httpx.post(server.url + "/v2/models/slow/infer", json=body).status_code == 200
+    # A lower bound on a slow warm-up (about a second here): load only lengthens it.
     assert metric(server.metrics(), "model_warmup_seconds") > 0.1
 
 

@@ -51,10 +51,8 @@ def test_sigterm_to_deploy_model_serve_under_keep_alive_load(tabular_model, tmp_
         while sum(load.outcomes.values()) < CLIENTS * 5 and time.monotonic() < wait:
             time.sleep(0.05)
         assert sum(load.outcomes.values()) >= CLIENTS * 5, load.outcomes
-        start = time.monotonic()
         proc.send_signal(signal.SIGTERM)
-        code = proc.wait(40)
-        took = time.monotonic() - start
+        code = proc.wait(90)  # a hang guard: serve's own bound (drain budget + margin, then SIGKILL) is less
         load.join(30)
     finally:
         if proc.poll() is None:
@@ -64,5 +62,6 @@ def test_sigterm_to_deploy_model_serve_under_keep_alive_load(tabular_model, tmp_
     assert load.outcomes["reset"] == 0, (load.outcomes, load.errors[:5])
     assert set(load.outcomes) <= {"200", "refused"}, load.outcomes
     assert load.closed_answers > 0
-    assert took < 15, took  # deploy-model serve's own stop bound (then SIGKILL)
-    assert json.loads((out / "server.json").read_text())["state"] == "stopped"
+    # Stopped by SIGTERM within serve's own bound, not SIGKILLed after it: a state, not a clock.
+    info = json.loads((out / "server.json").read_text())
+    assert info["state"] == "stopped" and info["stopped"] == "stopped (SIGTERM)", info

@@ -56,10 +56,13 @@ class SlowClients:
         deadline = time.monotonic() + timeout
         for _ in range(self.trickling + self.idle):
             assert time.monotonic() < deadline, "could not open the slow connections in time"
+            # Timed from before the connect: the server's clock for it starts later, so a lifetime
+            # measured here is never shorter than the server's timeout, however late this runs.
+            opened = time.monotonic()
             s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
             s.setblocking(False)
             self.socks.append(s)
-            self.opened[s] = time.monotonic()
+            self.opened[s] = opened
         self._thread.start()
 
     def _run(self) -> None:
@@ -121,7 +124,7 @@ class SlowClients:
 def _good_request(port: int) -> tuple[int, float]:
     """One request on a new connection, as a well-behaved client sends it: status, seconds."""
     start = time.monotonic()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         conn.request(
             "POST", "/v2/models/mlp/infer", BODY, {"Content-Type": "application/json"}
@@ -137,7 +140,7 @@ def test_trickling_and_idle_connections_are_closed_after_the_header_timeout(
     start_server, models
 ):
     """200 connections trickling half a head and 200 idle ones: a well-behaved client is answered
-    within a bound while they are open, and each slow one is closed after --header-timeout-s."""
+    while they are open, and each slow one is closed after --header-timeout-s."""
     trickling, idle, timeout = 200, 200, 6.0
     _need_descriptors(trickling + idle)
     server = start_server(models["mlp"], "--header-timeout-s", str(timeout))
@@ -154,11 +157,13 @@ def test_trickling_and_idle_connections_are_closed_after_the_header_timeout(
     finally:
         slow.close()
     assert all(status == 200 for status, _, _ in answered), answered
-    assert max(took for _, took, _ in answered) < 3.0, answered
-    # The good requests were answered with the slow connections held open around them.
+    # Not locked out: each good request was answered while the slow connections were still held
+    # open around it (an order of events, counted, not timed against a clock).
     assert min(still_open for _, _, still_open in answered) >= (trickling + idle) // 2, answered
     assert closed == trickling + idle, f"{closed} of {trickling + idle} slow connections closed"
-    # Not before the deadline (they are not shed: 400 is under the cap), and not long after it.
+    # Not before the deadline (they are not shed: 400 is under the cap): a protocol bound, timed
+    # from before each connect, so load only lengthens it. Not long after: a hang guard of 20 s
+    # past the 6 s timeout (unfixed, a trickling connection is held for ever).
     assert min(lifetimes) >= timeout - 0.5, min(lifetimes)
     assert max(lifetimes) < timeout + 20, max(lifetimes)
     assert _good_request(server.port)[0] == 200
@@ -187,15 +192,16 @@ def test_slow_connections_past_the_cap_are_shed_before_descriptors_run_out(start
         slow.close()
     assert shed >= trickling + idle - cap, f"only {shed} slow connections were shed"
     assert all(status == 200 for status, _ in answered), answered
-    assert max(took for _, took in answered) < 3.0, answered
+    # Not locked out: a locked-out client waits for the 120 s header timeout to free a slot (or
+    # for ever); 60 s is half that and hundreds of times a normal answer, so load cannot flip it.
+    assert max(took for _, took in answered) < 60, answered
     assert still_open >= cap // 2, still_open  # shed as needed, not all
     assert "connection cap reached" in server.log
 
 
-def _closed_after(sock: socket.socket, crlf: bool, limit_s: float = 20.0) -> float | None:
-    """Seconds until the server closes ``sock`` (None: still open after ``limit_s``), sending a
-    CRLF every half second when ``crlf``."""
-    start = time.monotonic()
+def _closed_after(sock: socket.socket, crlf: bool, start: float, limit_s: float = 30.0) -> float | None:
+    """Seconds from ``start`` until the server closes ``sock`` (None: still open after ``limit_s``),
+    sending a CRLF every half second when ``crlf``."""
     sock.settimeout(0.5)
     while time.monotonic() - start < limit_s:
         if crlf:
@@ -213,9 +219,9 @@ def _closed_after(sock: socket.socket, crlf: bool, limit_s: float = 20.0) -> flo
     return None
 
 
-def _read_all(sock: socket.socket, timeout: float) -> tuple[bytes, float]:
+def _read_all(sock: socket.socket, timeout: float, start: float) -> tuple[bytes, float]:
+    """Everything until the server closes ``sock``, and the seconds from ``start`` to then."""
     sock.settimeout(timeout)
-    start = time.monotonic()
     data = b""
     while True:
         chunk = sock.recv(65536)
@@ -234,34 +240,43 @@ def test_keep_alive_header_timeout_and_head_size(start_server, models):
     )
     port = server.port
     # Half a head, then silence: 408 (JSON) after the header timeout, and the connection closed.
+    # Each time is taken before the connect, so the server's clock starts later: the lower bounds
+    # below are protocol bounds that load cannot break; the upper ones are hang guards (unfixed,
+    # such a connection stays open until the 40 s read gives up).
+    start = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(HALF_HEAD)
-        data, took = _read_all(s, 15)
+        data, took = _read_all(s, 40, start)
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 408"), data[:200]
     assert b"connection: close" in head.lower()
     assert "--header-timeout-s" in json.loads(body)["error"]
-    assert 1.5 <= took < 10, took
+    assert 1.5 <= took < 30, took
     # Nothing sent at all: closed without an answer after the same timeout.
+    start = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
-        data, took = _read_all(s, 15)
-    assert data == b"" and 1.5 <= took < 10, (data, took)
+        data, took = _read_all(s, 40, start)
+    assert data == b"" and 1.5 <= took < 30, (data, took)
     # A head above --max-header-bytes: 431 and closed, whatever its pace.
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(HALF_HEAD + b"X-Pad: " + b"a" * 8192 + b"\r\n")
-        data, _ = _read_all(s, 15)
+        data, _ = _read_all(s, 40, time.monotonic())
     assert data.startswith(b"HTTP/1.1 431"), data[:200]
     assert "--max-header-bytes" in json.loads(data.partition(b"\r\n\r\n")[2])["error"]
     # An idle keep-alive connection is closed after --keep-alive-timeout-s; a stray CRLF every
     # half second (which starts no request) does not hold it open past the header timeout.
-    for crlf, low, high in ((False, 0.5, 6.0), (True, 1.5, 7.0)):
+    # Timed from before the request: the server's keep-alive clock starts after its answer, so the
+    # lower bounds (under the 1 s keep-alive and 2 s header timeouts) cannot break under load; the
+    # upper one is a hang guard (unfixed, the CRLFs hold the connection open for ever).
+    for crlf, low in ((False, 0.5), (True, 1.5)):
         with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+            start = time.monotonic()
             s.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n")
             first = s.recv(65536)
             assert first.startswith(b"HTTP/1.1 200"), first[:200]
-            closed_after = _closed_after(s, crlf)
-        assert closed_after is not None, f"connection still open after 20 s (crlf={crlf})"
-        assert low <= closed_after < high, (crlf, closed_after)
+            closed_after = _closed_after(s, crlf, start)
+        assert closed_after is not None, f"connection still open after 30 s (crlf={crlf})"
+        assert low <= closed_after < 20, (crlf, closed_after)
     # The server still answers.
     assert _good_request(port)[0] == 200
 

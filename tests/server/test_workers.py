@@ -86,11 +86,11 @@ def test_two_workers_share_the_port_add_up_metrics_and_drain(start_server, model
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     # Both workers did some of the work: each one's share shows in its own file.
     assert metric(text, "model_batch_size_count") >= 1
-    start = time.monotonic()
     server.signal(signal.SIGTERM)
-    assert server.proc.wait(20) == 0, server.log[-3000:]
-    assert time.monotonic() - start < 8
+    assert server.proc.wait(60) == 0, server.log[-3000:]  # a hang guard
+    # Each worker drained by itself, before its budget ran out: a state in the log, not a clock.
     assert server.log.count("drained in") == 2, server.log[-3000:]
+    assert "drain budget spent" not in server.log, server.log[-3000:]
     assert not [w for w in workers if _alive(w)]
 
 
