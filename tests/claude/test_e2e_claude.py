@@ -363,7 +363,7 @@ def _release_session(claude: Path, project: Path, home: Path, typed: str, turns:
     assert result["subtype"] == "success" and result["permission_denials"] == [], result
     results = _tool_results(events)
     transcript = []
-    for call in _tool_calls(events, "Bash") + _tool_calls(events, "Write") + _tool_calls(events, "Read"):
+    for call in _tool_calls(events, "Bash") + _tool_calls(events, "Write"):
         assert call["id"] in results, f"no result for {call['input']}"
         output = _result_text(results[call["id"]])
         assert not results[call["id"]].get("is_error"), f"{call['input']}: {output[-3000:]}"
@@ -379,8 +379,21 @@ def _release_session(claude: Path, project: Path, home: Path, typed: str, turns:
 @pytest.mark.slow
 def test_a_retrained_model_becomes_release_two(claude: Path, tmp_path_factory: pytest.TempPathFactory,
                                                example_models: dict[str, Path], stage_python: str) -> None:
+    """Release 1, then a retrained model as release 2 beside it; with Prometheus installed, both roll
+    out on the FAKE API server of tests/cluster (the user's ~/.kube/config), release 2 by canary."""
+    from contextlib import ExitStack
+
     import yaml
-    from release_two import deployment_images, first_json, release_two_script, retrain, tree_digest
+    from release_two import (
+        deployment_images,
+        documented,
+        empty_prometheus,
+        fake_cluster,
+        first_json,
+        release_two_script,
+        retrain,
+        tree_digest,
+    )
 
     scenario = Scenario("realtime", {**BASE_ANSWERS, "rollout": "canary", "canary_weight": 10},
                         expect={"rollout.strategy": "canary"})
@@ -388,51 +401,73 @@ def test_a_retrained_model_becomes_release_two(claude: Path, tmp_path_factory: p
     home = tmp_path_factory.mktemp("home")
     answers = yaml.safe_dump(scenario.answers, sort_keys=False)
     root = project / DEPLOY_DIR
+    with ExitStack() as stack:
+        kube, prometheus = None, None
+        if shutil.which("prometheus") is not None:  # else the bundles only (.ci/run installs it as root)
+            kube = stack.enter_context(fake_cluster(home))
+            prometheus = stack.enter_context(empty_prometheus(tmp_path_factory.mktemp("prometheus")))
 
-    # Release 1: the documented lines, in deploy/model.
-    first: list[Any] = [[tool("Write", file_path=str(project / REQUEST), content=scenario.model)]]
-    for verb, line in _lines(scenario):
-        if verb in LOCAL_TRIAL:
-            continue
-        if verb == "plan":
-            first.append([tool("Write", file_path=str(root / "answers.yaml"), content=answers)])
-        first.append([tool("Bash", command=line, description=f"Run the {verb} stage")])
-    one = _release_session(claude, project, home, scenario.model, first, stage_python)
-    releases_one = first_json(one["transcript"][0][1])
-    assert releases_one["current"] is None and releases_one["next"]["previous"] is None
-    spec_one = yaml.safe_load((root / "deployment.yaml").read_text())
-    before = tree_digest(root)
-    directories_before = {path for path in root.rglob("*") if path.is_dir()}
+        # Release 1: the documented lines, in deploy/model; with a cluster, read it first and apply after.
+        first: list[Any] = [[tool("Write", file_path=str(project / REQUEST), content=scenario.model)]]
+        for verb, line in _lines(scenario):
+            if verb in LOCAL_TRIAL:
+                continue
+            if verb == "plan":
+                if kube:
+                    first.append([tool("Bash", command=documented("cluster"), description="Run the cluster stage")])
+                first.append([tool("Write", file_path=str(root / "answers.yaml"), content=answers)])
+            first.append([tool("Bash", command=line, description=f"Run the {verb} stage")])
+        if kube:
+            first += [[tool("Bash", command=documented("apply", word), description="Run the apply stage")]
+                      for word in ("--dry-run", "--timeout")]
+        one = _release_session(claude, project, home, scenario.model, first, stage_python)
+        releases_one = first_json(one["transcript"][0][1])
+        assert releases_one["current"] is None and releases_one["next"]["previous"] is None
+        spec_one = yaml.safe_load((root / "deployment.yaml").read_text())
+        before = tree_digest(root)
+        directories_before = {path for path in root.rglob("*") if path.is_dir()}
 
-    # Release 2: new bytes under the same file name and metadata.
-    retrain(example_models["tabular_classifier"], project / scenario.model)
-    turns, state = release_two_script(project, scenario.model, answers, FAST)
-    two = _release_session(claude, project, home, scenario.model, turns, stage_python)
-    print(f"\n[release 2] slowest tool call {max(two['gaps']):.1f}s")
-    for command, output in two["transcript"]:
-        print(f"$ {command.replace(str(REPO), '$PLUGIN')}\n{output[-1200:]}\n")
+        # Release 2: new bytes under the same file name and metadata.
+        retrain(example_models["tabular_classifier"], project / scenario.model)
+        turns, state = release_two_script(project, scenario.model, answers, FAST, prometheus)
+        two = _release_session(claude, project, home, scenario.model, turns, stage_python)
+        print(f"\n[release 2] slowest tool call {max(two['gaps']):.1f}s")
+        for command, output in two["transcript"]:
+            print(f"$ {command.replace(str(REPO), '$PLUGIN')}\n{output[-1200:]}\n")
 
-    releases = state["releases"]
-    assert releases == first_json(two["transcript"][0][1])
-    assert releases["current"] == spec_one["model"]["version"] == "1.0.0"
-    out = releases["next"]["out"]
-    assert out != DEPLOY_DIR and releases["next"]["previous"] == DEPLOY_DIR
-    assert project / out not in directories_before, "next.out existed before release 2"
-    release_two = project / out
-    assert all(f" {out}" in command or " releases " in command for command, _ in two["transcript"])
-    spec_two = yaml.safe_load((release_two / "deployment.yaml").read_text())
-    assert spec_two["model"]["version"] != spec_one["model"]["version"]
-    assert spec_two["name"] == spec_one["name"]
-    assert spec_two["stable"]["version"] == spec_one["model"]["version"]
-    images_one = deployment_images(root / "k8s" / "deployment.yaml")
-    images_two = deployment_images(release_two / "k8s" / "deployment.yaml")
-    name = spec_one["name"]
-    assert list(images_one) == [name] and name in images_two  # the serving Deployment keeps its name
-    candidate = next(image for deployment, image in images_two.items() if deployment != name)
-    stable_tag, candidate_tag = images_two[name].rsplit(":", 1)[1], candidate.rsplit(":", 1)[1]
-    assert stable_tag == images_one[name].rsplit(":", 1)[1] and candidate_tag != stable_tag
-    assert candidate_tag == spec_two["model"]["version"]
-    report = next(output for command, output in two["transcript"] if " report " in command)
-    summary = first_json(report)
-    assert summary["validation"]["failed"] == 0 and summary["decisions"]["version"] == spec_two["model"]["version"]
-    assert tree_digest(root) == before, "release 1's directory changed"
+        releases = state["releases"]
+        assert releases == first_json(two["transcript"][0][1])
+        assert releases["current"] == spec_one["model"]["version"] == "1.0.0"
+        out = releases["next"]["out"]
+        assert out != DEPLOY_DIR and releases["next"]["previous"] == DEPLOY_DIR
+        assert project / out not in directories_before, "next.out existed before release 2"
+        release_two = project / out
+        assert all(f" {out}" in command or " releases " in command for command, _ in two["transcript"])
+        spec_two = yaml.safe_load((release_two / "deployment.yaml").read_text())
+        assert spec_two["model"]["version"] != spec_one["model"]["version"]
+        assert spec_two["name"] == spec_one["name"]
+        assert spec_two["stable"]["version"] == spec_one["model"]["version"]
+        images_one = deployment_images(root / "k8s" / "deployment.yaml")
+        images_two = deployment_images(release_two / "k8s" / "deployment.yaml")
+        name = spec_one["name"]
+        assert list(images_one) == [name] and name in images_two  # the serving Deployment keeps its name
+        candidate = next(image for deployment, image in images_two.items() if deployment != name)
+        stable_tag, candidate_tag = images_two[name].rsplit(":", 1)[1], candidate.rsplit(":", 1)[1]
+        assert stable_tag == images_one[name].rsplit(":", 1)[1] and candidate_tag != stable_tag
+        assert candidate_tag == spec_two["model"]["version"]
+        report = next(output for command, output in two["transcript"] if " report " in command)
+        summary = first_json(report)
+        assert summary["validation"]["failed"] == 0 and summary["decisions"]["version"] == spec_two["model"]["version"]
+        assert tree_digest(root) == before, "release 1's directory changed"
+
+        if kube is None:
+            print("prometheus is not installed: release 2 was not rolled out")
+            return
+        advanced, held = [first_json(output) for command, output in two["transcript"] if " rollout advance " in command]
+        assert advanced["outcome"] == "advanced" and advanced["release"]["weight"] == 10, advanced
+        assert held["outcome"] == "held" and held["release"]["weight"] == 10, held  # no canary traffic: no verdict
+        namespace = spec_two["kubernetes"]["namespace"]
+        live = {deployment: kube.find("Deployment", deployment, namespace) for deployment in images_two}
+        assert {d: obj["spec"]["template"]["spec"]["containers"][0]["image"] for d, obj in live.items()} == images_two
+        refs = kube.find("HTTPRoute", name, namespace)["spec"]["rules"][0]["backendRefs"]
+        assert [(ref["name"], ref["weight"]) for ref in refs] == [(name, 90), (f"{name}-canary", 10)]
