@@ -14,6 +14,7 @@ import yaml
 from fake_kube import FakeKube
 from test_cluster import add_gateway, describe, plan_with
 
+from deploy_model.cli.main import main
 from deploy_model.common.errors import StageError
 from deploy_model.plan.planner import run_plan
 
@@ -52,6 +53,7 @@ def test_canary_refused_without_gateway_or_class(planned_dir: Path, tmp_path: Pa
     assert "has no Gateway gateway-system/ml-gateway" in text and "never attach" in text
     assert "GatewayClasses: none" in text and "create Gateway gateway-system/ml-gateway" in text
     assert "answer canary_mechanism ingress-nginx or argo-rollouts" in text
+    assert "answer gateway and gateway_namespace to name another Gateway" in text
     classless = described(tmp_path / "b", with_class=False)
     with pytest.raises(StageError, match="names gatewayClassName eg, which no GatewayClass defines"):
         plan_with(planned_dir, classless, **CANARY)
@@ -90,3 +92,44 @@ def test_old_cluster_json_is_a_warning_not_a_refusal(planned_dir: Path, tmp_path
     assert "re-run `deploy-model cluster`" in err
     spec = yaml.safe_load((planned_dir / "deployment.yaml").read_text())
     assert spec["rollout"]["canary"]["mechanism"] == "gateway-api"
+
+
+def _moved(cluster: dict, name: str, namespace: str) -> dict:
+    """The same cluster with its one Gateway at namespace/name instead of gateway-system/ml-gateway."""
+    moved = copy.deepcopy(cluster)
+    (gateway,) = moved["gateways"]
+    gateway.update(name=name, namespace=namespace)
+    return moved
+
+
+def test_gateway_is_an_answer(planned_dir: Path, tmp_path: Path) -> None:
+    # The cluster runs edge/other, not the default: the refusal names it as the answers to give.
+    edge = _moved(described(tmp_path), "other", "edge")
+    with pytest.raises(StageError) as refused:
+        plan_with(planned_dir, edge, **CANARY)
+    text = "\n".join(refused.value.problems)
+    assert "Gateways there: edge/other" in text
+    assert "answer gateway other and gateway_namespace edge (or another Gateway listed)" in text
+    # Given (as `plan --set gateway=other --set gateway_namespace=edge` does), the check uses them ...
+    assert plan_with(planned_dir, edge, gateway="other", gateway_namespace="edge", **CANARY)["ok"]
+    with pytest.raises(StageError, match="has no Gateway edge/missing"):
+        plan_with(planned_dir, edge, gateway="missing", gateway_namespace="edge", **CANARY)
+    # ... and `plan --set` writes them into deployment.yaml, for the HTTPRoute's parentRef.
+    (planned_dir / "cluster.json").write_text(json.dumps(edge))
+    assert main(["plan", "--out", str(planned_dir), "--latency-sla-ms", "50", "--rps", "100", "--rollout", "canary",
+                 "--set", "canary_mechanism=gateway-api", "--set", "gateway=other", "--set", "gateway_namespace=edge"]) == 0
+    kube = yaml.safe_load((planned_dir / "deployment.yaml").read_text())["kubernetes"]
+    assert (kube["gateway"], kube["gateway_namespace"]) == ("other", "edge")
+
+
+@pytest.mark.parametrize(("key", "value"), [("gateway", "Not_A_Name"), ("gateway_namespace", "a.b")])
+def test_gateway_answers_are_object_names(planned_dir: Path, key: str, value: str) -> None:
+    with pytest.raises(StageError, match=key):
+        run_plan(planned_dir, None, {key: value}, dry_run=True)
+
+
+def test_answers_lists_the_gateway_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["answers"]) == 0
+    listed = capsys.readouterr().out
+    assert "  gateway: string = 'ml-gateway' -- Gateway the HTTPRoute attaches to" in listed
+    assert "  gateway_namespace: string = 'gateway-system' -- namespace of that Gateway" in listed

@@ -60,6 +60,15 @@ def _where(gateway: dict[str, Any]) -> str:
     return f"{gateway.get('namespace')}/{gateway.get('name')}"
 
 
+def _other_gateway(gateways: list[dict[str, Any]]) -> str:
+    """The answers that make the HTTPRoute attach to a Gateway the cluster runs."""
+    if not gateways:
+        return "answer gateway and gateway_namespace to name another Gateway"
+    first = gateways[0]
+    return (f"answer gateway {first.get('name')} and gateway_namespace {first.get('namespace')} "
+            f"(or another Gateway listed)")
+
+
 def _on(listener: dict[str, Any]) -> str:
     return f"{listener.get('protocol')}/{listener.get('port')}"
 
@@ -89,9 +98,7 @@ def check_gateway(spec: Any, cluster: dict[str, Any]) -> tuple[list[str], list[s
                    f"would never attach; Gateways there: {_listed(gateways, _where)}; "
                    f"GatewayClasses: {', '.join(class_names) or 'none'}; create Gateway {ns}/{name} "
                    f"(gatewayClassName: {class_names[0] if class_names else 'the class of an installed controller'}), "
-                   f"after plan set kubernetes.gateway / gateway_namespace in deployment.yaml to another Gateway (no answer "
-                   f"sets them), "
-                   f"or {_alternatives(what)}")
+                   f"{_other_gateway(gateways)}, or {_alternatives(what)}")
     elif found.get("class") not in class_names:
         if "GatewayClass" in unknown:
             return [], [f"{what}: GatewayClass {found.get('class')} of Gateway {ns}/{name} could not be checked on "

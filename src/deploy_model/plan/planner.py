@@ -95,6 +95,7 @@ def plan_spec(
         kubernetes=KubernetesSpec(
             version=a.kubernetes_version, namespace=a.namespace, host=a.host, image=image,
             network_policy=a.network_policy, serverless_mechanism=a.serverless_mechanism,
+            gateway=a.gateway, gateway_namespace=a.gateway_namespace,
         ),
         batch=batch,
         edge=edge,

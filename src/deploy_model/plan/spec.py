@@ -133,6 +133,9 @@ class Answers(BaseModel):
     device: Device = Field(Device.auto, description="auto, cpu, cuda, tensorrt")
     allow_cpu_fallback: bool = Field(False, description="start on CPU when the requested GPU is absent")
     host: str = Field("model.example.com", description="public host name of the endpoint")
+    # The Gateway the HTTPRoute attaches to (its parentRef): one the cluster already runs.
+    gateway: str = Field("ml-gateway", description="Gateway the HTTPRoute attaches to (Gateway API routes only)")
+    gateway_namespace: str = Field("gateway-system", description="namespace of that Gateway")
     image: str | None = Field(None, description="container image repository; default registry.example.com/<name>")
     kubernetes_version: str = Field("1.34", description="Kubernetes version the manifests target")
     min_replicas: int | None = Field(None, ge=0, le=1000)
@@ -170,6 +173,19 @@ class Answers(BaseModel):
     @classmethod
     def _namespace(cls, value: str) -> str:
         return _label(value, "namespace") or value
+
+    @field_validator("gateway")
+    @classmethod
+    def _gateway(cls, value: str) -> str:
+        # Gateway names are DNS-1123 subdomains, the shape of a host name.
+        if not HOSTNAME.match(value):
+            raise ValueError(f"gateway {short(value)} is not a Kubernetes object name (lowercase letters, digits, '-', '.')")
+        return value
+
+    @field_validator("gateway_namespace")
+    @classmethod
+    def _gateway_namespace(cls, value: str) -> str:
+        return _label(value, "gateway_namespace") or value
 
     @field_validator("host")
     @classmethod
