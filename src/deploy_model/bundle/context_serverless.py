@@ -29,8 +29,9 @@ def realtime_serverless(objs: BundleObjects, rel: ReleaseWorkloads, layout: str)
         objs.warnings.append(
             f"protocol grpc on the serverless target ({layout}): Knative routes one port, so it routes gRPC "
             f"(h2c, port {s.serving.grpc_port}); REST (port {s.serving.port}) still listens in the pod but is not "
-            f"routed, and the server's {s.monitoring.metrics_path} is on it: Prometheus must scrape pod port "
-            f"{s.serving.port} by address (the pod's named port is the gRPC one)")
+            f"routed; the server's {s.monitoring.metrics_path} is on it, so the bundle's PodMonitor and "
+            f"prometheus.yml scrape pod port {s.serving.port} by rewriting the target's address (a scrape "
+            "config of your own must do the same: the pod's named port is the gRPC one)")
     if layout == "kserve":
         # KServe (serverless mode, on Knative): the predictor is the candidate; canaryTrafficPercent
         # 0 keeps every request on the previously rolled-out revision until the steps raise it.
