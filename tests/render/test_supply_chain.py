@@ -263,7 +263,8 @@ def test_pod_failure_policy_tells_refusals_from_storage_errors(bundle: Callable[
     out = bundle(traffic="batch", latency_sla_ms=5000, batch_parallelism=pods, kubernetes_version=version,
                  batch_output="s3://acme-data/out")
     specs = job_specs(out)
-    assert set(specs) == {"CronJob/tabular-classifier-batch", "Job/tabular-classifier-batch-manual"}
+    # The Job run by hand is named for the model version (a finished Job's template is immutable).
+    assert set(specs) == {"CronJob/tabular-classifier-batch", "Job/tabular-classifier-batch-v1-0-0"}
     for spec in specs.values():
         assert spec["template"]["spec"]["restartPolicy"] == "Never"  # what podFailurePolicy requires
         if refused is None:

@@ -188,7 +188,11 @@ def test_release_one_two_and_promotion(profiles: dict[str, Path], tmp_path: Path
     if label == "batch":
         # Input and output on a claim that outlives the pod: a retried job resumes from committed shards.
         assert ("PersistentVolumeClaim", f"{NAME}-data") in two
-        for key in (("CronJob", f"{NAME}-batch"), ("Job", f"{NAME}-batch-manual")):
+        jobs = {k: v for k, v in two.items() if k[0] == "Job"}
+        # One manual Job per model version: release 1's finished Job never blocks release 2's.
+        assert [k[1] for k in jobs] == [f"{NAME}-batch-v2-0-0"]
+        assert [k[1] for k in one if k[0] == "Job"] == [f"{NAME}-batch-v1-0-0"]
+        for key in (("CronJob", f"{NAME}-batch"), *jobs):
             volumes = {v["name"]: v for v in pod_template(two[key])["spec"]["volumes"]}
             assert volumes["data"] == {"name": "data", "persistentVolumeClaim": {"claimName": f"{NAME}-data"}}
     assert_backends_select_pods(two)

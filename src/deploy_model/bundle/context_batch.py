@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from deploy_model.bundle.context_objects import BundleObjects
 from deploy_model.bundle.context_workload import ReleaseWorkloads
+from deploy_model.plan import releases
 from deploy_model.plan.spec import WORKER_GROUP, WORKER_STREAM, DeploymentSpec
 
 
@@ -45,7 +46,7 @@ def batch_jobs(objs: BundleObjects, rel: ReleaseWorkloads, command: list[str], k
     job_wl = rel.stable("stable", 1)
     job_wl.name, job_wl.component, job_wl.env = f"{name}-batch", "batch", {}
     manual = rel.candidate("canary" if rel.has_candidate else "stable", 1)
-    manual.name, manual.component, manual.env = f"{name}-batch-manual", "batch", {}
+    manual.name, manual.component, manual.env = releases.manual_job_name(s), "batch", {}
     manual_command = list(command)
     if rel.has_candidate:
         out_at = manual_command.index("--output") + 1
@@ -57,6 +58,6 @@ def batch_jobs(objs: BundleObjects, rel: ReleaseWorkloads, command: list[str], k
     if kube:
         objs.files.append(("k8s/cronjob.yaml.j2", "k8s/cronjob.yaml", {"job": {"kind": "CronJob", "name": f"{name}-batch",
                                                                                 "workload": job_wl, "command": command}}))
-    objs.files.append(("k8s/cronjob.yaml.j2", "batch/job.yaml", {"job": {"kind": "Job", "name": f"{name}-batch-manual",
+    objs.files.append(("k8s/cronjob.yaml.j2", "batch/job.yaml", {"job": {"kind": "Job", "name": manual.name,
                                                                           "workload": manual, "command": manual_command}}))
     objs.files.append(("batch/prefect_flow.py.j2", "batch/prefect_flow.py", {}))

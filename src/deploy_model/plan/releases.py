@@ -129,6 +129,15 @@ def revision_name(name: str, version: str) -> str:
     return f"{name}-v{slug}"[:63].rstrip("-")
 
 
+def manual_job_name(spec: DeploymentSpec) -> str:
+    """The batch Job run by hand for this bundle's model version: one name per version, because a
+    finished Job's pod template is immutable and it outlives the run (ttlSecondsAfterFinished), so
+    the next version's Job under the same name would be refused (422 field is immutable)."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", spec.model.version.lower()).strip("-") or "0"
+    # 63: the Job's name becomes the pods' job-name label value.
+    return f"{spec.name}-batch-v{slug}"[:63].rstrip("-")
+
+
 # --- filling spec.stable ----------------------------------------------------------------------
 
 

@@ -115,7 +115,7 @@ def rollback_steps(spec: Any, service: str) -> list[dict[str, Any]]:
     elif mode == releases.CANDIDATE:
         steps.append({"title": f"Stop the candidate ({spec.stable.version} never stopped)", "commands": [
             kube(prod, "delete", "deployment", f"{name}-worker-canary", "--ignore-not-found") if spec.serving.pattern.value == "event-driven"
-            else kube(prod, "delete", "job", f"{name}-batch-manual", "--ignore-not-found")]})
+            else kube(prod, "delete", "job", releases.manual_job_name(spec), "--ignore-not-found")]})
     else:
         steps.append({"title": "Roll back to the previous release: apply its bundle (its stable objects run the previous "
                                "version, so labels, env and image agree)", "commands": [

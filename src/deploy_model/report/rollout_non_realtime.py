@@ -50,7 +50,7 @@ def non_realtime_steps(spec: Any, d: str) -> list[dict[str, Any]]:
                 {"title": f"The schedule keeps running {spec.stable.version}; run the candidate once by hand, writing beside "
                           "the stable output, and compare", "commands": [
                     kube(prod, "apply", "-f", f"{d}/k8s/", "-f", f"{d}/batch/job.yaml"),
-                    kube(prod, "wait", f"job/{name}-batch-manual", "--for=condition=complete", "--timeout=6h")]},
+                    kube(prod, "wait", f"job/{releases.manual_job_name(spec)}", "--for=condition=complete", "--timeout=6h")]},
                 {"title": "Promote: re-plan with the candidate as stable; the CronJob runs it from the next schedule", "commands": [
                     *replan(d), kube(prod, "apply", "-f", f"{d}/k8s/")]}]
         else:
