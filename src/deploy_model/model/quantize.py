@@ -29,14 +29,13 @@ too, so the numbers say why.
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from deploy_model.common.errors import StageError
-from deploy_model.common.files import write_json
+from deploy_model.common.files import atomic_write_bytes, write_json
 from deploy_model.model.inspection import PROFILE_FILE, deployment_name
 from deploy_model.model.quantize_budget import compare_plan
 from deploy_model.model.quantize_compare import uncomparable
@@ -117,20 +116,6 @@ def quantize_model(
     return result, (data if not found.reasons else None)
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def model_from_profile(directory: Path) -> Path:
     """The model recorded by `inspect` in DIR/model-profile.json (for `quantize --out DIR`)."""
     profile = read_profile(directory)
@@ -153,7 +138,7 @@ def _write_result(target: Path, directory: Path, figures: dict[str, Any], data: 
     wrote: list[str] = []
     try:
         if data is not None:
-            _write_bytes(target, data)
+            atomic_write_bytes(target, data)
             wrote.append(str(target))
         else:  # a stale INT8 file of an earlier run must not look accepted
             with contextlib.suppress(FileNotFoundError):
