@@ -22,10 +22,12 @@ from onnxserve.group_state import (
     WorkerGroup,
     write_slot,
 )
-from onnxserve.grpc_api import inference_pb2 as pb
-from onnxserve.grpc_api import inference_pb2_grpc as pb_grpc
 from onnxserve.metrics_merge import ENV_DIR, merge
 
+# The protocol's messages from a private descriptor pool: tritonclient, loaded by other tests of
+# this process, holds the package `inference` in the default one.
+from deploy_model.measure.grpc_messages import Stub
+from deploy_model.measure.grpc_messages import messages as pb
 from tests.server.conftest import free_port, metric_value
 
 BODY = {"inputs": [{"name": "features", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}]}
@@ -106,7 +108,7 @@ def test_a_ready_worker_answers_503_until_its_sibling_is_ready(start_server, mod
     assert ready.status_code == 503 and ready.json()["reason"] == "loading (another worker)"
     assert httpx.get(server.url + "/v2/models/mlp/ready", timeout=5).status_code == 503
     with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
-        stub = pb_grpc.GRPCInferenceServiceStub(channel)
+        stub = Stub(channel)
         assert not stub.ServerReady(pb.ServerReadyRequest(), timeout=10).ready
         # The worker itself serves (a request that reached it is answered).
         answer = httpx.post(server.url + "/v2/models/mlp/infer", json=BODY, timeout=10)

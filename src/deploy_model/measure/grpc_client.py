@@ -1,7 +1,7 @@
 """Open Inference Protocol V2 over gRPC for smoke and loadtest: requests from arrays, answers as V2 dicts.
 
-The messages are the reference server's generated ones (onnxserve.grpc_api), imported lazily by
-the callers: this module is only loaded for a plan whose protocol is grpc.
+The messages come from the server's service definition in a pool of their own (grpc_messages);
+the callers import this module lazily: it is only loaded for a plan whose protocol is grpc.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 
 import grpc
 import numpy as np
-from onnxserve.grpc_api import inference_pb2 as pb
-from onnxserve.grpc_api import inference_pb2_grpc as pb_grpc
 
 from deploy_model.measure.binary_body import raw_tensor
+from deploy_model.measure.grpc_messages import Stub
+from deploy_model.measure.grpc_messages import messages as pb
 from deploy_model.model.samples import V2_TO_NUMPY
 
 # Big images and batches fit; the server's own limit is --max-request-bytes.
@@ -33,7 +33,7 @@ def aio_channel(target: str) -> grpc.aio.Channel:
 
 
 def stub(chan: grpc.Channel | grpc.aio.Channel) -> Any:
-    return pb_grpc.GRPCInferenceServiceStub(chan)
+    return Stub(chan)
 
 
 def infer_request(model_name: str, arrays: Mapping[str, np.ndarray]) -> Any:

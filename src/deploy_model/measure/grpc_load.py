@@ -61,7 +61,7 @@ class GrpcTarget:
         return first, reason
 
     def live(self) -> bool:
-        from onnxserve.grpc_api import inference_pb2 as pb
+        from deploy_model.measure.grpc_messages import messages as pb
 
         try:
             with channel(self.grpc_target) as chan:

@@ -114,6 +114,6 @@ def check_bad_input(session: SmokeSession) -> tuple[str, dict[str, Any]]:
 
 
 def _pb() -> Any:
-    from onnxserve.grpc_api import inference_pb2
+    from deploy_model.measure.grpc_messages import messages
 
-    return inference_pb2
+    return messages
