@@ -99,6 +99,17 @@ class Accounting:
     def _own_statistics(self) -> dict[str, Any]:
         return self.stats.as_dict(self.settings.model_name, self.settings.model_version)
 
+    def last_prediction_time(self) -> float | None:
+        """Unix time of the latest prediction of any worker: this process's own, or with
+        --workers N a sibling's from the shared statistics (at most about a second old), so a
+        /health answered by one worker reflects an inference another one served."""
+        own = self.last_prediction
+        if self.shared_metrics is None:
+            return own
+        shared_ms = self.model_statistics().get("last_inference") or 0
+        latest = max(own or 0.0, shared_ms / 1000)
+        return latest or None
+
     def model_statistics(self) -> dict[str, Any]:
         """This process's statistics, or with --workers N every worker's added up."""
         if self.shared_metrics is not None:

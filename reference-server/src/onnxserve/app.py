@@ -280,7 +280,7 @@ def add_health_routes(app: FastAPI, state: ServerState) -> None:
                 "model_name": settings.model_name,
                 "model_version": settings.model_version,
                 "model_loaded": state.model.session is not None,
-                "last_prediction_time": state.accounting.last_prediction,
+                "last_prediction_time": state.accounting.last_prediction_time(),
                 "uptime_seconds": round(time.time() - state.accounting.started, 3),
                 "execution_provider": provider.actual if provider else None,
                 "requested_device": settings.device,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploy_model.measure.smoke_health import settled
 from deploy_model.measure.smoke_session import Failed, SmokeSession
 
 # The metric names of the original command plus the server's own; the report lists them too.
@@ -42,8 +43,14 @@ def request_count(text: str, endpoint: str | None = None) -> float:
     return total
 
 
+def _complete(session: SmokeSession, text: str) -> bool:
+    if request_count(text) <= 0:
+        return False
+    return session.grpc_before is None or request_count(text, "grpc") > session.grpc_before
+
+
 def check_metrics(session: SmokeSession) -> tuple[str, dict[str, Any]]:
-    text = session.get("/metrics").text
+    text = settled(lambda: session.get("/metrics").text, lambda t: _complete(session, t))
     present = {name for name in EXPECTED_METRICS if metric_present(text, name)}
     missing = sorted(set(EXPECTED_METRICS) - present - METRICS_NEEDING_TRAFFIC)
     if missing:
