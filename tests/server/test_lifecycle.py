@@ -47,7 +47,9 @@ def test_not_ready_until_warmed(start_server, models, metric):
 
 
 def test_sigterm_drains_in_flight_requests_then_exits_0(start_server, models, metric):
-    # About 15 ms per request one at a time: 60 requests keep it busy for most of a second.
+    # About 15 ms per request one at a time: 60 requests keep it busy for most of a second. The
+    # shutdown delay keeps the listener open after SIGTERM however slowly this process reads the
+    # probes below (on a busy machine the backlog could drain, and the port close, before them).
     server = start_server(
         models["slower"],
         "--max-batch-size",
@@ -56,6 +58,8 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(start_server, models, me
         "1",
         "--drain-timeout-s",
         "30",
+        "--shutdown-delay-s",
+        "10",
     )
     body = {"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": [0.2] * 64}]}
     n = 60
