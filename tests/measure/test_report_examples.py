@@ -18,7 +18,8 @@ from measure_helpers import fresh_copy, plan_dir, server_available, with_sample
 from signature_models import build
 
 from deploy_model.measure.serve import ServerProcess
-from deploy_model.report.writer import REPORT_FILE, REQUEST_FILE, run_report
+from deploy_model.report.examples import REQUEST_FILE
+from deploy_model.report.writer import REPORT_FILE, run_report
 
 pytestmark = pytest.mark.skipif(server_available() is not None, reason=str(server_available()))
 EXAMPLE_URL = "http://127.0.0.1:8000"

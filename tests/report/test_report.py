@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from deploy_model.common.errors import StageError
-from deploy_model.report.writer import REPORT_FILE, REQUEST_FILE, find_placeholders, run_report
+from deploy_model.report.examples import REQUEST_FILE
+from deploy_model.report.writer import REPORT_FILE, find_placeholders, run_report
 
 SECTIONS = ("## Configuration", "## Infrastructure", "## Serving endpoint", "## Monitoring", "## Measured results",
             "## Rollout plan", "## Rollback procedure", "## Validation summary", "## Next steps")

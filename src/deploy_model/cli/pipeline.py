@@ -29,7 +29,8 @@ from deploy_model.measure.loadtest import CHART_FILE, LOADTEST_FILE, run_loadtes
 from deploy_model.measure.serve import SERVER_FILE, ServerProcess, log_tail, not_served_reason
 from deploy_model.measure.smoke import SMOKE_FILE, run_smoke
 from deploy_model.plan.specfile import load_spec
-from deploy_model.report.writer import REPORT_FILE, REQUEST_FILE, failure_report, run_report
+from deploy_model.report.examples import REQUEST_FILE
+from deploy_model.report.writer import REPORT_FILE, failure_report, run_report
 
 # The short sweep of `deploy`: enough to draw the curve and judge the SLA in about 10 s.
 DEPLOY_LEVELS = [1, 4, 16]

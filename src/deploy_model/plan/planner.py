@@ -46,8 +46,6 @@ from deploy_model.plan.spec import (
 )
 from deploy_model.plan.specfile import SPEC_FILE
 
-ANSWERS_FILE = "answers.yaml"
-
 
 def plan_spec(
     profile: dict[str, Any], answers: Answers, previous: StableRelease | None = None, previous_rule: str = "",

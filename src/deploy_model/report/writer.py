@@ -48,7 +48,7 @@ from deploy_model.report.rollout_commands import rollback_steps, rollout_steps
 from deploy_model.report.trial_results import trial_section, with_trial
 from deploy_model.report.worker_example import worker_example
 
-__all__ = ["REPORT_FILE", "REQUEST_FILE", "failure_report", "find_placeholders", "run_report"]
+__all__ = ["REPORT_FILE", "failure_report", "find_placeholders", "run_report"]
 
 REPORT_FILE = "DEPLOYMENT.md"
 TEMPLATES = Path(__file__).resolve().parents[3] / "templates" / "report"
