@@ -70,6 +70,9 @@ def measured(smoke: dict[str, Any] | None, loadtest: dict[str, Any] | None, skip
             reasons.append(f"validation failed {len(failed)} of {len(checks)} checks")
         else:
             reasons.append(f"validation passed ({len(checks)} checks, none failed)")
+    elif not skip_reason:  # as `summary`: measurements without a validated bundle are incomplete evidence
+        go = None if go else go
+        reasons.append("validation did not run (`deploy-model validate`)")
     if skip_reason:
         return {"go": None if go else go, "label": "not measured" if go else "NO-GO", "reasons": [*reasons, skip_reason]}
     if smoke is None:
