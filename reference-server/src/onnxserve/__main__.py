@@ -2,7 +2,7 @@
 
 Exit codes: 0 clean shutdown, 1 refused at start-up (model unreadable or with a type it cannot
 serve, GPU not active without --allow-cpu-fallback, incompatible shadow model, warm-up sample
-missing or not fitting the model), 2 usage error.
+missing or not fitting the model, payload log sink unusable), 2 usage error.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from .payload_log import check_sink
 from .process import serve
 from .settings import SettingsError, load_settings
 from .warmup import check_sample_path
@@ -41,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problem:
             print(f"onnxserve: {problem}", file=sys.stderr)
             return 1
+    problem = check_sink(settings)
+    if problem:
+        print(f"onnxserve: {problem}", file=sys.stderr)
+        return 1
     if settings.workers > 1:
         from .workers import run_workers
 

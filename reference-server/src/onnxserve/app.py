@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from . import __version__
+from . import __version__, request_ids
 from .bodies import InflateBudget, decompress, read_body
 from .codec import (
     HEADER_LENGTH,
@@ -134,6 +134,12 @@ class InferenceHandler:
         state, settings, model, accounting = self.state, self.settings, self.model, self.accounting
         limit = settings.max_request_bytes
         start = time.perf_counter()
+        received = time.time()
+        rid: str | None = None
+        header_rid: str | None = None
+        decoded = None
+        outputs: list[Any] | None = None
+        error: str | None = None
         accounting.inflight += 1
         engine = model.engine
         arriving = engine is not None
@@ -145,6 +151,7 @@ class InferenceHandler:
         lease = self.inflate_budget.lease()
         try:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+            header_rid = request_ids.from_header(headers.get(request_ids.HEADER))
             if kind == "infer":
                 state.check_model(name or "", version)
             spec, engine = state.check_ready()
@@ -164,6 +171,7 @@ class InferenceHandler:
                 decoded = decode_v2(body, header_len, spec, settings.allow_non_finite)
             else:
                 decoded = decode_predict(body, spec, settings.allow_non_finite)
+            rid = decoded.request_id = request_ids.choose(decoded.request_id, header_rid)
             if arriving:
                 engine.arriving -= 1
                 arriving = False
@@ -178,10 +186,12 @@ class InferenceHandler:
             status = exc.status
             payload = orjson.dumps({"error": exc.message})
             extra = exc.headers
+            error = exc.message
         except Exception as exc:
             status = 500
             log.exception("unexpected error in %s", kind)
             payload = orjson.dumps({"error": f"internal error: {type(exc).__name__}: {exc}"})
+            error = f"internal error: {type(exc).__name__}"
         finally:
             if arriving and model.engine is not None:
                 model.engine.arriving -= 1
@@ -192,11 +202,16 @@ class InferenceHandler:
                 (b"content-length", str(len(payload)).encode()),
             ]
             out_headers += [(k.lower().encode(), v.encode()) for k, v in extra.items()]
+            rid = rid or header_rid or request_ids.new_id()
+            if request_ids.header_safe(rid):  # a V2 body id may not fit a header; the body has it
+                out_headers.append((b"x-request-id", rid.encode()))
             await send({"type": "http.response.start", "status": status, "headers": out_headers})
             await send({"type": "http.response.body", "body": payload})
         finally:
             accounting.inflight -= 1
             accounting.finish_request(kind, status, time.perf_counter() - start)
+            feeds = decoded.feeds if decoded is not None else None
+            state.log_payload(rid or "", kind, received, status, feeds, outputs, error)
 
 
 # -- route groups ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from .lifecycle import Lifecycle
 from .loaded_model import LoadedModel
 from .loading import ModelLoader
 from .model import ModelSpec
+from .payload_log import PayloadEvent, build_payload_log
 from .settings import Settings
 
 
@@ -44,15 +45,47 @@ class ServerState:
         self.accounting = Accounting(settings, self.model)
         self.lifecycle = Lifecycle(self.accounting.metrics, on_fatal)
         self.timeout = settings.request_timeout_ms / 1000.0
+        # None unless --payload-log-sink is set; fed by both front ends through ``log_payload``.
+        self.payload_log = build_payload_log(settings, self.accounting.metrics)
 
     async def load(self) -> None:
         self.accounting.start_sharing()
+        if self.payload_log is not None:
+            self.payload_log.start()
         await ModelLoader(self.settings, self.model, self.lifecycle, self.accounting).load()
 
     async def close(self) -> None:
         self.lifecycle.ready = False
         await self.model.stop(self.lifecycle.time_left, self.settings.drain_timeout_s)
+        if self.payload_log is not None:
+            await asyncio.to_thread(self.payload_log.stop, self.lifecycle.time_left(5.0))
         self.accounting.stop_sharing()
+
+    def log_payload(
+        self,
+        request_id: str,
+        endpoint: str,
+        received: float,
+        status: int,
+        feeds: dict[str, np.ndarray] | None,
+        outputs: list[np.ndarray] | None,
+        error: str | None,
+    ) -> None:
+        """Hand one finished request to the payload log when it is on and samples it; never
+        raises (the response is already decided)."""
+        plog = self.payload_log
+        if plog is None or not plog.sample():
+            return
+        try:
+            spec = self.model.spec
+            named = None
+            if spec is not None and outputs is not None:
+                named = list(zip(spec.output_names, outputs, strict=False))
+            event = PayloadEvent(request_id, endpoint, received, time.time(), status, feeds)
+            event.outputs, event.error = named, error
+            plog.submit(event)
+        except Exception:  # logging must not turn an answered request into an error
+            pass
 
     def check_model(self, name: str, version: str | None) -> None:
         s = self.settings

@@ -71,6 +71,18 @@ class Settings:
     drift_bins: int = 10
     drift_max_features: int = 64
     drift_interval_ms: float = 10.0
+    # Which release this server is (stable, canary, shadow, candidate...): in payload log records.
+    track: str = "stable"
+    # Payload logging (payload_log.py), off while the sink is empty.
+    payload_log_sink: str = ""
+    payload_log_sampling: float = 1.0
+    payload_log_queue_size: int = 1000
+    payload_log_max_file_bytes: int = 100 * 1024 * 1024
+    payload_log_backups: int = 5
+    payload_log_hash_above_bytes: int = 64 * 1024
+    payload_log_flush_s: float = 10.0
+    payload_log_timeout_s: float = 5.0
+    payload_log_seed: int = -1
     workers: int = 1
     # A dead worker is restarted; more than this many restarts within the window stop them all.
     worker_restart_limit: int = 5
@@ -145,6 +157,7 @@ class Settings:
             )
         if self.drift_bins < 2:
             raise SettingsError(f"drift_bins must be >= 2, got {self.drift_bins}")
+        _check_payload_log(self)
         if not self.model_name:
             object.__setattr__(self, "model_name", Path(self.model).stem)
 
@@ -241,6 +254,23 @@ HELP: dict[str, str] = {
     "drift_bins": "bins per feature for the PSI",
     "drift_max_features": "features tracked for drift at most",
     "drift_interval_ms": "at most one drift update per interval (0: every batch)",
+    "track": "which release this server is (stable, canary, shadow, candidate...); written "
+    "into every payload log record",
+    "payload_log_sink": "payload logging, off while empty: a directory (or file://DIR) for "
+    "rotated JSON Lines files, an http(s):// URL receiving CloudEvents (binary mode; "
+    "ONNXSERVE_PAYLOAD_LOG_AUTHORIZATION is sent as its Authorization header), or an fsspec URL "
+    "such as s3://bucket/prefix (objects of batched records; needs onnxserve[batch])",
+    "payload_log_sampling": "fraction of requests logged, 0..1",
+    "payload_log_queue_size": "records waiting for the sink; past it they are dropped (counted "
+    "in payload_log_dropped_total), never waited for",
+    "payload_log_max_file_bytes": "file sink: a file is rotated before it passes this size; "
+    "object storage: an object holds at most about this many bytes",
+    "payload_log_backups": "file sink: rotated files kept (payloads.jsonl.1 ..); the files never "
+    "hold more than (backups + 1) * max_file_bytes",
+    "payload_log_hash_above_bytes": "a tensor bigger than this is logged as its sha256 and shape",
+    "payload_log_flush_s": "object storage: a batch of records is written at most this old",
+    "payload_log_timeout_s": "HTTP sink: seconds to wait for each event's answer (then dropped)",
+    "payload_log_seed": "seed of the sampler (-1: random)",
     "workers": "server processes sharing the port, each with its own session and batcher "
     "(onnxruntime threads split between them unless --intra-op-threads is set); metrics add "
     "up across them; SIGTERM drains them all; readiness is 200 only when every worker is ready",
@@ -251,6 +281,39 @@ HELP: dict[str, str] = {
     "log_level": "debug | info | warning | error",
     "access_log": "log every request (costs throughput)",
 }
+
+
+def _check_payload_log(s: Settings) -> None:
+    if not 0.0 <= s.payload_log_sampling <= 1.0:
+        raise SettingsError(
+            f"payload_log_sampling must be in [0, 1], got {s.payload_log_sampling}"
+        )
+    if s.payload_log_queue_size < 1:
+        raise SettingsError(f"payload_log_queue_size must be >= 1, got {s.payload_log_queue_size}")
+    if s.payload_log_max_file_bytes < 1024:
+        raise SettingsError(
+            f"payload_log_max_file_bytes must be >= 1024, got {s.payload_log_max_file_bytes}"
+        )
+    if s.payload_log_backups < 0:
+        raise SettingsError(f"payload_log_backups must be >= 0, got {s.payload_log_backups}")
+    if s.payload_log_hash_above_bytes < 0:
+        raise SettingsError(
+            f"payload_log_hash_above_bytes must be >= 0, got {s.payload_log_hash_above_bytes}"
+        )
+    if s.payload_log_flush_s <= 0 or s.payload_log_timeout_s <= 0:
+        raise SettingsError("payload_log_flush_s and payload_log_timeout_s must be > 0")
+    if not s.track or not s.track.isprintable():
+        raise SettingsError(f"track must be a non-empty name such as stable, got {s.track!r}")
+    sink = s.payload_log_sink
+    scheme = sink.split("://", 1)[0].lower() if "://" in sink else ""
+    if scheme not in ("", "file", "http", "https") and scheme not in _OBJECT_SCHEMES:
+        raise SettingsError(
+            f"payload_log_sink {sink!r}: expected a directory, file://, http(s):// or one of "
+            f"{', '.join(x + '://' for x in _OBJECT_SCHEMES)}"
+        )
+
+
+_OBJECT_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss")
 
 
 def _fields() -> list[dataclasses.Field[Any]]:

@@ -63,26 +63,31 @@ class StateBackend:
             )
         return params
 
-    async def infer(self, decode: Any) -> tuple[ModelSpec, Any, list[np.ndarray]]:
+    async def infer(
+        self, decode: Any, request_id: str = ""
+    ) -> tuple[ModelSpec, Any, list[np.ndarray]]:
         """decode(spec) -> (feeds, rows, key, extra); runs it through the shared engine."""
         state, accounting = self.state, self.state.accounting
         start = time.perf_counter()
+        received = time.time()
         accounting.inflight += 1
         status = 200
+        feeds = outputs = error = None
         try:
             spec, engine = state.check_ready()
             feeds, rows, key, extra = decode(spec)
             outputs = await state.run(engine, feeds, rows, key)
             return spec, extra, outputs
         except ApiError as exc:
-            status = exc.status
+            status, error = exc.status, exc.message
             raise
-        except Exception:
-            status = 500
+        except Exception as exc:
+            status, error = 500, f"internal error: {type(exc).__name__}"
             raise
         finally:
             accounting.inflight -= 1
             accounting.finish_request("grpc", status, time.perf_counter() - start)
+            state.log_payload(request_id, "grpc", received, status, feeds, outputs, error)
 
     def model_config(self) -> dict[str, Any]:
         return model_config(self.spec(), self.state.settings.max_batch_delay_ms)

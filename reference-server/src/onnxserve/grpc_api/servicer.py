@@ -9,6 +9,7 @@ import grpc
 import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from .. import request_ids
 from ..codec import SHOWN_CHARS, ApiError, shown
 from ..model import ModelSpec
 from . import inference_pb2 as pb
@@ -48,7 +49,9 @@ class Backend(Protocol):
 
     def model_parameters(self) -> dict[str, Any]: ...
 
-    async def infer(self, decode: Any) -> tuple[ModelSpec, Any, list[np.ndarray]]: ...
+    async def infer(
+        self, decode: Any, request_id: str = ""
+    ) -> tuple[ModelSpec, Any, list[np.ndarray]]: ...
 
     def model_config(self) -> dict[str, Any]: ...
 
@@ -126,9 +129,17 @@ class InferenceService(pb_grpc.GRPCInferenceServiceServicer):
         def decode(spec: ModelSpec) -> tuple[Any, ...]:
             return decode_request(request, spec, allow)
 
+        # The id: the message's own, else the x-request-id metadata, else a new one; echoed in
+        # the response's id and in the trailing metadata (errors included).
+        meta = dict(context.invocation_metadata() or ())
+        header_id = meta.get(request_ids.HEADER)
+        if not request.id:
+            request.id = request_ids.choose(None, header_id if isinstance(header_id, str) else None)
+        if request_ids.header_safe(request.id):
+            context.set_trailing_metadata(((request_ids.HEADER, request.id),))
         try:
             self.backend.check_model(request.model_name, request.model_version)
-            spec, wanted, outputs = await self.backend.infer(decode)
+            spec, wanted, outputs = await self.backend.infer(decode, request.id)
             return encode_response(request, spec, outputs, wanted, self.response_limit)
         except ApiError as exc:
             await self._abort(context, exc)
