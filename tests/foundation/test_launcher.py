@@ -263,7 +263,7 @@ def test_first_render_of_a_batch_or_streaming_plan_installs_what_the_image_pins(
 
 
 def test_render_finds_the_group_that_locks_what_the_image_pins() -> None:
-    from deploy_model.bundle.launcher_groups import groups_pinning
+    from deploy_model.common.launcher_groups import groups_pinning
 
     requirements = REPO / "requirements"
     assert groups_pinning({"pyarrow"}, requirements) == ["batch"]
@@ -274,7 +274,7 @@ def test_render_finds_the_group_that_locks_what_the_image_pins() -> None:
 
 
 def test_a_stage_installs_a_group_only_in_the_launchers_venv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from deploy_model.bundle import launcher_groups
+    from deploy_model.common import launcher_groups
     from deploy_model.common.errors import StageError
 
     for name in (launcher_groups.DATA_ENV, launcher_groups.PYTHON_ENV, launcher_groups.REQUIREMENTS_ENV):

@@ -19,7 +19,7 @@ from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from deploy_model.bundle import launcher_groups
+from deploy_model.common import launcher_groups
 from deploy_model.common.errors import StageError
 
 if sys.version_info >= (3, 11):

@@ -218,9 +218,16 @@ def run_inspect(
     dims of the synthetic fallback. Both are recorded in the profile for the later stages."""
     print(f"inspect: profiling {model_path} ...", file=sys.stderr)
     dim_values = dict(dims) if isinstance(dims, dict) else parse_dims(dims or [])
+    from deploy_model.model.convert.conversion import ConvertOptions
+    from deploy_model.model.convert.stage import ensure_onnx
+
+    # A non-ONNX model is converted (parity proved) first; the profile records how.
+    model_path, conversion = ensure_onnx(model_path, out_dir, dry_run, ConvertOptions(sample=sample))
     profile = profile_model(
         model_path, runs=runs, large_batch=large_batch, time_budget_s=time_budget_s, sample=sample, dims=dim_values
     )
+    if conversion is not None:
+        profile["conversion"] = conversion
     directory = out_dir or Path("deploy") / profile["model"]["name"]
     out = directory / PROFILE_FILE
     wrote = []
@@ -235,11 +242,16 @@ def run_inspect(
     latency = profile.get("latency") or {}
     if latency.get("error"):
         print(f"inspect: warning: {latency['error']}", file=sys.stderr)
+    summary = _summary(profile, latency)
+    if conversion is not None:
+        from deploy_model.model.convert.record import conversion_phrase
+
+        summary["conversion"] = conversion_phrase(conversion)
     return {
         "stage": "inspect",
         "ok": True,
         "wrote": wrote,
         "dry_run": dry_run,
-        "summary": _summary(profile, latency),
+        "summary": summary,
         "profile": profile if dry_run else None,
     }

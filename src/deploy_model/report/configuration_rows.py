@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from deploy_model.model.convert.record import conversion_phrase
 from deploy_model.report.markdown import md, num
 
 
@@ -34,7 +35,8 @@ def configuration_rows(spec: Any, profile: dict[str, Any], server: dict[str, Any
         ("Serving pattern", pattern),
         ("Target", f"{s.target.value}" + (f" {s.kubernetes.version}, namespace `{s.kubernetes.namespace}`" if s.target.value == "kubernetes" else "")),
         ("Rollout strategy", rollout),
-        ("Model format", f"{s.model.format.upper()} ({_opsets(profile, s.model.opset)}, IR {profile.get('ir_version', 'n/a')})"),
+        ("Model format", f"{s.model.format.upper()} ({_opsets(profile, s.model.opset)}, IR {profile.get('ir_version', 'n/a')})"
+                         if not profile.get("conversion") else conversion_phrase(profile["conversion"])),
         ("Model", f"`{Path(s.model.path).name}` v{s.model.version}, {num(s.model.parameters)} parameters, "
                   f"{num(s.model.bytes)} bytes, sha256 `{s.model.sha256[:12]}`"),
         ("Signature", "; ".join(f"in `{t.name}` {t.dtype} {_shape(t.shape)}" for t in s.model.inputs) + "; "

@@ -1,4 +1,4 @@
-"""Install a dependency group of the launcher's environment from inside a stage that finds it missing."""
+"""Install a dependency group of the launcher's environment from inside a stage (render, convert) that finds it missing."""
 
 from __future__ import annotations
 

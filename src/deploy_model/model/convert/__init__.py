@@ -1,0 +1,1 @@
+"""Conversion of non-ONNX models to ONNX, each proved against the original framework."""
