@@ -57,9 +57,13 @@ def build_steps(spec: Any, d: str) -> list[dict[str, Any]]:
     image = releases.candidate_image(spec)
     dockerfile = releases.dockerfile(spec)
     # Also after a promotion: the same Dockerfile and tag, so a rebuild is a no-op and a direct release needs it.
-    return [{"title": f"Build and push the image the manifests pull ({dockerfile} -> {image})", "commands": [
+    # The push prints the image's digest; rendering with it makes every workload pull repo:tag@digest,
+    # so a tag moved later never changes what runs.
+    return [{"title": f"Build and push the image the manifests pull ({dockerfile} -> {image}), then pin its digest",
+             "commands": [
         sh("docker", "build", "-f", f"{d}/{dockerfile}", "-t", image, d),
-        sh("docker", "push", image)]}]
+        f"digest=$({sh('docker', 'push', image)} | awk '/digest: sha256:/ {{print $3}}')",
+        f'{sh("deploy-model", "render", "--out", d)} --image-digest "$digest" && {sh("deploy-model", "validate", "--out", d)}']}]
 
 
 def weight_commands(spec: Any, weight: int, prod: str) -> list[str]:
