@@ -71,6 +71,7 @@ SLOW: dict[str, tuple[str, ...]] = {
     "cluster/test_cluster.py": ("test_no_cluster_is_one_line_and_exit_0", "test_each_addon_is_seen_only_when_served"),
     "cluster/test_portforward.py": (),
     "cluster/test_rollout_verbs.py": (),
+    "experiment/test_ab_servers.py": (),  # two real servers per test, hundreds of requests
     "foundation/test_agent_verbs.py": ("test_streaming_trial_round_trips_through_redis_and_the_worker",),
     "foundation/test_cli.py": ("test_deploy_runs_available_stages",),  # a whole deploy
     "foundation/test_inspect.py": ("test_other_formats_told_to_convert", "test_cnn_profile_dry_run_writes_nothing"),

@@ -1,6 +1,7 @@
 """Read the server's payload log (JSON Lines, one record per sampled request) into typed records.
 
-The fields the analysis needs are named in FIELDS, each with the spellings it accepts, so the
+The format is the server's (onnxserve.payload_log, schema onnxserve.payload/v1); the fields
+the analysis needs are named in FIELDS, each with the spellings it accepts, so the
 log's format can move without the analysis changing. A record's outputs are V2 tensors
 ({"name", "datatype", "shape", "data"}); one logged as a hash and a shape (no "data") is kept but
 cannot be scored. A line that is not JSON (a writer killed mid-line) is skipped and counted.
@@ -24,7 +25,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "request_id": ("id", "request_id", "requestId", "request.id"),
     "model_name": ("model_name", "model", "request.model_name"),
     "model_version": ("model_version", "version", "request.model_version"),
-    "track": ("track", "endpoint"),
+    "track": ("track",),  # (the log's "endpoint" is the protocol, infer|predict|grpc, not the track)
     "received": ("received", "received_at", "start_time", "started_at", "timestamp", "time"),
     "answered": ("answered", "answered_at", "responded_at", "end_time", "finished_at"),
     "latency_ms": ("latency_ms", "duration_ms"),
