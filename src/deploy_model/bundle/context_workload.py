@@ -90,6 +90,7 @@ def server_env(spec: DeploymentSpec, model_file: str, shadow_file: str | None, g
     if shadow_file:
         env["ONNXSERVE_SHADOW_MODEL"] = f"/models/{shadow_file}"
         env["ONNXSERVE_SHADOW_SAMPLE_RATE"] = f"{spec.rollout.shadow.sample_rate:g}" if spec.rollout.shadow else "0.1"
+    env.update(spec.payload_logging.server_env())  # the pod adds ONNXSERVE_TRACK (_pod.j2)
     return env
 
 

@@ -98,6 +98,7 @@ def plan_spec(
         batch=batch,
         edge=edge,
         stable=stable,
+        payload_logging=a.payload_logging,
         decisions=log.decisions,
     )
 

@@ -23,6 +23,7 @@ from pydantic import (
 
 from deploy_model.common.errors import StageError, short
 from deploy_model.plan import bounds, cron
+from deploy_model.plan.payload_logging import PayloadLogging
 
 SPEC_API_VERSION = "deploy-model/v1"
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -163,6 +164,7 @@ class Answers(BaseModel):
     stable_track: str | None = Field(None, description="track the Service selects now: stable, blue or green (blue-green alternates)")
     serverless_mechanism: ServerlessMechanism = Field(
         ServerlessMechanism.knative, description="serverless target: knative (a Knative Service) or kserve (an InferenceService)")
+    payload_logging: PayloadLogging = Field(default_factory=PayloadLogging, description="payload log: {enabled, sampling, sink, ...}")
 
     @field_validator("name")
     @classmethod
@@ -415,6 +417,7 @@ class DeploymentSpec(Strict):
     batch: BatchJob | None = None
     edge: EdgeSpec | None = None
     stable: StableRelease | None = None
+    payload_logging: PayloadLogging = PayloadLogging()
     decisions: list[Decision]
 
     @field_validator("name")
