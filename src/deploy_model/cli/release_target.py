@@ -52,5 +52,5 @@ def next_release(model: Path, answers_file: Path | None, root: Path) -> ReleaseT
         # Only the stable release's sha256 and version matter here; plan checks the image it names.
         stable = releases.from_answers(answers, "image", False)
     version = decide_version(DecisionLog(), answers, identity, stable)
-    return ReleaseTarget(root=root, previous=previous, out=release_layout.new_release_dir(root, version), version=version,
-                         why=why)
+    return ReleaseTarget(root=root, previous=previous, out=release_layout.new_release_dir(root, version, previous),
+                         version=version, why=why)

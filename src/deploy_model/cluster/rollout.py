@@ -173,6 +173,16 @@ def run_rollback(out: Path, kubeconfig: Path | None = None, context: str | None 
 
 def run_promote(out: Path, promoted: Path | None, kubeconfig: Path | None = None, context: str | None = None,
                 dry_run: bool = False, timeout_s: float = 600.0) -> dict[str, Any]:
-    """Make the candidate the stable version (see rollout_finish.promote)."""
+    """Make the candidate the stable version (see rollout_finish.promote); in a release layout, the
+    promoted release becomes the root's `current` (what the next release is planned against)."""
+    from deploy_model.plan.release_layout import record_promotion
+
     kube = _client(kubeconfig, context)
-    return _guard(lambda: promote(kube, load_release(out, kube, None, None), out, promoted, dry_run, timeout_s))
+    result = _guard(lambda: promote(kube, load_release(out, kube, None, None), out, promoted, dry_run, timeout_s))
+    if not dry_run and promoted is not None and result["action"] in ("promoted", "done"):
+        recorded = record_promotion(promoted)
+        if recorded is not None:
+            result["wrote"].append(str(recorded))
+            result["message"] += f"; {recorded} names {promoted.name}: the next release is planned against it"
+            result["summary"]["message"] = result["message"]
+    return result

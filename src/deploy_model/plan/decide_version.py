@@ -49,11 +49,16 @@ def decide_version(log: DecisionLog, answers: Answers, model: dict[str, Any], st
                 [f"answers: version: got {answered!r}; expected a version other than {stable.version!r} "
                  f"(or leave it out: {derived_version(answered, sha)} is derived)"])
         return log.decide("version", answered, "answered")
-    if differs:
+    # Stable's version derived from this same metadata: an earlier model already holds the tag `metadata`
+    # (release 1 of a model retrained twice without a metadata change), so it is derived again.
+    inherited = stable is not None and stable.version == derived_version(metadata, stable.sha256)
+    if differs or inherited:
         assert stable is not None
         version = derived_version(metadata, sha)
+        said = "as does the stable version" if differs else (f"from which the stable version {stable.version} was derived (an "
+                                                          f"earlier model holds the tag {metadata})")
         return log.decide("version", version, (
-            f"the model's metadata says {metadata}, as does the stable version, but the bytes differ (stable sha256 "
+            f"the model's metadata says {metadata}, {said}, but the bytes differ (stable sha256 "
             f"{sha_prefix(stable.sha256)}, candidate sha256 {sha_prefix(sha)}) -> {version} (<version>-<sha256[:12]>) "
             "so the two never share an image tag; set model_version metadata or answer version to choose it"))
     return log.decide("version", metadata, "from the model's metadata (model_version; 1 when it has none)")

@@ -47,14 +47,18 @@ def succeeded(directory: Path) -> bool:
     return isinstance(record, dict) and record.get("ok") is True
 
 
-def new_release_dir(root: Path, version: str) -> Path:
-    """Where release `version` goes: releases/<version>, or <version>-2, -3 ... when a successful run holds it.
+def new_release_dir(root: Path, version: str, previous: Path | None = None) -> Path:
+    """Where release `version` goes: releases/<version>, or <version>-2, -3 ... when a successful run,
+    or the release it is planned against (`previous`), holds it.
 
     A directory whose run did not succeed never became current: a new run of that version replaces it.
+    The previous release's directory is never one of those, even when its stages ran one by one
+    (no deploy.json): re-planning a candidate that passed its rollout (its promotion) writes beside it.
     """
     directory = release_dir(root, version)
     number = 1
-    while (directory / SPEC_FILE).is_file() and succeeded(directory):
+    keep = previous.resolve() if previous is not None else None
+    while (directory / SPEC_FILE).is_file() and (succeeded(directory) or directory.resolve() == keep):
         number += 1
         directory = release_dir(root, f"{version}-{number}")
     return directory
@@ -81,6 +85,15 @@ def write_current(root: Path, folder: str) -> Path:
     staging.write_text(folder + "\n", encoding="utf-8")
     staging.replace(path)
     return path
+
+
+def record_promotion(promoted: Path) -> Path | None:
+    """After `rollout promote`: record the promoted release (releases/<folder> of a root) as current, so the
+    next release is planned against the version serving now; None for a directory outside a release layout."""
+    directory = promoted.resolve()
+    if directory.parent.name != RELEASES_DIR or not (directory / SPEC_FILE).is_file():
+        return None
+    return write_current(directory.parent.parent, directory.name)
 
 
 def release_dirs(root: Path) -> list[Path]:
