@@ -9,8 +9,9 @@ agree on versions.
     python requirements/lock.py          # re-resolve with uv (network) after changing a dependency
     python requirements/lock.py --check  # the .in files still match pyproject.toml (no network)
 
-Every dependency declared by pyproject.toml (and by reference-server/pyproject.toml, with its
-worker and batch extras) must be assigned to exactly one group below.
+Every dependency declared by pyproject.toml (with its converter extras, GROUP_EXTRAS, and by
+reference-server/pyproject.toml, with its worker and batch extras) must be assigned to exactly
+one group below.
 """
 
 from __future__ import annotations
@@ -45,7 +46,17 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     "batch": ("batch: parquet input and output, s3:// object storage", ["pyarrow", "fsspec", "s3fs"]),
     "worker": ("worker: Redis Streams", ["redis"]),
     "cluster": ("apply and rollout: the Kubernetes client", ["kubernetes"]),
+    # convert (model/convert): one group per converter, installed on the first conversion that
+    # needs it (pyproject.toml's extras of the same names); never in the serving image.
+    "convert-sklearn": ("convert: scikit-learn models (skl2onnx, skops)", ["scikit-learn", "skl2onnx", "skops"]),
+    "convert-trees": ("convert: XGBoost, LightGBM and CatBoost models",
+                      ["xgboost", "lightgbm", "catboost", "onnxmltools"]),
+    "convert-torch": ("convert: PyTorch models (torch.onnx.export)", ["torch", "onnxscript"]),
+    "convert-tf": ("convert: TensorFlow, Keras and TFLite models (tf2onnx)", ["tensorflow", "tf2onnx"]),
+    "registry": ("convert: models:/ and runs:/ names from an MLflow tracking server", ["mlflow-skinny"]),
 }
+# pyproject.toml's extras that are launcher groups (the converters'); its other extras (dev) are not.
+GROUP_EXTRAS = ("convert-sklearn", "convert-trees", "convert-torch", "convert-tf", "registry")
 PYTHON_FLOOR = "3.10"  # requires-python of both projects
 UV_IN = "# the installer the launcher fetches once when no uv is on PATH (requirements/install.py)\nuv\n"
 
@@ -62,7 +73,9 @@ def declared() -> list[str]:
     plugin = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     server = tomllib.loads((ROOT / "reference-server" / "pyproject.toml").read_text())["project"]
     extras = server.get("optional-dependencies", {})
-    return [*plugin["dependencies"], *server["dependencies"], *extras.get("worker", []), *extras.get("batch", [])]
+    converters = [r for extra in GROUP_EXTRAS for r in plugin.get("optional-dependencies", {}).get(extra, [])]
+    return [*plugin["dependencies"], *server["dependencies"], *extras.get("worker", []), *extras.get("batch", []),
+            *converters]
 
 
 def group_inputs() -> dict[str, list[str]]:

@@ -84,7 +84,6 @@ def test_empty_file(tmp_path):
     [
         ("model.pt", "torch_zip", "torch.onnx.export"),
         ("scripted.pt", "torchscript", "torch.jit.load"),
-        ("clf.pkl", "sklearn", "skl2onnx"),
         ("renamed.onnx", "torch_zip", "pytorch"),
     ],
 )
@@ -98,9 +97,6 @@ def test_other_formats_told_to_convert(tmp_path, filename, maker, expected):
         with zipfile.ZipFile(path, "w") as archive:
             archive.writestr("scripted/code/__torch__.py", "def forward(self): pass")
             archive.writestr("scripted/constants.pkl", pickle.dumps(()))
-    else:
-        # A pickle stream that names sklearn classes, as joblib/pickle dumps of estimators do.
-        path.write_bytes(pickle.dumps({"__module__": "sklearn.linear_model._logistic", "coef_": [0.1]}, protocol=4))
     err = _refused(path, tmp_path)
     assert "Convert it to ONNX first" in err and expected in err
 
