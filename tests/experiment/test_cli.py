@@ -181,3 +181,22 @@ def test_hashed_outputs_cannot_be_scored_and_say_so(tmp_path: Path, capsys: pyte
     (tmp_path / "l.csv").write_text("request_id,label\n" + "".join(f"r{i},3\n" for i in range(10)))
     code, _, err = run(capsys, "analyze", "--payloads", str(tmp_path / "p.jsonl"), "--labels", str(tmp_path / "l.csv"))
     assert code == 1 and "no logged request could be scored" in err and "10 labelled requests had no usable output" in err
+
+
+def test_summary_shows_the_experiment_written_with_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from deploy_model.report.summary import build_summary, summary_lines
+
+    rows = [record(f"r{i}", ("stable", "canary")[i % 2], T0 + i, label_output(int(i % 2 == 1 or i % 4 == 0)))
+            for i in range(400)]
+    write_jsonl(tmp_path / "p.jsonl", rows)
+    (tmp_path / "l.csv").write_text("request_id,label\n" + "".join(f"r{i},1\n" for i in range(400)))
+    out = tmp_path / "deploy"
+    out.mkdir()
+    (out / "deployment.yaml").write_text("serving: {pattern: realtime, protocol: rest}\nrollout: {strategy: canary}\n")
+    code, doc, _ = run(capsys, "analyze", "--payloads", str(tmp_path / "p.jsonl"), "--labels", str(tmp_path / "l.csv"),
+                       "--out", str(out), "--json")
+    assert code == 0 and doc is not None and doc["verdict"] == "B better"  # B always right, A half the time
+    summary = build_summary(out)
+    assert summary["experiment"]["verdict"] == "B better" and summary["experiment"]["n"] == {"A": 200, "B": 200}
+    assert summary["experiment"]["p_value"] == doc["sequential"]["p_value"]
+    assert any(line.startswith("experiment (accuracy): B better, always-valid p=") for line in summary_lines(summary))

@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY_MODEL = REPO / "src" / "deploy_model"
 ONNXSERVE = REPO / "reference-server" / "src" / "onnxserve"
-SUBPACKAGES = {"common", "model", "plan", "bundle", "measure", "report", "cluster", "cli"}  # README, Layout
+SUBPACKAGES = {"common", "model", "plan", "bundle", "measure", "report", "cluster", "experiment", "cli"}  # README, Layout
 MAX_LINES = 500
 LONG_BECAUSE = re.compile(r"(?:^|[.!?:;]\s+|\n\s*)Long because\b")
 

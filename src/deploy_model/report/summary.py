@@ -2,7 +2,7 @@
 
 Reading DEPLOYMENT.md back costs an agent thousands of tokens; this reads the stage files of the
 deployment directory instead (deployment.yaml, validation.json, smoke.json, loadtest.json,
-quantization.json, trial.json, server.json) and returns the outcome, the verdict's figures, what
+quantization.json, trial.json, experiment.json, server.json) and returns the outcome, the verdict's figures, what
 was skipped and why, and the paths a person opens next. Nothing is recomputed: every figure is
 the one a stage wrote.
 """
@@ -81,6 +81,16 @@ def _quantization(doc: dict[str, Any]) -> dict[str, Any]:
                                     "speedup", "agreement", "quantized_model") if doc.get(k) is not None}
 
 
+def _experiment(doc: dict[str, Any]) -> dict[str, Any]:
+    """`experiment analyze|status --out`'s verdict and the figures behind it."""
+    seq = doc.get("sequential") or {}
+    out = {"verdict": doc.get("verdict"), "metric": doc.get("metric"), "arms": doc.get("arms"), "n": doc.get("n"),
+           "effect": doc.get("effect"), "p_value": seq.get("p_value"), "ci": seq.get("ci"),
+           "decision": doc.get("decision"), "canary_judgement": doc.get("canary_judgement"),
+           "analyzed_at": doc.get("analyzed_at")}
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def _trial(doc: dict[str, Any]) -> dict[str, Any]:
     keep = ("pattern", "ok", "skipped", "source", "rows", "rejected", "rows_per_second", "scoring_seconds", "output",
             "sent", "answered", "dead_lettered", "startup_seconds", "samples", "p50_ms", "p50_note", "p95_ms", "p95_note",
@@ -121,6 +131,7 @@ def build_summary(directory: Path) -> dict[str, Any]:
         "loadtest": ("loadtest.json", _loadtest),
         "quantization": ("quantization.json", _quantization),
         "trial": ("trial.json", _trial),
+        "experiment": ("experiment.json", _experiment),
     }
     for key, (name, reader) in files.items():
         doc = _json(directory / name)
@@ -214,6 +225,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         trial = summary["trial"]
         state = "skipped: " + trial["skipped"] if trial.get("skipped") else ("passed" if trial.get("ok") else "FAILED")
         lines.append(f"local trial: {state}")
+    if "experiment" in summary:
+        exp = summary["experiment"]
+        lines.append(f"experiment ({exp.get('metric')}): {exp.get('verdict')}"
+                     + (f", always-valid p={exp['p_value']:.3g}" if isinstance(exp.get("p_value"), float) else ""))
     for missing in summary.get("not_run") or []:
         lines.append(f"not run: {missing}")
     if summary["paths"].get("report"):
