@@ -35,6 +35,8 @@ sys.path.insert(0, str(HERE))
 from server_models import INPUT, SHAPES, build  # noqa: E402
 
 CONCURRENCY = (1, 16, 64)
+# PyTriton (nvidia-pytriton) lives in a venv of its own: see bench/README.md.
+TRITON_PY = Path(os.environ.get("TRITON_PYTHON", HERE / ".venv-triton" / "bin" / "python"))
 CONTESTANTS = ("onnxserve-json", "onnxserve-binary", "naive", "litserve", "floor")
 
 LUA = """
@@ -90,6 +92,8 @@ def bodies(model: str, out: Path) -> dict[str, tuple[Path, str, str]]:
         "naive": (files["simple"], "application/json", ""),
         "litserve": (files["simple"], "application/json", ""),
         "floor": (files["v2"], "application/json", ""),
+        "triton-json": (files["v2"], "application/json", ""),
+        "triton-binary": (files["bin"], "application/octet-stream", str(len(header))),
     }
 
 
@@ -113,6 +117,11 @@ def start(contestant: str, model: Path, port: int, log: Path) -> tuple[subproces
             "warning",
         ]
         path, ready = "/v2/models/m/infer", "/v2/health/ready"
+    elif contestant.startswith("triton"):
+        # Triton through PyTriton, in its own venv (bench/triton_bench.py, bench/README.md).
+        cmd = [str(TRITON_PY), str(HERE / "server_triton.py"), str(model), str(port)]
+        # The server answers /v2/health/ready before PyTriton has bound the model.
+        path, ready = "/v2/models/m/infer", "/v2/models/m/ready"
     elif contestant == "naive":
         cmd = [py, str(HERE / "server_naive.py"), str(model), str(port)]
         path, ready = "/predict", "/health"

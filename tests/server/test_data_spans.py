@@ -120,6 +120,8 @@ def test_fast_path_matches_general_path(case: tuple[bytes, ModelSpec]) -> None:
         ("INT8", [2], "[127, -128]", "array"),
         ("INT8", [1], "[128]", "error"),
         ("INT32", [1], "[1.0]", "error"),  # a float literal is never truncated
+        ("INT64", [2], "[1E3, 2]", "error"),  # an exponent alone makes a float literal too
+        ("FP64", [3], "[1e2, 2, -3]", "array"),
         ("UINT64", [2], "[18446744073709551615, 0]", "array"),
         ("INT64", [1], "[9223372036854775808]", "error"),
         ("FP32", [2], '[1, "2"]', "error"),

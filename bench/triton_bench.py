@@ -1,0 +1,136 @@
+"""onnxserve against Triton Inference Server (PyTriton: one model instance, dynamic batching) on
+the three benchmark models, same bodies, same load, rounds interleaved in one run.
+
+Contestants (each its own process on 127.0.0.1, driven by ``wrk -t1``): ``onnxserve-json`` /
+``onnxserve-binary`` (``python -m onnxserve``, defaults) and ``triton-json`` / ``triton-binary``
+(bench/server_triton.py under bench/.venv-triton, see bench/README.md). Each round runs every
+contestant once per model; a round's ratio is onnxserve's best throughput over the concurrencies
+divided by Triton's, same body encoding, so load from other work on the machine hits both sides
+of a ratio alike. Prints the median ratio and its range over the rounds, and c=1 p50s.
+
+    .venv/bin/python bench/triton_bench.py [--duration 3] [--repeat 3] [--out bench/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from server_bench import (  # noqa: E402
+    LUA,
+    TRITON_PY,
+    bodies,
+    check_once,
+    free_port,
+    run_wrk,
+    start,
+    stop,
+)
+from server_models import build  # noqa: E402
+
+CONCURRENCY = (1, 16, 64)
+PAIRS = (("onnxserve-json", "triton-json"), ("onnxserve-binary", "triton-binary"))
+
+
+def measure(args: argparse.Namespace, model: str, path: Path, out: Path, lua: Path) -> list:
+    """One dict per round: contestant -> concurrency -> wrk result."""
+    files = bodies(model, out)
+    contestants = [c for pair in PAIRS for c in pair if pair[0].split("-")[1] in args.encodings]
+    rounds = []
+    for rnd in range(args.repeat):
+        # Alternate who goes first, so neither side always follows the other's warm caches.
+        order = contestants if rnd % 2 == 0 else contestants[::-1]
+        got: dict[str, dict[int, dict]] = {}
+        for contestant in order:
+            proc, url, _ = start(contestant, path, free_port(), out / f"{model}.{contestant}.log")
+            try:
+                check_once(url, *files[contestant])
+                for conc in CONCURRENCY:
+                    r = run_wrk(url, conc, args.duration, files[contestant], lua)
+                    print(f"[{model}] round {rnd} {contestant} c={conc}: {r}", flush=True)
+                    got.setdefault(contestant, {})[conc] = r
+            finally:
+                stop(proc)
+        rounds.append(got)
+    return rounds
+
+
+def summarise(rounds: list) -> dict:
+    """Per encoding: onnxserve/Triton throughput ratio per round (best over concurrency each),
+    its median and range, and the median c=1 p50 of each side."""
+    out = {}
+    for ours, theirs in PAIRS:
+        if ours not in rounds[0]:
+            continue
+        ratios, p50 = [], {ours: [], theirs: []}
+        for got in rounds:
+            top = {
+                c: max(r["rps"] for r in got[c].values() if r["errors"] == 0)
+                for c in (ours, theirs)
+            }
+            ratios.append(top[ours] / top[theirs])
+            for c in (ours, theirs):
+                p50[c].append(got[c][1]["p50_ms"])
+        out[ours.split("-")[1]] = {
+            "ratios": ratios,
+            "ratio_median": statistics.median(ratios),
+            "p50_c1_ms": {c: statistics.median(v) for c, v in p50.items()},
+        }
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--duration", type=float, default=3.0, help="seconds per measured point")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
+    ap.add_argument("--models", default="small_mlp,cnn,large_mlp")
+    ap.add_argument("--encodings", default="json,binary")
+    ap.add_argument("--out", type=Path, default=HERE / "results")
+    args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    if not TRITON_PY.exists():
+        print(
+            f"no PyTriton venv at {TRITON_PY}: see bench/README.md (or set TRITON_PYTHON)",
+            file=sys.stderr,
+        )
+        return 2
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    lua = out / "post.lua"
+    lua.write_text(LUA)
+    paths = build(out / "models")
+    report: dict = {"duration": args.duration, "repeat": args.repeat, "models": {}}
+    loads = [os.getloadavg()[0]]
+    for model in args.models.split(","):
+        rounds = measure(args, model, paths[model], out, lua)
+        loads.append(os.getloadavg()[0])
+        report["models"][model] = {"rounds": rounds, "summary": summarise(rounds)}
+    report["load_average"] = loads
+    (out / "triton_bench.json").write_text(json.dumps(report, indent=2))
+    print(f"\nload average {loads}")
+    print(
+        "| model | bodies | onnxserve / Triton req/s: median (range) | c=1 p50 ms onnxserve | Triton |"
+    )
+    print("|---|---|---|---|---|")
+    for model, entry in report["models"].items():
+        for enc, s in entry["summary"].items():
+            lo, hi = min(s["ratios"]), max(s["ratios"])
+            p50 = list(s["p50_c1_ms"].values())
+            print(
+                f"| {model} | {enc} | {s['ratio_median']:.2f}x ({lo:.2f}-{hi:.2f}) "
+                f"| {p50[0]:.2f} | {p50[1]:.2f} |"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
