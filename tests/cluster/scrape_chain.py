@@ -1,7 +1,7 @@
-"""A rendered bundle's scrape configuration for a real Prometheus without a cluster: pods as the
-file_sd targets kubernetes_sd would discover, PodMonitors as the jobs the Prometheus Operator writes.
+"""Service discovery stood in for: pods as kubernetes_sd-labelled file_sd targets, PodMonitors as the Operator's jobs.
 
-Only service discovery is stood in for: the relabel rules reach Prometheus as the bundle ships them.
+A rendered bundle's scrape configuration thus reaches a real Prometheus without a cluster, its
+relabel rules as the bundle ships them.
 """
 
 from __future__ import annotations

@@ -1,16 +1,17 @@
-"""The canary gates' chain pod label -> series label, through the scrape configuration the bundle
-ships, against a real Prometheus.
+"""The gate queries through the bundle's own scrape and relabel configuration, against a real Prometheus.
 
-Bundles are planned and rendered by the product (a gateway-api and an ingress-nginx canary, a
-blue-green switch). Two real reference servers (`python -m onnxserve` on loopback) are the stable and
-the candidate pod: Prometheus finds each as a file_sd target labelled as kubernetes_sd labels the
-pod of the rendered pod template (namespace, pod name, pod labels, container port). The rendered
+Every gate query relies on the chain pod label -> series label. Bundles are planned and rendered
+by the product: a gateway-api, an ingress-nginx and a Knative canary, a blue-green switch, and an
+Argo Rollouts canary (its own AnalysisTemplate queries). Two real reference servers (`python -m
+onnxserve` on loopback) are the stable and the candidate pod: Prometheus finds each as a file_sd
+target labelled as kubernetes_sd labels a pod of the rendered pod template (namespace, pod name,
+pod labels, container port; plus the labels Argo or Knative add to their pods). The rendered
 monitoring/prometheus.yml relabel_configs and the PodMonitor (turned into the job the Prometheus
 Operator writes for it: scrape_chain.operator_jobs) act on them unchanged: only service discovery
-is stood in for (no Kubernetes API server runs here). Then the product's own gate queries
-(cluster.gates.queries of the GateConfig cluster.release.load_release builds for the bundle) must
-read each track's series from that track's server alone, and a relabelling without the track
-label must leave them empty.
+is stood in for (no Kubernetes API server runs here), and scrape intervals are 1 s. Then the
+product's own gate queries (cluster.gates.queries of the GateConfig cluster.release.load_release
+builds for the bundle) must read each track's series from that track's server alone, and a
+relabelling without the track label (or Argo pods without canaryMetadata) must leave them empty.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ def scrape_jobs(case: str, out: Path) -> list[dict[str, Any]]:
     """The case's scrape jobs as the bundle ships them (broken for the negative control)."""
     _, source, broken = CASES[case]
     if source == "podmonitor":
+        # The Operator's translation: keep the selector's pods and the endpoint's port, set namespace,
+        # container, pod, the podTargetLabels, job and endpoint, then the CRD's relabelings (snake_cased).
         monitor = yaml.safe_load((out / "monitoring" / "podmonitor.yaml").read_text())
         if broken == "no track rule":
             monitor["spec"]["podTargetLabels"].remove("track")
