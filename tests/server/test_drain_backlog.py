@@ -120,6 +120,20 @@ def _answers(socks: list[socket.socket]) -> list[str]:
     return out
 
 
+def _draining_since(server, timeout: float = 60) -> float:
+    """time.monotonic() once readiness answers 503: the server has begun its drain by then."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+        try:
+            conn.request("GET", "/v2/health/ready")
+            if conn.getresponse().status == 503:
+                return time.monotonic()
+        finally:
+            conn.close()
+    raise AssertionError(f"readiness never turned 503 after SIGTERM:\n{server.log[-3000:]}")
+
+
 def _sigterm_with_backlog(server, burst: int) -> list[socket.socket]:
     os.kill(server.proc.pid, signal.SIGSTOP)
     try:
@@ -133,22 +147,30 @@ def _sigterm_with_backlog(server, burst: int) -> list[socket.socket]:
 @pytest.mark.slow
 def test_backlog_queued_when_the_listener_closes_is_answered(start_server, models):
     """A slow body keeps the drain going; the burst is queued while the server is stopped
-    across the moment it stops accepting (budget 6 s: about 2.25 s after SIGTERM). Whether the
-    loop accepts them first or the listener's close does, every one is answered."""
-    budget = 6.0
+    across the moment it stops accepting (budget 8 s: 3 s after the drain begins, by the server's
+    clock; answered before its 6 s deadline). Whether the loop accepts them first or the
+    listener's close does, every one is answered."""
+    budget = 8.0
     server = start_server(
         models["mlp"], "--drain-timeout-s", str(budget), "--body-timeout-s", "60"
     )
-    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as slow:
-        slow.sendall(REQUEST[: REQUEST.index(b"\r\n\r\n") + 4] + b"{")
-        time.sleep(0.3)
-        start = time.monotonic()
+    # The slow connection is accepted before SIGTERM (its first request answered): one still in
+    # the backlog would leave the drain nothing open, and the listener would close at once.
+    slow = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    slow.request("GET", "/v2/health/live")
+    live = slow.getresponse()
+    assert live.status == 200 and live.read()
+    with slow.sock:
+        slow.sock.sendall(REQUEST[: REQUEST.index(b"\r\n\r\n") + 4] + b"{")
         server.signal(signal.SIGTERM)
-        time.sleep(1.0)
+        # Stopped as soon as it is seen draining (not after a sleep a busy machine can overrun):
+        # its listener stays open until 3 s after the drain began, by the server's own clock.
+        draining = _draining_since(server)
         os.kill(server.proc.pid, signal.SIGSTOP)
         try:
             socks = _queue_burst(server, BURST)
-            time.sleep(max(0.0, start + 3.0 - time.monotonic()))
+            # Continued past the moment it stops accepting (the drain began before `draining`).
+            time.sleep(max(0.0, draining + 3.25 - time.monotonic()))
         finally:
             os.kill(server.proc.pid, signal.SIGCONT)
         answers = _answers(socks)

@@ -36,14 +36,45 @@ def _send(server, rows: np.ndarray, name: str = "mlp", batch: int = 1) -> None:
     assert codes == [200] * len(codes)
 
 
+def _flush_drift(server, rows: np.ndarray) -> None:
+    """The drift update of the last batch runs on the batching thread after its answers went out;
+    one more request (a row of the same set) is batched only after it, so once this is answered
+    every earlier row is in the window. An order of events, where a sleep was a race."""
+    _send(server, rows[-1:])
+
+
 def _wait_for(server, metric, name, at_least, labels=None):
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60  # a hang guard: the shadow thread may lag on a busy machine
     while time.monotonic() < deadline:
         value = metric(server.metrics(), name, labels)
         if value is not None and value >= at_least:
             return value
         time.sleep(0.05)
     raise AssertionError(f"{name} never reached {at_least}")
+
+
+def _shadow_settled(server, metric, at_least: int) -> str:
+    """A scrape where the shadow thread has caught up: at least `at_least` scored, each figure of
+    the scrape from the same comparisons (none caught half-counted), and no change for a second.
+    Conditions, not a sleep: the shadow thread scores off the request path, as late as it likes."""
+    deadline = time.monotonic() + 60
+    last, steady = None, 0
+    while time.monotonic() < deadline:
+        text = server.metrics()
+        scored = metric(text, "model_shadow_samples_total", {"outcome": "scored"}) or 0
+        agreed = metric(text, "model_shadow_agreed_samples_total") or 0
+        ratio = metric(text, "model_shadow_agreement_ratio") or 0
+        consistent = (
+            scored >= at_least
+            and metric(text, "model_shadow_abs_diff_count") == scored
+            and abs(ratio - agreed / scored) < 1e-9
+        )
+        steady = steady + 1 if consistent and scored == last else 0
+        if steady >= 4:
+            return text
+        last = scored
+        time.sleep(0.25)
+    raise AssertionError(f"the shadow figures never settled at >= {at_least} scored:\n{text[:3000]}")
 
 
 def test_identical_shadow_agrees_fully(start_server, models, metric):
@@ -70,9 +101,7 @@ def test_different_shadow_is_measured_and_sampled(start_server, models, metric):
     )
     rows = np.random.default_rng(1).standard_normal((400, 16)).astype(np.float32)
     _send(server, rows)
-    _wait_for(server, metric, "model_shadow_abs_diff_count", 100)
-    time.sleep(0.3)
-    text = server.metrics()
+    text = _shadow_settled(server, metric, at_least=120)
     compared = metric(text, "model_shadow_samples_total", {"outcome": "scored"})
     agreed = metric(text, "model_shadow_agreed_samples_total")
     ratio = metric(text, "model_shadow_agreement_ratio")
@@ -129,14 +158,14 @@ def test_drift_against_a_reference_file(start_server, models, metric, tmp_path):
     )
     same = rng.standard_normal((300, 16)).astype(np.float32)
     _send(server, same, batch=10)
-    time.sleep(0.2)
+    _flush_drift(server, same)
     text = server.metrics()
     stable = [metric(text, "input_feature_drift", {"feature": f"features[{j}]"}) for j in range(16)]
     assert all(v is not None and v < 0.1 for v in stable), stable
     shifted = same.copy()
     shifted[:, 3] += 2.0  # one feature moves
     _send(server, shifted, batch=10)
-    time.sleep(0.2)
+    _flush_drift(server, shifted)
     text = server.metrics()
     moved = metric(text, "input_feature_drift", {"feature": "features[3]"})
     still = metric(text, "input_feature_drift", {"feature": "features[0]"})
@@ -150,7 +179,7 @@ def test_drift_captures_its_reference_from_first_rows(start_server, models, metr
     assert "input_feature_drift{" not in server.metrics()  # reference taken, window empty
     later = rng.standard_normal((200, 16)).astype(np.float32) * 3.0
     _send(server, later, batch=10)
-    time.sleep(0.2)
+    _flush_drift(server, later)
     assert metric(server.metrics(), "input_feature_drift", {"feature": "features[0]"}) > 0.25
 
 

@@ -93,15 +93,21 @@ def test_sigterm_under_64_keep_alive_clients_resets_nothing(start_server, models
 
 @pytest.mark.slow
 def test_shutdown_with_a_delay_keeps_serving_then_stops_within_budget(start_server, models):
-    budget, delay = 6.0, 1.5
+    # The delay is the window the probes below must fall in: 6 s, so a busy machine that takes
+    # seconds to send them still finds the listener open (at 1.5 s it was a race). No sleep before
+    # them: the signal handler runs before the loop reads the next request, so readiness is
+    # already 503 for the first probe sent after the signal.
+    budget, delay = 10.0, 6.0
+    # The idle connection below must outlive the drain's deadline (budget less its 2 s reserve):
+    # a keep-alive timeout past it, so its own timeout never ends the drain first.
     server = start_server(
-        models["mlp"], "--drain-timeout-s", str(budget), "--shutdown-delay-s", str(delay)
+        models["mlp"], "--drain-timeout-s", str(budget), "--shutdown-delay-s", str(delay),
+        "--keep-alive-timeout-s", "30",
     )
     with httpx.Client(timeout=10) as idle:
         assert idle.post(server.url + "/v2/models/mlp/infer", json=BODY).status_code == 200
         start = time.monotonic()
         server.signal(signal.SIGTERM)
-        time.sleep(0.2)
         # During the delay: readiness 503, requests still served, each answer closes.
         ready = httpx.get(server.url + "/v2/health/ready")
         assert ready.status_code == 503 and ready.headers["connection"] == "close"

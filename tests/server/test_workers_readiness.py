@@ -181,6 +181,7 @@ def test_a_killed_worker_is_restarted_while_the_other_serves(start_server, model
     assert len(pids) == 2, pids
     threads, per_thread = 4, 150
     started = threading.Barrier(threads + 1)
+    answered = threading.Semaphore(0)  # one release per answer: the kill waits on a count
 
     def client(_: int) -> tuple[int, list[int]]:
         errors, codes = 0, []
@@ -193,12 +194,16 @@ def test_a_killed_worker_is_restarted_while_the_other_serves(start_server, model
                     codes.append(c.post(server.url + "/v2/models/mlp/infer", json=BODY).status_code)
             except httpx.HTTPError:
                 errors += 1
+            answered.release()
         return errors, codes
 
     with ThreadPoolExecutor(threads) as pool:
         futures = [pool.submit(client, i) for i in range(threads)]
         started.wait()
-        time.sleep(0.3)
+        # Under load, however fast or slow this machine is: a sixth of the requests answered,
+        # most still to come (not a sleep, which a fast machine outruns and a slow one wastes).
+        for _ in range(threads * per_thread // 6):
+            assert answered.acquire(timeout=60), "the load never built up"
         os.kill(pids[0], signal.SIGKILL)  # a worker of the server this test started
         results = [f.result() for f in futures]
     errors = sum(e for e, _ in results)
@@ -216,7 +221,11 @@ def test_a_killed_worker_is_restarted_while_the_other_serves(start_server, model
     assert again.get(0) not in (None, pids[0]) and again[1] == pids[1], (pids, again)
     assert httpx.get(server.url + "/v2/health/ready", timeout=5).status_code == 200
     assert "exited with -9" in server.log and "restarting it" in server.log
-    time.sleep(1.5)  # each worker writes its metrics file at least once a second
+    # Each worker writes its metrics file about once a second: wait for the restarted one's
+    # (a fixed sleep races a delayed write on a busy machine).
+    deadline = time.monotonic() + 60
+    while metric(server.metrics(), "model_worker_processes") != 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
     assert metric(server.metrics(), "model_worker_processes") == 2
     server.signal(signal.SIGTERM)
     assert server.proc.wait(30) == 0, server.log[-3000:]
