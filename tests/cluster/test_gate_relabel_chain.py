@@ -145,12 +145,16 @@ def bundle_pods(case: str, objects: list[dict[str, Any]], release: Release | Non
 class Chain:
     """Rendered bundles, a stable and a canary server, one Prometheus scraping them for every case."""
 
-    def __init__(self, root: Path, inspected: Path, model: Path) -> None:
+    def __init__(self, root: Path) -> None:
         self.root = root
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, inspected: Path, model: Path) -> None:
+        """Render, start the servers and Prometheus, send the traffic (`stop` ends what started, even on failure)."""
+        root = self.root
         stable_port, canary_port = free_port(), free_port()
         self.addr = {"stable": f"127.0.0.1:{stable_port}", "canary": f"127.0.0.1:{canary_port}"}
         flaky = canary_models.flaky(root / "flaky.onnx")
-        self.procs: list[subprocess.Popen[bytes]] = []
         for track, path, port in (("stable", model, stable_port), ("canary", flaky, canary_port)):
             self.procs.append(spawn([sys.executable, "-m", "onnxserve", "--model", str(path), "--model-name", NAME,
                                      "--host", "127.0.0.1", "--port", str(port), "--device", "cpu", "--no-warmup"],
@@ -242,8 +246,9 @@ class Chain:
 
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory, inspected: Path, tabular_model: Path) -> Iterator[Chain]:
-    it = Chain(tmp_path_factory.mktemp("chain"), inspected, tabular_model)
+    it = Chain(tmp_path_factory.mktemp("chain"))
     try:
+        it.start(inspected, tabular_model)
         # Every request of the traffic scraped in every case (the counters' final values), so the
         # queries below read settled data.
         for case in CASES:
