@@ -18,7 +18,15 @@ import pytest
 # importlib import mode: make this folder's modules importable by the tests beside it.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from realmodels_helpers import ANSWERS, DEPLOY_ARGS, Deployed, builder, cli
+from realmodels_helpers import (
+    ANSWERS,
+    DEPLOY_ARGS,
+    Deployed,
+    Served,
+    builder,
+    cli,
+    serve_with_workers,
+)
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +62,17 @@ def deploy_model_run(tmp_path_factory: pytest.TempPathFactory, real_models: dict
         return done[key]
 
     return deploy
+
+
+@pytest.fixture(scope="session")
+def two_workers_run(deploy_model_run: Any) -> Any:
+    """served(name) -> Served: the deploy with the sample, served again with 2 workers, cached."""
+    done: dict[str, Served] = {}
+
+    def served(name: str) -> Served:
+        if name not in done:
+            deployed = deploy_model_run(name, True)
+            done[name] = serve_with_workers(deployed, deployed.directory.parent / f"{name}-workers2", 2)
+        return done[name]
+
+    return served

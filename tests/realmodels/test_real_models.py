@@ -3,7 +3,8 @@
 Each model is inspected with and without its sample, deployed with `--sample` (GO or an honest
 NO-GO, with a report) and without it (deploys, or stops with the one line that says how to pass
 --sample; never a traceback, never a validated bundle that cannot start), and answers the
-examples of its report through tritonclient (HTTP and gRPC) and curl.
+examples of its report through tritonclient (HTTP and gRPC) and curl. The same plan is served
+again with 2 worker processes per pod: smoke passes and the report says so.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
+import yaml
 from onnx import TensorProto, helper, numpy_helper
 from realmodels_helpers import MODEL_NAMES, builder, cli
 
@@ -364,6 +366,32 @@ def test_deploy_without_sample_deploys_or_says_how_to_pass_one(name: str, deploy
     # A bundle that validated must start: the server never refuses a model that plan accepted.
     assert stage != "serve", details[-3000:]
     assert run.report.is_file(), "a failed deploy still writes a report that says where it stopped"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_two_workers_serve_pass_smoke_and_reach_a_report(name: str, two_workers_run: Any) -> None:
+    """The deploy's plan served with 2 processes per pod (readiness waits for both): smoke passes
+    on the plan's protocol and the report says so. Not load-tested again: the report says that."""
+    run = two_workers_run(name)
+    for step, proc in run.steps.items():
+        assert "Traceback" not in proc.stderr, (step, proc.stderr[-3000:])
+        assert proc.returncode == 0, (step, proc.stderr[-3000:])
+    assert list(run.steps) == ["render", "serve", "smoke", "stop", "report"]
+    spec = yaml.safe_load((run.directory / "deployment.yaml").read_text())
+    assert spec["serving"]["workers"] == 2
+    command = json.loads((run.directory / "server.json").read_text())["command"]
+    assert command[command.index("--workers") + 1] == "2"
+    assert "onnxserve: 2 workers on" in (run.directory / "server.log").read_text()
+    smoke = json.loads((run.directory / "smoke.json").read_text())
+    assert smoke["ok"] is True and not smoke["failed"], smoke
+    assert smoke["protocol"] == spec["serving"]["protocol"] == "grpc"
+    text = run.report.read_text()
+    (outcome,) = re.findall(r"^\*\*Outcome: ([A-Z-]+)\.\*\* (.*)$", text, flags=re.M)
+    assert outcome[0] == "INCOMPLETE", outcome  # smoke passed, no load test: neither GO nor NO-GO
+    assert f"smoke test passed {smoke['passed']}/{len(smoke['checks'])} checks over gRPC" in outcome[1]
+    assert "load test did not run" in outcome[1]
+    assert "2 server processes (ONNXSERVE_WORKERS)" in text
 
 
 # --- the report's examples answer through tritonclient (HTTP, gRPC) and curl -----------------
