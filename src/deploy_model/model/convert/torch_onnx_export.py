@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 import warnings
 from collections.abc import Mapping, Sequence
@@ -36,10 +37,17 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
 
 @contextlib.contextmanager
 def _quiet() -> Any:
-    """torch.onnx prints its progress on stdout, which belongs to --json: send it to stderr."""
-    with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        yield
+    """torch.onnx prints its progress on stdout, which belongs to --json: send it to stderr. Its
+    registry also logs one warning per torchvision op it skips, which says nothing about this model."""
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(sys.stderr), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        registration.setLevel(level)
 
 
 def with_dynamic_batch(program: Any, example: Sequence[torch.Tensor], batch_dims: Mapping[int, int]) -> Any:
