@@ -85,9 +85,11 @@ def test_sigkill_mid_run_then_resume_gives_every_row_exactly_once(tabular_model:
     assert done.returncode == 0, done.stderr
 
     out = tmp_path / "killed"
-    command = _command(tabular_model, source, out, delay_ms=4)
+    # 40 ms at each of a shard's 3 commit steps: the kill after shard 20 has 10 shards (~1.2 s) to
+    # land before the run would finish, not the ~70 ms that 4 ms left a busy machine.
+    command = _command(tabular_model, source, out, delay_ms=40)
     seen = []
-    for target in (1, 12, 24):  # early, middle, late; each kill lands at a random step of a commit
+    for target in (1, 10, 20):  # early, middle, late; each kill lands at a random step of a commit
         seen.append(_kill_after(command, out, target))
         assert not (out / "_SUCCESS.json").exists()
     assert seen == sorted(seen) and seen[-1] < ROWS // SHARD  # progress kept, never finished
@@ -118,7 +120,7 @@ def test_sigkill_mid_run_then_resume_gives_every_row_exactly_once(tabular_model:
 def test_sigterm_commits_in_flight_shards_and_exits_143(tabular_model: Path, tmp_path: Path) -> None:
     source = _input(tmp_path, "parquet")
     out = tmp_path / "out"
-    command = _command(tabular_model, source, out, delay_ms=4)
+    command = _command(tabular_model, source, out, delay_ms=40)  # SIGTERM lands well before the end
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while _committed(out) < 3 and time.monotonic() < deadline and proc.poll() is None:

@@ -134,7 +134,9 @@ def test_indexed_job_simulation_with_kills_on_local_files(tabular_model: Path, t
     want, want_rejects = _reference(tabular_model, source, tmp_path / "reference")
     out = tmp_path / "out"
     summaries = _simulate(
-        _command(tabular_model, str(source), str(out), delay_ms=4),
+        # 40 ms a commit step: a kill after 2 of a pod's 10 shards has ~1 s to land before it
+        # finishes (4 ms left ~100 ms, a race on a busy machine).
+        _command(tabular_model, str(source), str(out), delay_ms=40),
         _pod_env,
         lambda i: _lines(out / f"_manifest-{i:05d}-of-{PODS:05d}.jsonl"),
         kill=(0, 2),
@@ -206,7 +208,7 @@ def test_indexed_job_simulation_with_kills_on_s3(tabular_model: Path, tmp_path: 
             return 0
 
     summaries = _simulate(
-        _command(tabular_model, "s3://batch-bucket/input/", "s3://batch-bucket/output", delay_ms=20),
+        _command(tabular_model, "s3://batch-bucket/input/", "s3://batch-bucket/output", delay_ms=40),
         lambda i: _pod_env(i, s3_server),
         committed,
         kill=(1,),

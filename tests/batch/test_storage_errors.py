@@ -201,7 +201,7 @@ def test_read_only_filesystem_ends_with_one_line_and_the_same_command_resumes_ex
         tabular_model: Path, source: Path, reference: Path, tmp_path: Path) -> None:
     with tmpfs(tmp_path / "disk", "4m") as disk:
         out = disk / "out"
-        command = _command(tabular_model, source, str(out), delay_ms=4)
+        command = _command(tabular_model, source, str(out), delay_ms=15)  # SIGTERM well before the end
         _remount(disk, "ro")  # read-only from the start: nothing can be written, nothing is
         _error_line(_run(command), command, str(out / "_manifest.jsonl"), "read-only file system")
         assert not list(disk.iterdir())
