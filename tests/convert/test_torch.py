@@ -123,6 +123,34 @@ def test_the_converted_torchscript_network_takes_any_batch(vad_converted: Conver
     assert max(_batch_errors(vad_converted, feeds)) < TOLERANCES["float32"][0]
 
 
+class Mlp(torch.nn.Module):
+    """Two linear layers: straight-line code that torch's TorchScript-to-ExportedProgram converter takes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = torch.nn.Linear(6, 16)
+        self.out = torch.nn.Linear(16, 3)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(features)))
+
+
+def test_a_scripted_module_goes_through_dynamo_with_a_dynamic_batch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    scripted = tmp_path / "mlp.pt"
+    torch.jit.save(torch.jit.script(Mlp().eval()), str(scripted))
+    sample = tmp_path / "rows.npy"
+    np.save(sample, np.random.default_rng(0).standard_normal((4, 6)).astype(np.float32))
+    converted = from_torch.convert(scripted, tmp_path, ConvertOptions(sample=sample))
+    assert converted.converter == "torch.onnx.export (dynamo exporter)"
+    assert any("TS2EPConverter" in note for note in converted.notes)
+    assert converted.inputs == [{"name": "features", "dtype": "float32", "shape": ["batch", 6]}]
+    assert prove_parity(converted, ConvertOptions(sample=sample), "TorchScript")["ok"]
+    rng = np.random.default_rng(3)
+    feeds = [{"features": rng.standard_normal((b, 6)).astype(np.float32)} for b in (1, 5)]
+    assert max(_batch_errors(converted, feeds)) < TOLERANCES["float32"][0]
+
+
 def test_the_wheels_stateful_wrapper_is_refused_with_why(tmp_path: Path) -> None:
     with pytest.raises(StageError) as refused:
         from_torch.convert(_vad_jit(), tmp_path, ConvertOptions())

@@ -129,6 +129,7 @@ def _from_script(source: Path, workdir: Path, options: ConvertOptions) -> Conver
         if dims:
             program = export.with_dynamic_batch(program, example, dims)
         export.export_dynamo(program, path, names, output_names, export.dynamo_opset(options.target_opset))
+        notes.append("converted to a torch.export program first (torch's TS2EPConverter)")
     except Exception as exc:  # any failure of the dynamo route falls back to the TorchScript exporter
         exporter = export.TORCHSCRIPT
         notes.append(f"the dynamo exporter could not take it ({export.first_line(exc)})")
@@ -148,6 +149,7 @@ def _from_script(source: Path, workdir: Path, options: ConvertOptions) -> Conver
 
 def _program_caller(program: Any) -> Callable[..., Any]:
     """Calls the program's module with flat inputs rebuilt into its (args, kwargs) structure."""
+    # No .eval(): a program's train/eval behaviour was fixed at export (its module refuses eval()).
     module = program.module()
     spec = program.call_spec.in_spec
 
