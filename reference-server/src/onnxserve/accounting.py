@@ -70,7 +70,7 @@ class Accounting:
             now = time.perf_counter()
             if now - self._drift_last >= self._drift_interval:
                 self._drift_last = now
-                drift.update(report.feeds)
+                drift.update(report.feeds, report.outputs)
 
     def _collect(self) -> Iterable[Metric]:
         model = self.model

@@ -233,9 +233,12 @@ class ModelLoader:
                 window=s.drift_window,
                 bins=s.drift_bins,
                 max_features=s.drift_max_features,
+                top=s.drift_top_features,
             )
         else:
-            model.drift = DriftMonitor(spec, s.drift_window, s.drift_bins, s.drift_max_features)
+            model.drift = DriftMonitor(
+                spec, s.drift_window, s.drift_bins, s.drift_max_features, top=s.drift_top_features
+            )
         if s.shadow_model:
             # One thread: the shadow must not take cores from the primary.
             shadow_session, _ = await asyncio.to_thread(create_session, s.shadow_model, s, 1)

@@ -39,6 +39,7 @@ MAX_GAUGES = (
     "process_start_time_seconds",
     "process_max_fds",
     "input_feature_drift",
+    "model_prediction_drift",
     "model_shadow_agreement_ratio",
 )
 # Gauges that are true only when every worker says so.

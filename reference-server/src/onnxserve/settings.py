@@ -70,6 +70,7 @@ class Settings:
     drift_window: int = 1000
     drift_bins: int = 10
     drift_max_features: int = 64
+    drift_top_features: int = 20
     drift_interval_ms: float = 10.0
     # Which release this server is (stable, canary, shadow, candidate...): in payload log records.
     track: str = "stable"
@@ -155,6 +156,8 @@ class Settings:
             raise SettingsError(
                 f"worker_restart_window_s must be > 0, got {self.worker_restart_window_s}"
             )
+        if self.drift_top_features < 0:
+            raise SettingsError(f"drift_top_features must be >= 0, got {self.drift_top_features}")
         if self.drift_bins < 2:
             raise SettingsError(f"drift_bins must be >= 2, got {self.drift_bins}")
         _check_payload_log(self)
@@ -249,10 +252,14 @@ HELP: dict[str, str] = {
     "shadow_model": "second .onnx scored off the request path on a sample of requests",
     "shadow_sample_rate": "fraction of requests also sent to the shadow model",
     "shadow_queue_size": "shadow work waiting beyond this is dropped (counted), never waited for",
-    "drift_reference": "JSON reference statistics for input drift (default: the first rows served)",
+    "drift_reference": "JSON reference statistics for drift (deploy-model drift-reference writes "
+    "one from the training data: named features, categoricals, null rates, the prediction "
+    "distribution; default: the first rows served)",
     "drift_window": "rows in the recent window (and in a captured reference)",
     "drift_bins": "bins per feature for the PSI",
     "drift_max_features": "features tracked for drift at most",
+    "drift_top_features": "input_feature_drift series: the features of highest PSI, at most "
+    "this many (0: every tracked feature)",
     "drift_interval_ms": "at most one drift update per interval (0: every batch)",
     "track": "which release this server is (stable, canary, shadow, candidate...); written "
     "into every payload log record",

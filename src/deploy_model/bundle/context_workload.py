@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy_model.bundle import image_digest
+from deploy_model.bundle import drift_bundle, image_digest
 from deploy_model.common.errors import StageError
 from deploy_model.model.startup_budget import (
     SERVER_DEFAULT_WARMUP_BUDGET_S,
@@ -97,6 +97,7 @@ def server_env(spec: DeploymentSpec, model_file: str, shadow_file: str | None, g
 def candidate_env(spec: DeploymentSpec, directory: Path, model_file: str, grpc: bool, server_source: Path) -> dict[str, str]:
     """The candidate's server environment, with the warm-up sample when the bundle ships one."""
     env = server_env(spec, model_file, None, grpc)
+    env.update(drift_bundle.server_env(spec))  # render copies the reference into model/ (/models in the image)
     from deploy_model.model.bundle_sample import bundled_sample, image_path
 
     # The sample given to inspect travels in the image (samples/): the server warms up on real values.

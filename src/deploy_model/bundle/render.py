@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 
 from deploy_model import __version__
-from deploy_model.bundle import lockfile, ownership
+from deploy_model.bundle import drift_bundle, lockfile, ownership
 from deploy_model.bundle.context import build_context
 from deploy_model.bundle.image_digest import ImageDigests
 from deploy_model.common.errors import StageError
@@ -121,7 +121,8 @@ def describe(path: str) -> str:
         return DESCRIPTIONS[path]
     top = path.split("/", 1)[0]
     return {"k8s": "Kubernetes manifest", "monitoring": "monitoring", "batch": "batch inference", "ci": "CI workflow",
-            "server": "reference server source", "model": "model file"}.get(top, "")
+            "server": "reference server source",
+            "model": "drift reference (training data)" if path.endswith(drift_bundle.BUNDLE_FILE) else "model file"}.get(top, "")
 
 
 def model_roles(spec: DeploymentSpec, context: dict[str, Any]) -> dict[str, str]:
@@ -164,6 +165,9 @@ def render_into(spec: DeploymentSpec, directory: Path, target: Path,
     shutil.copyfile(model_path, target / "model" / context["model_file"])
     if context["stable_model_file"]:
         shutil.copyfile(resolve_stable_model(spec, directory), target / "model" / context["stable_model_file"])
+    drift_reference = drift_bundle.reference_path(spec, directory)
+    if drift_reference is not None:
+        shutil.copyfile(drift_reference, target / "model" / drift_bundle.BUNDLE_FILE)
     int8 = edge_model(spec, directory, plan.warnings)
     if int8 is not None:
         # Edge quantizes first: the device gets the INT8 model that passed the agreement check.

@@ -32,6 +32,9 @@ from deploy_model.cli import agent, cluster  # noqa: F401
 # isort: split
 from deploy_model.cli import experiment  # noqa: F401
 
+# isort: split
+from deploy_model.cli import drift  # noqa: F401
+
 
 def main(argv: list[str] | None = None, prog_name: str = "deploy-model", verb: str | None = None) -> int:
     """Run the CLI (or one verb of it, for scripts/<stage>.py) and return the exit code."""

@@ -37,6 +37,7 @@ from deploy_model.plan.spec import (
     Device,
     KubernetesSpec,
     ModelRef,
+    Monitoring,
     Serving,
     ServingPattern,
     Slo,
@@ -90,6 +91,7 @@ def plan_spec(
         scaling=scaling,
         rollout=rollout,
         slo=Slo(latency_p95_ms=a.latency_sla_ms, target_rps=a.requests_per_second),
+        monitoring=Monitoring(drift_reference=a.drift_reference),
         kubernetes=KubernetesSpec(
             version=a.kubernetes_version, namespace=a.namespace, host=a.host, image=image,
             network_policy=a.network_policy, serverless_mechanism=a.serverless_mechanism,

@@ -165,6 +165,7 @@ class Answers(BaseModel):
     serverless_mechanism: ServerlessMechanism = Field(
         ServerlessMechanism.knative, description="serverless target: knative (a Knative Service) or kserve (an InferenceService)")
     payload_logging: PayloadLogging = Field(default_factory=PayloadLogging, description="payload log: {enabled, sampling, sink, ...}")
+    drift_reference: str | None = Field(None, description="drift-reference.json from `deploy-model drift-reference` (training data): shipped in the image")
 
     @field_validator("name")
     @classmethod
@@ -352,6 +353,7 @@ class Monitoring(Strict):
     scrape_interval: str = "15s"
     drift_psi_watch: float = 0.1
     drift_psi_act: float = 0.2
+    drift_reference: str | None = None  # the training data's reference file; render ships it (bundle/drift_bundle.py)
     # The Prometheus the canary gates query (Argo Rollouts AnalysisTemplate).
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
 
