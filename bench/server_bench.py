@@ -97,7 +97,10 @@ def bodies(model: str, out: Path) -> dict[str, tuple[Path, str, str]]:
     }
 
 
-def start(contestant: str, model: Path, port: int, log: Path) -> tuple[subprocess.Popen, str, str]:
+def start(
+    contestant: str, model: Path, port: int, log: Path, extra: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, str, str]:
+    """Start one contestant; ``extra`` goes on onnxserve's command line."""
     py = sys.executable
     if contestant.startswith("onnxserve"):
         # onnxserve-general: the same server with the direct JSON-to-numpy path switched off.
@@ -115,6 +118,7 @@ def start(contestant: str, model: Path, port: int, log: Path) -> tuple[subproces
             "m",
             "--log-level",
             "warning",
+            *extra,
         ]
         path, ready = "/v2/models/m/infer", "/v2/health/ready"
     elif contestant.startswith("triton"):

@@ -2,13 +2,14 @@
 the three benchmark models, same bodies, same load, rounds interleaved in one run.
 
 Contestants (each its own process on 127.0.0.1, driven by ``wrk -t1``): ``onnxserve-json`` /
-``onnxserve-binary`` (``python -m onnxserve``, defaults) and ``triton-json`` / ``triton-binary``
-(bench/server_triton.py under bench/.venv-triton, see bench/README.md). Each round runs every
-contestant once per model; a round's ratio is onnxserve's best throughput over the concurrencies
-divided by Triton's, same body encoding, so load from other work on the machine hits both sides
-of a ratio alike. Prints the median ratio and its range over the rounds, and c=1 p50s.
+``onnxserve-binary`` (``python -m onnxserve``, one intra-op thread) and ``triton-json`` / ``triton-binary``
+(bench/server_triton.py under bench/.venv-triton, see bench/README.md). All four serve the model
+at once, idle but for the one being measured; each round measures every contestant once. A
+round's ratio is onnxserve's best throughput over the concurrencies divided by Triton's, same
+body encoding, so load from other work on the machine hits both sides of a ratio alike. Prints
+the median ratio and its range over the rounds, and the median c=1 p50s.
 
-    .venv/bin/python bench/triton_bench.py [--duration 3] [--repeat 3] [--out bench/results]
+    .venv/bin/python bench/triton_bench.py [--duration 2] [--repeat 6] [--out bench/results]
 """
 
 from __future__ import annotations
@@ -44,21 +45,32 @@ def measure(args: argparse.Namespace, model: str, path: Path, out: Path, lua: Pa
     files = bodies(model, out)
     contestants = [c for pair in PAIRS for c in pair if pair[0].split("-")[1] in args.encodings]
     rounds = []
-    for rnd in range(args.repeat):
-        # Alternate who goes first, so neither side always follows the other's warm caches.
-        order = contestants if rnd % 2 == 0 else contestants[::-1]
-        got: dict[str, dict[int, dict]] = {}
-        for contestant in order:
-            proc, url, _ = start(contestant, path, free_port(), out / f"{model}.{contestant}.log")
-            try:
-                check_once(url, *files[contestant])
+    # All four stay up for the model's rounds (idle while the others are measured): a round is
+    # only its measured points, so many rounds fit and each ratio pairs points close in time.
+    servers: dict[str, str] = {}
+    procs = []
+    try:
+        for contestant in contestants:
+            log = out / f"{model}.{contestant}.log"
+            # One intra-op thread, as Triton's session (the server's own pick is timed at
+            # start-up, which a loaded machine turns into a coin toss).
+            proc, url, _ = start(contestant, path, free_port(), log, ("--intra-op-threads", "1"))
+            procs.append(proc)
+            check_once(url, *files[contestant])
+            servers[contestant] = url
+        for rnd in range(args.repeat):
+            # Alternate who goes first, so neither side always follows the same other one.
+            order = contestants if rnd % 2 == 0 else contestants[::-1]
+            got: dict[str, dict[int, dict]] = {}
+            for contestant in order:
                 for conc in CONCURRENCY:
-                    r = run_wrk(url, conc, args.duration, files[contestant], lua)
+                    r = run_wrk(servers[contestant], conc, args.duration, files[contestant], lua)
                     print(f"[{model}] round {rnd} {contestant} c={conc}: {r}", flush=True)
                     got.setdefault(contestant, {})[conc] = r
-            finally:
-                stop(proc)
-        rounds.append(got)
+            rounds.append(got)
+    finally:
+        for proc in procs:
+            stop(proc)
     return rounds
 
 
@@ -88,8 +100,8 @@ def summarise(rounds: list) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--duration", type=float, default=3.0, help="seconds per measured point")
-    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
+    ap.add_argument("--duration", type=float, default=2.0, help="seconds per measured point")
+    ap.add_argument("--repeat", type=int, default=6, help="interleaved rounds")
     ap.add_argument("--models", default="small_mlp,cnn,large_mlp")
     ap.add_argument("--encodings", default="json,binary")
     ap.add_argument("--out", type=Path, default=HERE / "results")
