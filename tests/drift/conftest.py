@@ -124,3 +124,9 @@ def start_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def server_class() -> type[Server]:
+    """The Server class, for module-scoped fixtures that start and stop their own servers."""
+    return Server
