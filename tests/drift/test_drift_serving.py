@@ -23,6 +23,9 @@ from deploy_model.model.inspection import run_inspect
 from deploy_model.plan.planner import run_plan
 from deploy_model.plan.specfile import load_spec
 
+# Real servers, a render and promtool: about 30 s on 2 cores, so the slow tier.
+pytestmark = pytest.mark.slow
+
 SERVER_FLAGS = ("--drift-window", "400", "--drift-interval-ms", "0")
 
 
