@@ -1,29 +1,16 @@
-"""A second release in a scripted /deploy-model session: the retrained model, its script, and checks on the bundles."""
+"""Later releases in a scripted /deploy-model session: the retrained model, the fake cluster, reading results, checks on the bundles."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from scripted_api import Block, Turn, tool
 from surface import COMMAND_FILE, DEPLOY_DIR, REPO, REQUEST, command_lines
-
-# Release 2 runs the stages that write the bundle and the report (no local server); with a cluster,
-# also the body's cluster line and its step 6. (verb, a word that picks the body's line of that verb)
-STAGES = (("releases", ""), ("plugins", ""), ("inspect", ""), ("plan", ""), ("render", ""), ("validate", ""),
-          ("report", ""))
-CLUSTER_READ = ("cluster", "")
-ROLLOUT = (("apply", "--dry-run"), ("apply", "--timeout"), ("rollout", "status"), ("rollout", "advance"),
-           ("rollout", "advance"))
-# Seconds-long gate windows instead of the plan's 60 minutes (the same allowed-tools rule approves them).
-GATE_FLAGS = "--window 2 --rate-window 2s --resolution 1 --json"
 
 
 def retrain(source: Path, dest: Path) -> None:
@@ -80,37 +67,6 @@ def documented(verb: str, word: str = "") -> str:
 
 
 @contextmanager
-def empty_prometheus(root: Path) -> Iterator[str]:
-    """A real Prometheus on a free loopback port that scrapes nothing: every canary gate sees no data."""
-    import httpx
-    import yaml
-
-    from deploy_model.measure.serve import free_port, stop_pid
-
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "prometheus.yml").write_text(yaml.safe_dump({"global": {"scrape_interval": "1s"}, "scrape_configs": []}))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with (root / "prometheus.log").open("wb") as log:
-        proc = subprocess.Popen(["prometheus", f"--config.file={root / 'prometheus.yml'}",
-                                 f"--web.listen-address=127.0.0.1:{port}", f"--storage.tsdb.path={root / 'tsdb'}",
-                                 "--log.level=warn"], stdout=log, stderr=subprocess.STDOUT)
-        try:
-            for _ in range(200):
-                try:
-                    if httpx.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if proc.poll() is not None:
-                    raise AssertionError(f"prometheus exited {proc.returncode}: {(root / 'prometheus.log').read_text()}")
-                time.sleep(0.3)
-            yield url
-        finally:
-            stop_pid(proc.pid, timeout_s=10, proc=proc)
-
-
-@contextmanager
 def fake_cluster(home: Path) -> Iterator[Any]:
     """The FAKE API server of tests/cluster, as the current context of ~/.kube/config under home."""
     cluster_tests = str(REPO / "tests" / "cluster")
@@ -137,44 +93,3 @@ def fake_cluster(home: Path) -> Iterator[Any]:
 def _retarget(line: str, out: str) -> str:
     """The body's rule for a later release: `next.out` wherever it says deploy/model, but the request file stays."""
     return line.replace(REQUEST, "\0").replace(DEPLOY_DIR, out).replace("\0", REQUEST)
-
-
-def release_two_script(project: Path, typed: str, answers: str, fast: dict[str, str],
-                       prometheus: str | None = None) -> tuple[list[Turn], dict[str, Any]]:
-    """(turns, state): the scripted agent of a later release, reading `next` from the releases output.
-
-    state["releases"] gets the parsed releases JSON once the agent has read it. With a Prometheus
-    URL (a cluster in ~/.kube/config), the agent also reads the cluster and rolls out (step 6).
-    """
-    state: dict[str, Any] = {}
-
-    def bash(verb: str, word: str) -> Callable[[list[dict[str, Any]]], Sequence[Block]]:
-        def turn(requests: list[dict[str, Any]]) -> Sequence[Block]:
-            if verb == "plugins":  # the turn after the releases line: read where this release goes
-                state["releases"] = first_json(_last_tool_result(requests))
-            nxt = state["releases"]["next"]
-            line = _retarget(documented(verb, word), nxt["out"])
-            if verb == "plan":
-                line += f" --previous {nxt['previous']}"
-            if verb == "rollout" and word == "advance":
-                line += f" --prometheus {prometheus} {GATE_FLAGS}"
-            line = f"{line} {fast.get(verb, '')}".strip()
-            return [tool("Bash", command=line, description=f"Run the {verb} stage")]
-        return turn
-
-    def write_answers(requests: list[dict[str, Any]]) -> Sequence[Block]:
-        out = project / state["releases"]["next"]["out"]
-        return [tool("Write", file_path=str(out / "answers.yaml"), content=answers)]
-
-    # The request file exists from release 1: Write overwrites it as it stands (no Read first, as the body says).
-    turns: list[Turn] = [[tool("Write", file_path=str(project / REQUEST), content=typed)],
-                         [tool("Bash", command=documented("releases"), description="Run the releases stage")]]
-    stages = list(STAGES[1:])
-    if prometheus:
-        stages.insert(stages.index(("inspect", "")) + 1, CLUSTER_READ)
-        stages += ROLLOUT
-    for verb, word in stages:
-        if verb == "plan":
-            turns.append(write_answers)
-        turns.append(bash(verb, word))
-    return turns, state

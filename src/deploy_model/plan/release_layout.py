@@ -93,7 +93,9 @@ def record_promotion(promoted: Path) -> Path | None:
     directory = promoted.resolve()
     if directory.parent.name != RELEASES_DIR or not (directory / SPEC_FILE).is_file():
         return None
-    return write_current(directory.parent.parent, directory.name)
+    # The root as the caller named it, so messages show the path the user typed.
+    return write_current(promoted.parent.parent if promoted.parent.name == RELEASES_DIR else directory.parent.parent,
+                         directory.name)
 
 
 def release_dirs(root: Path) -> list[Path]:
