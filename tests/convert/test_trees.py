@@ -31,7 +31,9 @@ def _cb(path, task):
     x, binary, three, target = training_data()
     estimator = catboost.CatBoostRegressor if task == "regression" else catboost.CatBoostClassifier
     y = {"binary": binary, "multi": three, "regression": target}[task]
-    estimator(iterations=12, depth=3, verbose=0, random_seed=0, thread_count=1).fit(x, y).save_model(str(path))
+    # allow_writing_files=False: CatBoost otherwise leaves catboost_info/ in the working directory.
+    estimator(iterations=12, depth=3, verbose=0, random_seed=0, thread_count=1,
+              allow_writing_files=False).fit(x, y).save_model(str(path))
 
 
 CASES = [
