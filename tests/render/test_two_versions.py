@@ -27,6 +27,8 @@ from .conftest import versioned_copy
 NAME = "tabular-classifier"
 WORKLOADS = {"Deployment", "Rollout", "CronJob", "Job"}
 ROUTES = {"HTTPRoute", "GRPCRoute", "Ingress", "VirtualService"}
+# An A/B test of accuracy 0.90 -> 0.92 at 30% to the candidate, callers keyed by X-User-Id.
+AB = {"metric": "accuracy", "baseline": 0.9, "mde": 0.02, "split": 30, "sticky_header": "X-User-Id"}
 STRATEGIES: list[tuple[str, dict[str, Any]]] = [
     ("direct", {"rollout": "direct"}),
     ("canary-gateway-grpc", {"rollout": "canary", "canary_mechanism": "gateway-api", "protocol": "grpc"}),
@@ -39,6 +41,13 @@ STRATEGIES: list[tuple[str, dict[str, Any]]] = [
     ("shadow-gateway-grpc", {"rollout": "shadow", "shadow_mechanism": "gateway-api", "protocol": "grpc"}),
     ("serverless-canary", {"target": "serverless", "rollout": "canary", "latency_sla_ms": 500}),
     ("serverless-kserve", {"target": "serverless", "serverless_mechanism": "kserve", "rollout": "canary", "latency_sla_ms": 500}),
+    ("ab-gateway-grpc", {"rollout": "ab", "ab_test": AB, "protocol": "grpc"}),
+    ("ab-ingress-nginx", {"rollout": "ab", "ab_test": AB, "canary_mechanism": "ingress-nginx"}),
+    ("ab-argo-gateway", {"rollout": "ab", "ab_test": {**AB, "sticky_header": None}, "canary_mechanism": "argo-rollouts"}),
+    ("ab-serverless-knative", {"target": "serverless", "rollout": "ab", "ab_test": {**AB, "sticky_header": None},
+                               "latency_sla_ms": 500}),
+    ("ab-serverless-kserve", {"target": "serverless", "serverless_mechanism": "kserve", "rollout": "ab",
+                              "ab_test": {**AB, "sticky_header": None}, "latency_sla_ms": 500}),
     ("batch", {"traffic": "batch", "latency_sla_ms": 5000}),
     ("streaming", {"traffic": "streaming", "latency_sla_ms": 2000}),
 ]
@@ -129,12 +138,30 @@ def selectors(found: dict[tuple[str, str], dict]) -> dict[tuple[str, str], Any]:
     return {key: doc["spec"]["selector"] for key, doc in found.items() if key[0] in ("Deployment", "Rollout")}
 
 
+def assert_ab_split(two: dict[tuple[str, str], dict], label: str, split: int) -> None:
+    """An A/B test's bundle holds its split from the start, and pins an arm by header where the mechanism can."""
+    if label == "ab-gateway-grpc":
+        for kind, name in (("HTTPRoute", NAME), ("GRPCRoute", f"{NAME}-grpc")):
+            rules = two[(kind, name)]["spec"]["rules"]
+            assert [b["weight"] for b in rules[0]["backendRefs"]] == [100 - split, split]
+            pinned = {r["matches"][0]["headers"][0]["value"]: r["backendRefs"][0]["name"] for r in rules[1:]}
+            assert pinned == {"never": NAME, "always": f"{NAME}-canary"}, "arm A by `never`, arm B by `always`"
+    if label == "ab-ingress-nginx":
+        notes = two[("Ingress", f"{NAME}-canary")]["metadata"]["annotations"]
+        assert notes["nginx.ingress.kubernetes.io/canary-weight"] == str(split)
+        assert notes["nginx.ingress.kubernetes.io/canary-by-header"] == "X-Experiment-Arm"
+    if label == "ab-argo-gateway":
+        steps = two[("Rollout", NAME)]["spec"]["strategy"]["canary"]["steps"]
+        assert steps == [{"setWeight": split}, {"pause": {}}], "held at the split until promoted or aborted"
+
+
 @pytest.mark.parametrize(("label", "answers"), STRATEGIES, ids=[s[0] for s in STRATEGIES])
 def test_release_one_two_and_promotion(profiles: dict[str, Path], tmp_path: Path, label: str, answers: dict[str, Any]) -> None:
     v1 = plan_release(profiles["1.0.0"], tmp_path / "v1", answers, None)
     v2 = plan_release(profiles["2.0.0"], tmp_path / "v2", answers, v1)
     one, two = objects(v1), objects(v2)
     serverless = answers.get("target") == "serverless"
+    held = answers["ab_test"]["split"] if answers.get("rollout") == "ab" else 0  # an A/B test's split, applied at once
     direct = yaml.safe_load((v2 / "deployment.yaml").read_text())["rollout"]["strategy"] == "direct"
 
     # Release 1: a first release runs the candidate directly, everything agreeing on 1.0.0.
@@ -166,17 +193,17 @@ def test_release_one_two_and_promotion(profiles: dict[str, Path], tmp_path: Path
         assert not (v2 / "monitoring" / "servicemonitor.yaml").exists()
         (monitor,) = yaml.safe_load_all((v2 / "monitoring" / "podmonitor.yaml").read_text())
         assert monitor["kind"] == "PodMonitor" and [e["port"] for e in monitor["spec"]["podMetricsEndpoints"]] == ["http"]
-    if label == "serverless-kserve":
+    if label.endswith("serverless-kserve"):
         (before,), (after,) = [d["spec"]["predictor"] for d in one.values() if d["kind"] == "InferenceService"], \
             [d["spec"]["predictor"] for d in two.values() if d["kind"] == "InferenceService"]
         assert "canaryTrafficPercent" not in before and before["containers"][0]["image"].endswith(":1.0.0")
-        assert after["canaryTrafficPercent"] == 0 and after["containers"][0]["image"].endswith(":2.0.0")
+        assert after["canaryTrafficPercent"] == held and after["containers"][0]["image"].endswith(":2.0.0")
         assert after["labels"]["app.kubernetes.io/version"] == "2.0.0"
     elif serverless:
         ksvc = two[("Service", NAME)]
         traffic = {t["tag"]: t for t in ksvc["spec"]["traffic"]}
         assert traffic["stable"]["revisionName"] == one[("Service", NAME)]["spec"]["template"]["metadata"]["name"]
-        assert traffic["stable"]["percent"] == 100 and traffic["candidate"]["percent"] == 0
+        assert traffic["stable"]["percent"] == 100 - held and traffic["candidate"]["percent"] == held
         assert traffic["candidate"]["revisionName"] == ksvc["spec"]["template"]["metadata"]["name"]
     if label == "canary-gateway-grpc":
         http, grpc = two[("HTTPRoute", NAME)], two[("GRPCRoute", f"{NAME}-grpc")]
@@ -185,6 +212,8 @@ def test_release_one_two_and_promotion(profiles: dict[str, Path], tmp_path: Path
         # The canary has its own autoscaler, which owns its count (floor: 10% of 2 replicas -> 1).
         assert two[("HorizontalPodAutoscaler", f"{NAME}-canary")]["spec"]["minReplicas"] == 1
         assert "replicas" not in two[("Deployment", f"{NAME}-canary")]["spec"]
+    if label.startswith("ab-"):
+        assert_ab_split(two, label, held)
     if label == "batch":
         # Input and output on a claim that outlives the pod: a retried job resumes from committed shards.
         assert ("PersistentVolumeClaim", f"{NAME}-data") in two
@@ -224,7 +253,7 @@ def test_release_one_two_and_promotion(profiles: dict[str, Path], tmp_path: Path
         assert three[("Deployment", f"{NAME}-green")] == promoted[("Deployment", f"{NAME}-green")]
         assert_agrees(three[("Deployment", f"{NAME}-blue")], "3.0.0")
         assert three[("Service", NAME)]["spec"]["selector"]["track"] == "green"
-    if label == "serverless-kserve":
+    if label.endswith("serverless-kserve"):
         (isvc,) = [d for d in promoted.values() if d["kind"] == "InferenceService"]
         assert "canaryTrafficPercent" not in isvc["spec"]["predictor"], "promoted: the latest revision takes 100%"
     elif serverless:
@@ -235,7 +264,8 @@ def test_release_one_two_and_promotion(profiles: dict[str, Path], tmp_path: Path
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) is absent")
 @pytest.mark.parametrize(("label", "answers"), [s for s in STRATEGIES if s[0] in (
     "canary-gateway-grpc", "canary-argo-gateway", "blue-green", "shadow-in-process", "shadow-gateway-grpc", "serverless-canary",
-    "serverless-kserve", "streaming")], ids=lambda v: v if isinstance(v, str) else "")
+    "serverless-kserve", "streaming", "ab-gateway-grpc", "ab-ingress-nginx", "ab-argo-gateway", "ab-serverless-knative",
+    "ab-serverless-kserve")], ids=lambda v: v if isinstance(v, str) else "")
 def test_release_two_bundles_validate(profiles: dict[str, Path], tmp_path: Path, label: str, answers: dict[str, Any]) -> None:
     v1 = plan_release(profiles["1.0.0"], tmp_path / "v1", answers, None)
     v2 = plan_release(profiles["2.0.0"], tmp_path / "v2", answers, v1)

@@ -16,7 +16,8 @@ FileEntry = tuple[str, str, dict[str, Any]]
 def default_extra() -> dict[str, Any]:
     """The context keys a rollout may fill, at their values when it does not."""
     return {"route": None, "mirror_percent": 0, "canary_steps": [], "analysis_metrics": [],
-            "ingress_canary": False, "argo_router": None, "traffic": [], "stable_model_file": None}
+            "ingress_canary": False, "argo_router": None, "traffic": [], "stable_model_file": None,
+            "ab_split": None}  # ab_split: an A/B test's fixed candidate percent
 
 
 @dataclass

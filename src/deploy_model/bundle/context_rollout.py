@@ -73,6 +73,9 @@ def _argo_rollout(objs: BundleObjects, rel: ReleaseWorkloads) -> None:
     extra.update(workload=main, canary_steps=s.rollout.canary.steps if s.rollout.canary else [100],
                  analysis_metrics=analysis_metrics(s), argo_router=(router.value if router else "gateway-api"))
     objs.rollout_note = f"canary with Argo Rollouts through {extra['argo_router']}"
+    if s.rollout.experiment is not None and rel.has_candidate:  # held at setWeight, no further step until promoted/aborted
+        extra["ab_split"] = s.rollout.experiment.split
+        objs.rollout_note = f"A/B test with Argo Rollouts through {extra['argo_router']}, held at {extra['ab_split']}%"
     objs.files += [("k8s/rollout.yaml.j2", "k8s/rollout.yaml", {}), ("k8s/analysistemplate.yaml.j2", "k8s/analysistemplate.yaml", {})]
     # Argo adds its pod-template hash to both selectors; each stays {app} in every release.
     objs.serve(main, {"app": name})
@@ -96,11 +99,11 @@ def _tracks(objs: BundleObjects, rel: ReleaseWorkloads, layout: str) -> None:
     objs.serve(main, None, None, name)
     if layout == "blue-green" and rel.has_candidate:
         _blue_green(objs, rel)
-    elif strategy == Rollout.canary and rel.has_candidate:
+    elif strategy in (Rollout.canary, Rollout.ab) and rel.has_candidate:
         _canary(objs, rel)
     elif strategy == Rollout.shadow and rel.has_candidate:
         _shadow(objs, rel)
-    elif strategy == Rollout.canary and canary_mech == CanaryMechanism.ingress_nginx:
+    elif strategy in (Rollout.canary, Rollout.ab) and canary_mech == CanaryMechanism.ingress_nginx:
         objs.files.append(("k8s/ingress.yaml.j2", "k8s/ingress.yaml", {}))
     elif strategy == Rollout.shadow and shadow_mech == ShadowMechanism.istio:
         objs.files.append(("k8s/virtualservice.yaml.j2", "k8s/virtualservice.yaml", {}))
@@ -128,13 +131,17 @@ def _canary(objs: BundleObjects, rel: ReleaseWorkloads) -> None:
     objs.serve(canary, scaled=(rel.share(first), s.scaling.max_replicas))
     header = s.rollout.canary.header if s.rollout.canary else "X-Canary"
     canary_mech = s.rollout.canary.mechanism if s.rollout.canary else None
+    # An A/B test applies its split at once and holds it: the weights never step (experiment_weight).
+    ab = s.rollout.experiment.split if s.rollout.experiment else None
+    objs.extra["ab_split"] = ab
+    what = "A/B test" if ab is not None else "canary"
     if canary_mech == CanaryMechanism.ingress_nginx:
-        objs.rollout_note = "canary with ingress-nginx (retired March 2026)"
+        objs.rollout_note = f"{what} with ingress-nginx (retired March 2026)"
         objs.extra["ingress_canary"] = True
         objs.files.append(("k8s/ingress.yaml.j2", "k8s/ingress.yaml", {}))
     else:
-        objs.rollout_note = "canary with Gateway API weights"
-        objs.route([(name, 100), (f"{name}-canary", 0)], header=header, kind="split")
+        objs.rollout_note = f"{what} with Gateway API weights"
+        objs.route([(name, 100 - (ab or 0)), (f"{name}-canary", ab or 0)], header=header, kind="ab" if ab else "split")
 
 
 def _shadow(objs: BundleObjects, rel: ReleaseWorkloads) -> None:

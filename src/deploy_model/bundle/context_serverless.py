@@ -18,6 +18,9 @@ def realtime_serverless(objs: BundleObjects, rel: ReleaseWorkloads, layout: str)
     if rel.has_candidate and s.stable is not None:
         extra["traffic"] = [{"revisionName": releases.revision_name(name, s.stable.version), "percent": 100, "tag": "stable"},
                             {"revisionName": cand_rev, "percent": 0, "tag": "candidate"}]
+        if s.rollout.experiment is not None:  # an A/B test: its split at once, held until the experiment ends
+            extra["ab_split"] = split = s.rollout.experiment.split
+            extra["traffic"][0]["percent"], extra["traffic"][1]["percent"] = 100 - split, split
         if strategy in (Rollout.shadow, Rollout.blue_green):
             objs.warnings.append(f"serverless target: {strategy.value} runs as a Knative revision at 0% reachable on its "
                                  "`candidate` tag URL; the switch moves the traffic percent")
@@ -35,7 +38,7 @@ def realtime_serverless(objs: BundleObjects, rel: ReleaseWorkloads, layout: str)
     if layout == "kserve":
         # KServe (serverless mode, on Knative): the predictor is the candidate; canaryTrafficPercent
         # 0 keeps every request on the previously rolled-out revision until the steps raise it.
-        extra["canary_percent"] = 0 if rel.has_candidate else None
+        extra["canary_percent"] = (extra["ab_split"] or 0) if rel.has_candidate else None
         objs.files.append(("k8s/inferenceservice.yaml.j2", "k8s/inferenceservice.yaml", {}))
     else:
         objs.files.append(("k8s/knative-service.yaml.j2", "k8s/knative-service.yaml", {}))

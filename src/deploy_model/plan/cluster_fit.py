@@ -51,7 +51,7 @@ def check_plan_against_cluster(spec: Any, cluster: dict[str, Any]) -> list[str]:
     realtime = _value(spec.serving.pattern) == "realtime"
     strategy = _value(spec.rollout.strategy)
     canary = spec.rollout.canary
-    if realtime and target == "kubernetes" and strategy == "canary" and canary is not None:
+    if realtime and target == "kubernetes" and strategy in ("canary", "ab") and canary is not None:
         mech = _value(canary.mechanism)
         if mech == "gateway-api" and not _served(cluster, "gateway-api"):
             problems.append(f"canary_mechanism gateway-api: context {context} serves no Gateway API (HTTPRoute in "
@@ -120,7 +120,7 @@ def fit_answers(out_dir: Path, answers: Any) -> tuple[Any, list[str]]:
         update["kubernetes_version"] = f"1.{cluster['minor']}"
         notes.append(f"kubernetes_version 1.{cluster['minor']}: the server version of context {context} "
                      f"({cluster.get('server_version')}); manifests are checked against it")
-    if "canary_mechanism" not in given and not gateway and _value(answers.rollout) == "canary":
+    if "canary_mechanism" not in given and not gateway and _value(answers.rollout) in ("canary", "ab"):
         from deploy_model.plan.spec import CanaryMechanism
 
         if nginx:

@@ -1,8 +1,9 @@
-"""Decide the rollout strategy and its settings: canary steps, shadow mirroring, blue-green or direct."""
+"""Decide the rollout strategy and its settings: canary steps, an A/B test's fixed split, shadow mirroring, blue-green or direct."""
 
 from __future__ import annotations
 
 from deploy_model.common.errors import StageError
+from deploy_model.plan.decide_experiment import decide_ab
 from deploy_model.plan.decision_log import DecisionLog
 from deploy_model.plan.spec import (
     Answers,
@@ -27,7 +28,7 @@ NO_TRAFFIC_SPLIT = {
 def decide_rollout(log: DecisionLog, answers: Answers, pattern: ServingPattern) -> RolloutSpec:
     a = answers
     strategy = a.rollout
-    canary = shadow = None
+    canary = shadow = experiment = None
     if pattern in NO_TRAFFIC_SPLIT and strategy != Rollout.direct:
         why = NO_TRAFFIC_SPLIT[pattern]
         if "rollout" in a.model_fields_set:  # answered: refuse; defaulted: the only rollout that fits
@@ -43,6 +44,11 @@ def decide_rollout(log: DecisionLog, answers: Answers, pattern: ServingPattern) 
             f"canary via {a.canary_mechanism.value}: steps {steps}% with 60 min watches; roll back when the "
             "error rate passes 2x or p95 latency 1.5x the stable version"
         )
+    elif strategy == Rollout.ab:
+        canary, experiment = decide_ab(log, a)
+        rule = (f"A/B test via {a.serverless_mechanism.value if a.target.value == 'serverless' else a.canary_mechanism.value}: "
+                f"the candidate (arm B) holds {experiment.split}% of traffic until `experiment analyze` decides; "
+                f"rollout advance never moves it; {experiment.stickiness}")
     elif strategy == Rollout.shadow:
         shadow = ShadowSpec(mechanism=a.shadow_mechanism, model_path=a.shadow_model, sample_rate=a.shadow_sample_rate)
         rule = (
@@ -54,4 +60,4 @@ def decide_rollout(log: DecisionLog, answers: Answers, pattern: ServingPattern) 
     else:
         rule = "direct: rolling update of the Deployment (acceptable for a first release with no traffic yet)"
     log.decide("rollout", strategy, rule)
-    return RolloutSpec(strategy=strategy, canary=canary, shadow=shadow)
+    return RolloutSpec(strategy=strategy, canary=canary, shadow=shadow, experiment=experiment)

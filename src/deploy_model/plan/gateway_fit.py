@@ -25,7 +25,7 @@ def route_role(spec: Any) -> tuple[str, str] | None:
         return None
     strategy = _value(spec.rollout.strategy)
     canary, shadow = spec.rollout.canary, spec.rollout.shadow
-    if strategy == "canary" and canary is not None:
+    if strategy in ("canary", "ab") and canary is not None:  # ab: a canary held at its split
         mech = _value(canary.mechanism)
         if mech == "gateway-api":
             return "split", "canary_mechanism gateway-api"

@@ -20,6 +20,7 @@ from deploy_model.plan.decide_batch_job import decide_batch_job
 from deploy_model.plan.decide_batching import decide_batching
 from deploy_model.plan.decide_device import decide_device
 from deploy_model.plan.decide_edge import decide_edge
+from deploy_model.plan.decide_experiment import payload_logging
 from deploy_model.plan.decide_feasibility import decide_feasibility, infeasible_reason
 from deploy_model.plan.decide_name import decide_name
 from deploy_model.plan.decide_pattern import decide_pattern
@@ -100,7 +101,7 @@ def plan_spec(
         batch=batch,
         edge=edge,
         stable=stable,
-        payload_logging=a.payload_logging,
+        payload_logging=payload_logging(a),  # on for an A/B test: its analysis reads the log
         decisions=log.decisions,
     )
 

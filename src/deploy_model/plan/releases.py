@@ -76,7 +76,7 @@ def layout(spec: DeploymentSpec) -> str:
     if spec.serving.pattern != ServingPattern.realtime:
         return spec.serving.pattern.value
     canary = spec.rollout.canary
-    if spec.rollout.strategy == Rollout.canary and canary and canary.mechanism == CanaryMechanism.argo_rollouts:
+    if spec.rollout.strategy in (Rollout.canary, Rollout.ab) and canary and canary.mechanism == CanaryMechanism.argo_rollouts:
         return "argo-rollout"
     if spec.rollout.strategy == Rollout.blue_green:
         return "blue-green"
@@ -99,8 +99,8 @@ def candidate_track(spec: DeploymentSpec) -> str:
         return "blue" if live_track(spec) == "green" else "green"
     if strategy == Rollout.shadow:
         return "shadow"
-    if strategy == Rollout.canary:
-        return "canary"
+    if strategy in (Rollout.canary, Rollout.ab):
+        return "canary"  # an A/B test's arm B runs on the canary objects, held at the experiment's split
     return "stable"
 
 

@@ -23,6 +23,7 @@ from pydantic import (
 
 from deploy_model.common.errors import StageError, short
 from deploy_model.plan import bounds, cron
+from deploy_model.plan.ab_test import AbTest, ExperimentSpec
 from deploy_model.plan.payload_logging import PayloadLogging
 
 SPEC_API_VERSION = "deploy-model/v1"
@@ -54,6 +55,7 @@ class Rollout(str, Enum):
     canary = "canary"
     shadow = "shadow"
     blue_green = "blue-green"
+    ab = "ab"  # A/B test: a fixed split for the experiment's length
 
 
 class Protocol(str, Enum):
@@ -121,7 +123,8 @@ class Answers(BaseModel):
     traffic: Traffic = Field(Traffic.realtime, description="traffic pattern: realtime, batch, streaming")
     requests_per_second: float = Field(50.0, ge=0, description="expected peak requests per second")
     latency_sla_ms: float = Field(100.0, gt=0, description="p95 latency objective in milliseconds")
-    rollout: Rollout = Field(Rollout.canary, description="rollout: direct, canary, shadow, blue-green")
+    rollout: Rollout = Field(Rollout.canary, description="rollout: direct, canary, shadow, blue-green, ab (A/B test)")
+    ab_test: AbTest = Field(default_factory=AbTest, description="rollout ab: {metric, mde, baseline|stdev, split, ...}")
     # Details of the chosen answers.
     canary_weight: int = Field(10, ge=1, le=100, description="first canary step, percent of traffic")
     canary_mechanism: CanaryMechanism = Field(CanaryMechanism.gateway_api, description="how canary traffic is split")
@@ -338,6 +341,7 @@ class RolloutSpec(Strict):
     strategy: Rollout
     canary: CanarySpec | None = None
     shadow: ShadowSpec | None = None
+    experiment: ExperimentSpec | None = None  # rollout ab: the A/B test's design
     gates: Gates = Gates()
 
 
