@@ -13,6 +13,7 @@ from deploy_model.common.errors import StageError
 from deploy_model.common.files import read_json, sha256_file
 from deploy_model.model.inspection import PROFILE_FILE
 from deploy_model.model.samples import (
+    batch_axes,
     batched_inputs,
     load_sample,
     profile_dims,
@@ -81,6 +82,7 @@ class Feeds:
     def __init__(self, specs: list[dict[str, Any]], source: str, note: str,
                  pool: dict[str, np.ndarray] | None, dims: dict[str, int]) -> None:
         self.specs, self.source, self.note, self.pool, self.dims = specs, source, note, pool, dims
+        self.axes = batch_axes(specs)  # the batch dim by name: not always dim 0
         self.batched = batched_inputs(specs)
         self.rows = sample_rows(pool, specs) if pool is not None else None
 
@@ -103,7 +105,8 @@ class Feeds:
             total = min(self.rows or 1, limit)
             for start in range(0, total, chunk):
                 stop = min(start + chunk, total)
-                yield {k: (v[start:stop] if k in self.batched and v.ndim else v) for k, v in self.pool.items()}
+                yield {k: (np.take(v, np.arange(start, stop), axis=self.axes[k]) if k in self.axes and v.ndim > self.axes[k]
+                           else v) for k, v in self.pool.items()}
         else:
             yield from itertools.islice(self._fixed_blocks(), limit)
 

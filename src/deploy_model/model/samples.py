@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from deploy_model.common.errors import StageError
-from deploy_model.model.synthetic import make_inputs
+from deploy_model.model.synthetic import batch_dim_name, make_inputs
 
 SAMPLE_DIR = "samples"
 SAMPLE_SUFFIXES = (".npz", ".npy", ".json")
@@ -200,35 +200,49 @@ def store_sample(source: Path, directory: Path) -> str:
     return f"{SAMPLE_DIR}/{target.name}"
 
 
-def batched_inputs(inputs: Sequence[Mapping[str, Any]]) -> list[str]:
-    """Inputs whose dim 0 is dynamic: the ones a batch size applies to (0-d and fixed inputs excluded)."""
-    names = []
+def batch_axes(inputs: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """Input name -> the axis a batch size applies to (0-d and fixed inputs excluded).
+
+    The batch dim is found by its symbolic name (synthetic.batch_dim_name): a recurrent model's
+    state [2, batch, 128] grows along axis 1 with its x [batch, 576]; an input without that name
+    falls back to a dynamic dim 0.
+    """
+    name = batch_dim_name(inputs)
+    axes: dict[str, int] = {}
     for spec in inputs:
-        shape = spec["shape"]
-        if shape and not (isinstance(shape[0], int) and shape[0] > 0):
-            names.append(str(spec["name"]))
-    return names
+        shape = list(spec["shape"] or [])
+        if name is not None and name in shape:
+            axes[str(spec["name"])] = shape.index(name)
+        elif shape and not (isinstance(shape[0], int) and shape[0] > 0):
+            axes[str(spec["name"])] = 0
+    return axes
+
+
+def batched_inputs(inputs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Inputs with a batch dim (batch_axes): the ones a batch size applies to."""
+    return list(batch_axes(inputs))
 
 
 def sample_rows(feed: Mapping[str, np.ndarray], inputs: Sequence[Mapping[str, Any]]) -> int:
-    """Rows in the sample: dim 0 of the batched inputs (1 when the model has no dynamic batch)."""
-    names = batched_inputs(inputs)
-    rows = {int(feed[n].shape[0]) for n in names if n in feed and feed[n].ndim > 0}
+    """Rows in the sample: the batch dim of the batched inputs (1 when the model has no dynamic batch)."""
+    axes = batch_axes(inputs)
+    rows = {int(feed[n].shape[axis]) for n, axis in axes.items() if n in feed and feed[n].ndim > axis}
     return min(rows) if rows else 1
 
 
 def resize_batch(feed: Mapping[str, np.ndarray], inputs: Sequence[Mapping[str, Any]], batch: int) -> dict[str, np.ndarray]:
-    """The sample with `batch` rows: rows cycled or cut along dim 0 of the batched inputs only.
+    """The sample with `batch` rows: rows cycled or cut along each batched input's batch axis only.
 
-    Inputs without a dynamic dim 0 (a 0-d sample rate, a state tensor with a fixed first dim)
-    are passed as they are: they do not grow with the batch.
+    Inputs without a batch dim (a 0-d sample rate, a state tensor of fixed shape) are passed as
+    they are: they do not grow with the batch.
     """
-    names = set(batched_inputs(inputs))
+    axes = batch_axes(inputs)
     out: dict[str, np.ndarray] = {}
     for name, array in feed.items():
-        if name in names and array.ndim > 0 and array.shape[0] != batch and array.shape[0] > 0:
-            index = np.arange(batch) % array.shape[0]
-            out[name] = np.take(array, index, axis=0)
+        axis = axes.get(name)
+        if axis is not None and array.ndim > axis and array.shape[axis] not in (batch, 0):
+            index = np.arange(batch) % array.shape[axis]
+            out[name] = np.take(array, index, axis=axis)
         else:
             out[name] = array
     return out

@@ -12,14 +12,25 @@ import numpy as np
 DEFAULT_SYMBOLIC_DIM = 8
 
 
-def is_batch_dim(dim: Any, index: int) -> bool:
+def is_batch_dim(dim: Any, index: int, batch_name: str | None = None) -> bool:
+    if isinstance(dim, str) and batch_name is not None and dim == batch_name:
+        return True  # the batch dim by name, wherever it sits (a recurrent state's [2, batch, 128])
     if index != 0:
         return False
     return dim is None or isinstance(dim, str) or (isinstance(dim, int) and dim <= 0)
 
 
+def batch_dim_name(inputs: Sequence[Mapping[str, Any]]) -> str | None:
+    """The symbolic name of the model's batch dim: the commonest symbolic dim 0, else a dim named like 'batch'."""
+    firsts = [spec["shape"][0] for spec in inputs if spec.get("shape") and isinstance(spec["shape"][0], str)]
+    if firsts:
+        return max(firsts, key=firsts.count)
+    named = [d for spec in inputs for d in spec.get("shape") or [] if isinstance(d, str) and "batch" in d.lower()]
+    return named[0] if named else None
+
+
 def concrete_shape(
-    shape: Sequence[Any], batch: int, overrides: Mapping[str, int] | None = None
+    shape: Sequence[Any], batch: int, overrides: Mapping[str, int] | None = None, batch_name: str | None = None
 ) -> list[int]:
     overrides = overrides or {}
     out = []
@@ -28,7 +39,7 @@ def concrete_shape(
             out.append(dim)
         elif isinstance(dim, str) and dim in overrides:
             out.append(int(overrides[dim]))
-        elif is_batch_dim(dim, index):
+        elif is_batch_dim(dim, index, batch_name):
             out.append(batch)
         else:
             out.append(DEFAULT_SYMBOLIC_DIM)
@@ -59,7 +70,8 @@ def make_inputs(
 ) -> dict[str, np.ndarray]:
     """One array per declared input, dtypes respected, dynamic dims filled sensibly."""
     rng = np.random.default_rng(seed)
+    name = batch_dim_name(inputs)
     return {
-        spec["name"]: make_tensor(spec["dtype"], concrete_shape(spec["shape"], batch, overrides), rng)
+        spec["name"]: make_tensor(spec["dtype"], concrete_shape(spec["shape"], batch, overrides, name), rng)
         for spec in inputs
     }
