@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deploy_model.cluster.apply import bundle_objects
 from deploy_model.cluster.gates import GateConfig
@@ -31,6 +31,8 @@ class Release:
     workload_res: Resource
     colours: tuple[str, str] | None = None  # blue-green: (the live track, the candidate's)
     stable_workload: str | None = None  # the Deployment serving the stable version: its floor sizes the canary's
+    experiment: dict[str, Any] | None = None  # an A/B test (rollout ab): its design; the weight is held, never stepped
+    hold_reason: str | None = None  # why advance refuses an A/B test, with the command that judges it
 
 
 def _steppable(spec: DeploymentSpec, out: Path) -> tuple[bool, bool]:
@@ -40,12 +42,14 @@ def _steppable(spec: DeploymentSpec, out: Path) -> tuple[bool, bool]:
 
     strategy = spec.rollout.strategy.value
     blue_green = strategy == "blue-green" and releases.layout(spec) == "blue-green"
-    if not blue_green and (strategy != "canary" or spec.rollout.canary is None):
+    if not blue_green and (strategy not in ("canary", "ab") or spec.rollout.canary is None):
         raise StageError(f"{spec.name} rolls out by {strategy}: `deploy-model rollout` steps canaries and blue-green "
                          f"switches (apply this bundle with `deploy-model apply`)")
     mech = spec.rollout.canary.mechanism.value if spec.rollout.canary else ""
     if mech == "argo-rollouts" and not blue_green:
-        raise StageError(f"{spec.name} is a canary run by Argo Rollouts in the cluster: follow it with "
+        held = (" (an A/B test: Argo holds its split until `kubectl argo rollouts promote` or `abort`; judge it with "
+                "`deploy-model experiment analyze`)" if strategy == "ab" else "")
+        raise StageError(f"{spec.name} is a canary run by Argo Rollouts in the cluster{held}: follow it with "
                          f"`kubectl argo rollouts -n {spec.kubernetes.namespace} get rollout {spec.name} --watch`")
     knative = releases.layout(spec) in ("knative", "kserve")  # revisions, split by percent, told apart by version
     if mode(spec) != CANDIDATE:
@@ -104,7 +108,11 @@ def load_release(out: Path, kube: Kube, window_s: float | None, rate_window: str
     assert spec.stable is not None
     steps = [100] if blue_green else list(spec.rollout.canary.steps)  # type: ignore[union-attr]
     pause = 60.0 if blue_green else spec.rollout.canary.pause_minutes  # type: ignore[union-attr]
+    from deploy_model.cluster.rollout_experiment import advance_refusal, design
+
+    ab = spec.rollout.experiment is not None
     return Release(spec.name, namespace, spec.model.version, spec.stable.version, steps,
                    window_s if window_s is not None else pause * 60.0, cfg,
                    canary[0]["metadata"]["name"] if canary else None, splitters, wl_res, colours,
-                   stable[0]["metadata"]["name"] if stable else None)
+                   stable[0]["metadata"]["name"] if stable else None, design(spec, str(out)),
+                   advance_refusal(spec, str(out)) if ab else None)

@@ -66,6 +66,9 @@ def write(kube: Kube, rel: Release, live: dict[str, Any], state: dict[str, Any],
 
 
 def new_state(rel: Release) -> dict[str, Any]:
+    if rel.experiment is not None:  # an A/B test's bundle applies its split: it runs from the start
+        return {"candidate": rel.candidate, "stable": rel.stable, "phase": "experiment", "step": 0,
+                "weight": rel.steps[0], "steps": rel.steps, "step_started": None, "history": []}
     return {"candidate": rel.candidate, "stable": rel.stable, "phase": "pending", "step": -1, "weight": 0,
             "steps": rel.steps, "step_started": None, "history": []}
 

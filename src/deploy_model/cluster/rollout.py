@@ -147,6 +147,11 @@ def run_status(out: Path, kubeconfig: Path | None = None, context: str | None = 
         result["live_weights"] = weights
         result["canary"] = {"deployment": rel.canary_workload, "available": ok, "state": phrase, "replicas": replicas}
         result["summary"].update({"live_weights": weights, "canary": phrase})
+        if rel.experiment is not None:  # n per arm so far comes from the payload log: experiment status reads it
+            result["experiment"] = rel.experiment
+            result["summary"]["experiment"] = (f"{rel.experiment['split']}, {rel.experiment['metric']}, n per arm "
+                                               f"{rel.experiment['n_per_arm']}, about {rel.experiment['duration_hours']:g} h; "
+                                               f"so far: {rel.experiment['n_so_far']}")
         return result
 
     return _guard(work)

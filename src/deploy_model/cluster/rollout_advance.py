@@ -28,6 +28,8 @@ def advance_once(kube: Kube, prom: Prometheus, rel: Release, dry_run: bool, reso
         return {**result, "outcome": "refused"}  # rolled back before this call: nothing to advance
     if phase == "promoted":
         return verb_result("advance", rel, state, "done", f"{rel.candidate} is promoted: nothing to advance", True, dry_run)
+    if rel.hold_reason:  # an A/B test: its split holds until the experiment's verdict
+        return {**verb_result("advance", rel, state, "refused", rel.hold_reason, False, dry_run), "outcome": "refused"}
     if phase == "passed":
         return verb_result("advance", rel, state, "passed", f"every step passed at {state['weight']}%: make "
                            f"{rel.candidate} stable with `deploy-model rollout promote`", True, dry_run)

@@ -64,7 +64,7 @@ def promote(kube: Kube, rel: Release, out: Path, promoted: Path | None, dry_run:
     live, state = current(kube, rel)
     if state["phase"] == "promoted":
         return verb_result("promote", rel, state, "done", f"{rel.candidate} is already promoted", True, dry_run)
-    if state["phase"] != "passed":
+    if state["phase"] != "passed" and not (rel.experiment and state["phase"] == "experiment"):  # ab: the verdict decides
         raise StageError(f"{rel.candidate} has not passed every step ({describe_state(rel, state)}): "
                          "`deploy-model rollout advance --watch` first")
     namespace, objects = _promoted_objects(out, promoted, rel)

@@ -21,6 +21,9 @@ def verb_result(verb: str, rel: Release, state: dict[str, Any], action: str, mes
 
 
 def describe_state(rel: Release, state: dict[str, Any]) -> str:
+    if state["phase"] == "experiment":
+        return (f"{rel.candidate} in an A/B test at {state['weight']}% until `experiment analyze` decides "
+                "(then rollout promote or rollback)")
     if state["phase"] == "pending":
         return f"{rel.candidate} not started: `rollout advance` checks the canary and sends it {rel.steps[0]}%"
     if state["phase"] == "progressing":
