@@ -1,4 +1,4 @@
-"""The REST front end: V2 REST routes, /predict, /health, /metrics, /v2/.../stats.
+"""The REST front end: V2 REST routes, /predict, /health, /metrics, /v2/.../stats, feedback.
 
 The model, its lifecycle and the accounting live in ``core.ServerState`` (shared with the gRPC
 service, which this module never imports: ``server.py`` composes the two). The model loads and
@@ -37,6 +37,7 @@ from .codec import (
     shown,
 )
 from .core import FrontEnd, ServerState
+from .feedback_api import add_feedback_routes
 from .metadata import model_config, model_extra_parameters, server_metadata
 from .model import ModelSpec
 from .openapi import openapi_document
@@ -462,6 +463,7 @@ def create_app(
     add_inference_routes(app, state)
     add_health_routes(app, state)
     add_model_routes(app, state)
+    add_feedback_routes(app, state)
     add_metrics_route(app, state)
     add_openapi_route(app, state)
     return app

@@ -9,6 +9,7 @@ nothing of each other; ``server.py`` puts them together on one event loop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -18,6 +19,7 @@ import numpy as np
 from .accounting import Accounting
 from .batching import BatchEngine, BatchFailed, QueueFull
 from .codec import ApiError, shown
+from .feedback import build_feedback
 from .lifecycle import Lifecycle
 from .loaded_model import LoadedModel
 from .loading import ModelLoader
@@ -47,6 +49,8 @@ class ServerState:
         self.timeout = settings.request_timeout_ms / 1000.0
         # None unless --payload-log-sink is set; fed by both front ends through ``log_payload``.
         self.payload_log = build_payload_log(settings, self.accounting.metrics)
+        # None unless the payload log or --feedback-window is on (POST .../feedback is then 404).
+        self.feedback = build_feedback(settings, self.accounting.metrics.registry, self.payload_log)
 
     async def load(self) -> None:
         self.accounting.start_sharing()
@@ -71,16 +75,19 @@ class ServerState:
         outputs: list[np.ndarray] | None,
         error: str | None,
     ) -> None:
-        """Hand one finished request to the payload log when it is on and samples it; never
-        raises (the response is already decided)."""
-        plog = self.payload_log
+        """Hand one finished request to the feedback window and to the payload log when they are
+        on (the log samples it); never raises (the response is already decided)."""
+        plog, spec = self.payload_log, self.model.spec
+        named = None
+        if spec is not None and outputs is not None:
+            named = list(zip(spec.output_names, outputs, strict=False))
+        if self.feedback is not None and named is not None and status == 200:
+            # An answer that cannot be kept is one feedback counted unknown_id, never an error.
+            with contextlib.suppress(Exception):
+                self.feedback.remember(request_id, named)
         if plog is None or not plog.sample():
             return
         try:
-            spec = self.model.spec
-            named = None
-            if spec is not None and outputs is not None:
-                named = list(zip(spec.output_names, outputs, strict=False))
             event = PayloadEvent(request_id, endpoint, received, time.time(), status, feeds)
             event.outputs, event.error = named, error
             plog.submit(event)

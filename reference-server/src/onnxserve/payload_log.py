@@ -14,6 +14,9 @@ One record (one JSON object per line, schema ``onnxserve.payload/v1``)::
 A V2 tensor is ``{"name", "datatype", "shape", "data"}``, or above --payload-log-hash-above-bytes
 ``{"name", "datatype", "shape", "sha256", "nbytes"}`` (the hash of the raw little-endian bytes,
 of the UTF-8 JSON of the values for BYTES tensors).
+
+Ground truth sent to the feedback endpoint is appended as records of ``"type": "feedback"``
+(``id`` the request labelled, ``label``, ``outcomes``, ``received``), never sampled away.
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class PayloadEvent:
     inputs: dict[str, np.ndarray] | None = None
     outputs: list[tuple[str, np.ndarray]] | None = None
     error: str | None = None
+    record: dict[str, Any] | None = None  # a record built already (feedback), written as is
 
     def nbytes(self) -> int:
         arrays = list((self.inputs or {}).values()) + [a for _, a in self.outputs or []]
@@ -142,8 +146,9 @@ class PayloadLog:
     def sample(self) -> bool:
         return self.sampling >= 1.0 or self._rng.random() < self.sampling
 
-    def submit(self, event: PayloadEvent) -> None:
-        self.sampled.inc()
+    def submit(self, event: PayloadEvent, sampled: bool = True) -> None:
+        if sampled:
+            self.sampled.inc()
         size = event.nbytes()
         with self._bytes_lock:
             if self._queued_bytes + size > self.max_queued_bytes:
@@ -186,6 +191,8 @@ class PayloadLog:
 
     def record(self, ev: PayloadEvent) -> dict[str, Any]:
         rec: dict[str, Any] = {"schema": SCHEMA, "id": ev.request_id, **self.meta}
+        if ev.record is not None:
+            return {**rec, **ev.record}
         rec.update(
             endpoint=ev.endpoint, status=ev.status, received=ev.received, answered=ev.answered
         )

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 # The CloudEvents type of one record (request and response together); the data is the record.
 CLOUDEVENT_TYPE = "org.onnxserve.inference.payload"
+FEEDBACK_TYPE = "org.onnxserve.inference.feedback"  # ground truth for an earlier request
 # Sent as the HTTP sink's Authorization header when set (from a Secret); never a flag, so it
 # does not show in argv or /proc/<pid>/cmdline.
 AUTH_ENV = "ONNXSERVE_PAYLOAD_LOG_AUTHORIZATION"
@@ -149,11 +150,13 @@ class CloudEventsSink:
     def headers(self, record: dict[str, Any]) -> dict[str, str]:
         answered = time.gmtime(record["answered"])
         millis = int(record["answered"] % 1 * 1000)
+        feedback = record.get("type") == "feedback"
         headers = {
             "content-type": "application/json",
             "ce-specversion": "1.0",
-            "ce-id": record["id"],
-            "ce-type": CLOUDEVENT_TYPE,
+            # A feedback event labels the request of the same id: its own id and type.
+            "ce-id": record["id"] + ("/feedback" if feedback else ""),
+            "ce-type": FEEDBACK_TYPE if feedback else CLOUDEVENT_TYPE,
             "ce-source": self.source,
             "ce-time": time.strftime("%Y-%m-%dT%H:%M:%S", answered) + f".{millis:03d}Z",
             # KServe's extension attributes, so its consumers can route on them

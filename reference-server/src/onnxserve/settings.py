@@ -84,6 +84,8 @@ class Settings:
     payload_log_flush_s: float = 10.0
     payload_log_timeout_s: float = 5.0
     payload_log_seed: int = -1
+    # Answers kept for ground-truth feedback (feedback.py); -1: 10000 with the payload log on.
+    feedback_window: int = -1
     workers: int = 1
     # A dead worker is restarted; more than this many restarts within the window stop them all.
     worker_restart_limit: int = 5
@@ -278,6 +280,10 @@ HELP: dict[str, str] = {
     "payload_log_flush_s": "object storage: a batch of records is written at most this old",
     "payload_log_timeout_s": "HTTP sink: seconds to wait for each event's answer (then dropped)",
     "payload_log_seed": "seed of the sampler (-1: random)",
+    "feedback_window": "recent answers kept by request id for POST /v2/models/{name}/feedback "
+    "(ground truth scored into model_feedback_total and model_feedback_abs_error; the oldest "
+    "answer is evicted first); -1: 10000 when the payload log is on with one worker, else off; "
+    "0: off (feedback is then only written to the payload log)",
     "workers": "server processes sharing the port, each with its own session and batcher "
     "(onnxruntime threads split between them unless --intra-op-threads is set); metrics add "
     "up across them; SIGTERM drains them all; readiness is 200 only when every worker is ready",
@@ -309,6 +315,14 @@ def _check_payload_log(s: Settings) -> None:
         )
     if s.payload_log_flush_s <= 0 or s.payload_log_timeout_s <= 0:
         raise SettingsError("payload_log_flush_s and payload_log_timeout_s must be > 0")
+    if s.feedback_window < -1:
+        raise SettingsError(f"feedback_window must be >= -1 (-1: auto), got {s.feedback_window}")
+    if s.feedback_window > 0 and s.workers > 1:
+        raise SettingsError(
+            "feedback_window is kept per server process: with workers > 1 a feedback mostly "
+            "reaches another worker than the one that answered; use one worker, or score "
+            "from the payload log (deploy-model experiment analyze)"
+        )
     if not s.track or not s.track.isprintable():
         raise SettingsError(f"track must be a non-empty name such as stable, got {s.track!r}")
     sink = s.payload_log_sink

@@ -26,8 +26,9 @@ experiment_app = typer.Typer(
 app.add_typer(experiment_app, name="experiment")
 
 PayloadsOpt = typer.Option(..., "--payloads", help="Payload log: a JSON Lines file or a folder of them (repeatable).")
-LabelsOpt = typer.Option(None, "--labels", help="Ground truth: CSV (request_id,label) or JSON Lines "
-                         "({\"request_id\", \"label\"}), joined to the log by request id.")
+LabelsOpt = typer.Option(None, "--labels", help="Ground truth: CSV (request_id,label), JSON Lines "
+                         "({\"request_id\", \"label\"}) or a payload log holding feedback records, joined to the "
+                         "log by request id [default: the payload log's own feedback records, when it has some].")
 MetricOpt = typer.Option("accuracy", "--metric", help="accuracy (classifier), error (regressor: |prediction - label|) "
                          "or latency (canary judgement: Mann-Whitney on latency, two proportions on errors).")
 AlphaOpt = typer.Option(0.05, "--alpha", help="False-positive rate of the verdict.")
@@ -90,6 +91,8 @@ def _run(verb: str, payloads: list[Path], labels: Path | None, metric: str, alph
             raise StageError(f"--out {out} is not a deployment directory (expected an existing folder)")
         log = read_payloads(payloads)
         truth = read_labels(labels) if labels is not None else None
+        if truth is None and log.feedback and metric != "latency":  # the server's feedback endpoint
+            truth = read_labels(*map(Path, log.files))
         result = analyze(log, truth, metric=metric, alpha=alpha, mde=mde, control=control, treatment=treatment,
                          look_every_s=look_every_h * 3600, output=output)
         if verb == "status":

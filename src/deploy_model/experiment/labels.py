@@ -6,6 +6,11 @@ outcome) appends `request_id,label` rows to a file, CSV with that header or JSON
 requests by id. A batch request's label is a list, one value per row. Labels may arrive late and
 partly: a request without a label is left out (and counted), a label without a logged request is
 counted as unmatched. The same id labelled twice with different values is refused.
+
+Or the server's feedback endpoint (POST /v2/models/{name}/feedback, {"id", "label"}) takes the
+truth, and with payload logging on appends it to the log as records of "type": "feedback":
+`--labels` may then name the payload log itself (a file or a folder of them), and without
+`--labels` the log's own feedback records are the labels. The log's request records are skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from deploy_model.common.errors import StageError
+from deploy_model.experiment.payloads import is_request_record, payload_files, read_text
 
 ID_KEYS = ("request_id", "id")
 LABEL_KEYS = ("label", "truth", "y")
@@ -55,26 +61,40 @@ def _rows(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
                              '{"request_id": ..., "label": ...}, or a .csv with that header)') from None
         if not isinstance(row, dict):
             raise StageError(f"labels file {path}, line {number}: a JSON object is expected, got {type(row).__name__}")
-        rows.append((number, row))
+        if not is_request_record(row):  # a payload log's requests beside its feedback records
+            rows.append((number, row))
     return rows
 
 
-def read_labels(path: Path) -> dict[str, Any]:
-    """request id -> label (a scalar, or a list for a batch request)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise StageError(f"labels file {path} could not be read: {exc}") from None
+def _file_rows(paths: tuple[Path, ...]) -> list[tuple[str, dict[str, Any]]]:
+    """Every row of the labels files, or of each payload log file in a folder, with where it is."""
+    rows = []
+    for path in paths:
+        if not path.exists():
+            raise StageError(f"labels file {path} does not exist (expected a CSV, JSON Lines or a payload log)")
+        for file in payload_files([path]) if path.is_dir() else [path]:
+            try:
+                text = read_text(file)
+            except (OSError, UnicodeDecodeError, EOFError) as exc:
+                raise StageError(f"labels file {file} could not be read: {exc}") from None
+            where = f"{file.name}, line" if path.is_dir() or len(paths) > 1 else "line"
+            rows += [(f"{where} {number}", row) for number, row in _rows(file, text)]
+    return rows
+
+
+def read_labels(path: Path, *more: Path) -> dict[str, Any]:
+    """request id -> label (a scalar, or a list for a batch request), from one file or folder or
+    several (the files of a payload log)."""
     labels: dict[str, Any] = {}
     problems = []
-    for number, row in _rows(path, text):
+    for number, row in _file_rows((path, *more)):
         rid, label = _first(row, ID_KEYS), _first(row, LABEL_KEYS)
         if rid is None or label is None:
-            problems.append(f"line {number}: needs a request_id and a label, got keys {sorted(row)}")
+            problems.append(f"{number}: needs a request_id and a label, got keys {sorted(row)}")
             continue
         rid = str(rid)
         if rid in labels and labels[rid] != label:
-            problems.append(f"line {number}: request {rid!r} labelled {labels[rid]!r} before and {label!r} now")
+            problems.append(f"{number}: request {rid!r} labelled {labels[rid]!r} before and {label!r} now")
             continue
         labels[rid] = label
     if problems:

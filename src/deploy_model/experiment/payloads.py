@@ -5,6 +5,8 @@ the analysis needs are named in FIELDS, each with the spellings it accepts, so t
 log's format can move without the analysis changing. A record's outputs are V2 tensors
 ({"name", "datatype", "shape", "data"}); one logged as a hash and a shape (no "data") is kept but
 cannot be scored. A line that is not JSON (a writer killed mid-line) is skipped and counted.
+Feedback records ("type": "feedback", ground truth the server's feedback endpoint appended) are
+not requests: they are counted in `feedback` and read as labels by `labels.read_labels`.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class PayloadLog:
     records: list[PayloadRecord]
     files: list[str]
     skipped_lines: int
+    feedback: int = 0  # feedback records (labels) in the files
 
 
 def _get(raw: dict[str, Any], name: str) -> Any:
@@ -137,6 +140,19 @@ def _is_payload_name(name: str) -> bool:
     return stem.endswith(".jsonl") and number.isdigit()
 
 
+def is_request_record(raw: dict[str, Any]) -> bool:
+    """A logged request of the server's schema (not a feedback record, not a labels row)."""
+    return str(raw.get("schema", "")).startswith("onnxserve.payload/") and raw.get("type") != "feedback"
+
+
+def read_text(path: Path) -> str:
+    """A file's text, gunzipped when its name ends in .gz."""
+    if path.name.endswith(".gz"):
+        with gzip.open(path, "rt", encoding="utf-8") as handle:
+            return handle.read()
+    return path.read_text(encoding="utf-8")
+
+
 def _lines(path: Path) -> Iterator[bytes]:
     opener = gzip.open if path.name.endswith(".gz") else open
     with opener(path, "rb") as handle:
@@ -147,7 +163,7 @@ def read_payloads(paths: Iterable[Path]) -> PayloadLog:
     """Every record of the payload log files (or folders); refuses when none holds a record."""
     files = payload_files(paths)
     records: list[PayloadRecord] = []
-    skipped = 0
+    skipped = feedback = 0
     for path in files:
         try:
             for line in _lines(path):
@@ -158,7 +174,9 @@ def read_payloads(paths: Iterable[Path]) -> PayloadLog:
                 except ValueError:
                     skipped += 1
                     continue
-                if isinstance(raw, dict):
+                if isinstance(raw, dict) and raw.get("type") == "feedback":
+                    feedback += 1
+                elif isinstance(raw, dict):
                     records.append(parse_record(raw))
                 else:
                     skipped += 1
@@ -168,4 +186,4 @@ def read_payloads(paths: Iterable[Path]) -> PayloadLog:
         raise StageError(f"no payload records in {', '.join(map(str, files)) or 'the paths given'}",
                          ["expected JSON Lines: one object per request with id, model_version, track, "
                           "received/answered timestamps, outputs and status"])
-    return PayloadLog(records, [str(p) for p in files], skipped)
+    return PayloadLog(records, [str(p) for p in files], skipped, feedback)
