@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -71,3 +72,9 @@ class ExperimentSpec(BaseModel):
     arm_header: str = ARM_HEADER
     sticky_header: str | None = None
     stickiness: str  # how (or whether) a caller keeps its arm with this mechanism
+
+
+def arm_for(key: str, split: int) -> str:
+    """The arm a caller key maps to (what a client or edge sends as ARM_HEADER): B for `split`% of keys."""
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return "B" if int(digest[:8], 16) % 100 < split else "A"
