@@ -35,6 +35,7 @@ from deploy_model.report.bundle_contents import (
 )
 from deploy_model.report.configuration_rows import configuration_rows
 from deploy_model.report.examples import REQUEST_FILE, build_examples
+from deploy_model.report.experiment_section import experiment_section
 from deploy_model.report.inline_commands import inline_commands
 from deploy_model.report.markdown import code, md, num
 from deploy_model.report.measured_results import (
@@ -139,6 +140,7 @@ def gather(directory: Path, failure: dict[str, Any] | None = None) -> dict[str, 
         "trial": trial_section(trial, pattern, shown),
         "failure": failure_facts(failure),
         "rollout": _steps(rollout_steps(spec, shown, service)),
+        "experiment": experiment_section(spec, shown),  # ab plans only
         "rollback": _steps(rollback_steps(spec, service)),
         "validation_rows": v_rows,
         "validation_overall": v_overall,
