@@ -173,6 +173,8 @@ def run_plan(
             "batching": spec.batching.enabled,
             "replicas": f"{spec.scaling.min_replicas}-{spec.scaling.max_replicas}",
             "rollout": spec.rollout.strategy.value,
+            **({"experiment": f"A {e.n_a} and B {e.n_b} requests, about {e.duration_hours:g} h at {e.traffic_rps:g} req/s"}
+               if (e := spec.rollout.experiment) else {}),  # an A/B test's sample size and duration
             **({"warnings": [w]} if (w := infeasible_reason(spec.decisions)) else {}),  # as inspect's summary
         },
         "decisions": [d.model_dump(mode="json") for d in spec.decisions],
