@@ -21,7 +21,7 @@ from deploy_model.common.errors import EXIT_REFUSED, EXIT_USAGE
 from deploy_model.cli import stages  # noqa: F401
 
 # isort: split
-from deploy_model.cli import convert  # noqa: F401
+from deploy_model.cli import convert, install  # noqa: F401
 
 # isort: split
 from deploy_model.cli import releases  # noqa: F401

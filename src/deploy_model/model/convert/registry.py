@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import time
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -29,6 +30,10 @@ class ConverterEntry:
 
 
 _PKG = "deploy_model.model.convert."
+# A stage waits this long for a converter's group installing in the background, and converts in
+# the same call only when it was ready this soon: Claude Code's Bash tool kills a call at 120 s.
+INSTALL_WAIT_S = 60.0
+CONVERT_AFTER_S = 30.0
 SKLEARN = ("scikit-learn", "skl2onnx", "skops")
 TREES = ("xgboost", "lightgbm", "catboost", "onnxmltools")
 TORCH = ("torch", "onnxscript")
@@ -83,22 +88,38 @@ def _missing_module(entry: ConverterEntry, label: str) -> StageError:
 
 
 def load_converter(entry: ConverterEntry, label: str) -> ModuleType:
-    """Import the converter module, installing its launcher group once when its packages are missing."""
+    """Import the converter module, installing its launcher group once when its packages are missing.
+
+    The install runs in the background (common/background_install): this call waits at most
+    INSTALL_WAIT_S and goes on to convert only when the group was ready within CONVERT_AFTER_S,
+    so install and conversion together stay inside one Bash call; else it exits 4 (run it again).
+    """
     if importlib.util.find_spec(entry.module) is None:
         raise _missing_module(entry, label)
     try:
         return importlib.import_module(entry.module)
     except ImportError as exc:
         missing = exc.name or str(exc)
-    from deploy_model.common.launcher_groups import install_missing
+    from deploy_model.common import background_install as bg
 
-    if install_missing(set(entry.packages)):
+    env = bg.LauncherEnv.current()
+    if env is not None and (env.requirements / f"{entry.group}.txt").is_file():
+        started, was_ready = time.monotonic(), bg.is_ready(env, entry.group)
+        current = bg.wait(env, entry.group, INSTALL_WAIT_S, bg.say_stderr)
+        if current == "failed":
+            raise bg.failed(env, entry.group)
+        if current != "ready":
+            raise bg.still_installing(env, entry.group, f"it converts the {label} model")
+        if not was_ready and time.monotonic() - started > CONVERT_AFTER_S:
+            raise bg.StillInstalling(f"the {entry.group} group is installed; run the same command again to convert "
+                                     f"the {label} model (this call has used its time installing)")
+        importlib.invalidate_caches()  # the distributions just installed must be found
         try:
             return importlib.import_module(entry.module)
         except ImportError as exc:
             missing = exc.name or str(exc)
     raise StageError(
         f"converting {label} models needs the {entry.group} packages ({', '.join(entry.packages)}); "
-        f"{missing} is not installed here. Through bin/deploy-model they install on first use; "
-        f"in your own environment run: pip install {' '.join(entry.packages)}"
+        f"{missing} is not installed here. Through bin/deploy-model they install on first use "
+        f"(`deploy-model install {entry.group}`); in your own environment run: pip install {' '.join(entry.packages)}"
     )
