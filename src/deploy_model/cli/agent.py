@@ -36,6 +36,7 @@ def models_cmd(
     """List the model files of a project (.onnx first; other formats inspect refuses with how to export).
 
     Skips .git, virtualenvs, node_modules and deploy/. At most 200 paths, relative to --root.
+    With MLFLOW_TRACKING_URI set, also the registered models (`registry`: models:/NAME/LATEST).
     """
     from deploy_model.model.request import run_models
 

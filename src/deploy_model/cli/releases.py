@@ -30,7 +30,7 @@ from deploy_model.common.errors import StageError
 
 @app.command("deploy", epilog=EXIT_CODES)
 def deploy_cmd(
-    model: Path = typer.Argument(..., help="Model file (.onnx)."),
+    model: Path = typer.Argument(..., help="Model file, a name to look up, or a models:/NAME/VERSION or runs:/ID/PATH URI."),
     answers: Path | None = typer.Option(None, "--answers", "-a", help="answers.yaml (see `plan --help`)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Deployment directory [default: deploy/<model-name>]."),
     concurrency: str = typer.Option("1,4,16", "--concurrency", help="Load-test levels (see `loadtest --help`)."),
@@ -74,6 +74,9 @@ def deploy_cmd(
         levels = parse_levels(concurrency)
     except StageError as exc:
         raise typer.BadParameter(exc.message, param_hint="--concurrency") from None
+    from deploy_model.model.convert.mlflow_registry import uri_deployment_name
+
+    model = model_argument(model, "deploy", as_json)  # a name is looked up; a models:/ or runs:/ URI kept
     version = None
     if release_of is not None:
         if out is not None or previous is not None:
@@ -88,7 +91,8 @@ def deploy_cmd(
         out, previous, version = target.out, target.previous, target.version
         _say(f"deploy: release {version} of {release_of} in {out}, planned against "
              f"{previous if previous is not None else 'no earlier release'} ({target.why})")
-    directory = out or Path("deploy") / deployment_name(model)
+    directory = out or Path("deploy") / (uri_deployment_name(str(model)) if str(model).startswith(("models:/", "runs:/"))
+                                         else deployment_name(model))
     try:
         lock = hold(directory, "deploy", force)  # one writer per --out; the user's files kept unless --force
     except (StageError, OSError) as caught:  # an unwritable --out is a refusal, not an internal error

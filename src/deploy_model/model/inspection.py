@@ -219,15 +219,19 @@ def run_inspect(
     print(f"inspect: profiling {model_path} ...", file=sys.stderr)
     dim_values = dict(dims) if isinstance(dims, dict) else parse_dims(dims or [])
     from deploy_model.model.convert.conversion import ConvertOptions
+    from deploy_model.model.convert.mlflow_registry import fetch_for_stage, record_registry
     from deploy_model.model.convert.stage import ensure_onnx
 
-    # A non-ONNX model is converted (parity proved) first; the profile records how.
+    # An MLflow URI is downloaded first; a non-ONNX model is converted (parity proved); the profile records how.
+    model_path, registry = fetch_for_stage(model_path, out_dir, dry_run)
     model_path, conversion = ensure_onnx(model_path, out_dir, dry_run, ConvertOptions(sample=sample))
     profile = profile_model(
         model_path, runs=runs, large_batch=large_batch, time_budget_s=time_budget_s, sample=sample, dims=dim_values
     )
     if conversion is not None:
         profile["conversion"] = conversion
+    if registry is not None:
+        record_registry(profile, conversion, registry, dry_run)
     directory = out_dir or Path("deploy") / profile["model"]["name"]
     out = directory / PROFILE_FILE
     wrote = []

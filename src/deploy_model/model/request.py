@@ -53,9 +53,11 @@ def split_request(text: str, cwd: Path | None = None) -> tuple[str | None, str]:
 
 def resolve_model_argument(model: Path) -> Path:
     """inspect's MODEL: `@FILE` reads the user's request from FILE; `~` is expanded either way."""
+    from deploy_model.model.convert.model_names import is_plain_name, resolve_name
+
     raw = str(model)
-    if not raw.startswith("@"):
-        return _expand(raw)
+    if not raw.startswith("@"):  # a name ("churn"), not a path: looked up among model files and the registry
+        return Path(resolve_name(raw, find_models(Path.cwd()))[0]) if is_plain_name(raw, MODEL_SUFFIXES) else _expand(raw)
     source = Path(raw[1:])
     try:
         text = source.read_text(encoding="utf-8", errors="replace")
@@ -63,6 +65,8 @@ def resolve_model_argument(model: Path) -> Path:
         raise StageError(f"cannot read the request file {source}: {exc.strerror}; expected the text typed after "
                          "/deploy-model, written there with the Write tool") from None
     path, rest = split_request(text)
+    if path is not None and is_plain_name(path, MODEL_SUFFIXES):
+        return Path(resolve_name(text, find_models(Path.cwd()))[0])
     if path is None:
         found = find_models(Path.cwd())
         listing = ", ".join(found[:10]) if found else "none found under this directory"
@@ -91,6 +95,10 @@ def run_models(root: Path) -> dict[str, Any]:
         raise StageError(f"--root {root} is not a directory")
     found = find_models(root)
     onnx = [p for p in found if p.lower().endswith(".onnx")]
+    from deploy_model.model.convert.model_names import registry_candidates
+
+    registered, searched = registry_candidates()  # MLFLOW_TRACKING_URI set: its registered models too
     return {"stage": "models", "ok": True, "root": str(root), "models": found,
-            "summary": {"onnx": onnx or "none", "other formats (inspect says how to export them)":
-                        [p for p in found if p not in onnx] or "none"}}
+            "registry": [c.location for c in registered],
+            "summary": {"onnx": onnx or "none", "other formats (inspect/deploy convert them)":
+                        [p for p in found if p not in onnx] or "none", "MLflow registry": searched}}

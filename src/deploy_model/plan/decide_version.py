@@ -61,4 +61,4 @@ def decide_version(log: DecisionLog, answers: Answers, model: dict[str, Any], st
             f"the model's metadata says {metadata}, {said}, but the bytes differ (stable sha256 "
             f"{sha_prefix(stable.sha256)}, candidate sha256 {sha_prefix(sha)}) -> {version} (<version>-<sha256[:12]>) "
             "so the two never share an image tag; set model_version metadata or answer version to choose it"))
-    return log.decide("version", metadata, "from the model's metadata (model_version; 1 when it has none)")
+    return log.decide("version", metadata, "from " + model.get("version_from", "the model's metadata (model_version; 1 when it has none)"))
