@@ -194,5 +194,6 @@ def test_deploy_of_a_keras_model_reaches_a_report(tmp_path: Path) -> None:
     assert "failed_stage" not in record, done.stderr[-3000:]
     assert record["outcome"] in ("GO", "NO-GO") and done.returncode == (0 if record["outcome"] == "GO" else 1)
     report = (out / "DEPLOYMENT.md").read_text()
-    assert "Keras -> ONNX opset 17 (tf2onnx" in report
+    outcome_line = next((line for line in report.splitlines() if line.startswith("**Outcome")), "no outcome line")
+    assert "Keras -> ONNX opset 17 (tf2onnx" in report, (outcome_line, done.stderr[-2000:])
     assert (out / "converted" / "tiny.onnx").is_file()
