@@ -2,13 +2,12 @@
 
 Two sklearn classifiers of different strength, trained here on a seeded data set and converted
 with skl2onnx, are served by two servers; the test's own client splits the traffic at a fixed,
-seeded ratio (it is the router), writes one payload record per request in the server's payload
-log schema (onnxserve.payload/v1: id, model_name, model_version, track, status, received,
-answered, outputs) from the real responses, and a labels file from the data set's truth.
-(The records are written by the client because the server's own payload logging was not yet
-committed when this test was written.) `experiment analyze` must find the better model; the
-A/A run (one model behind both servers; each row's real answers recorded once from both, then
-200 seeded splits of them) must not declare a winner in more than alpha of the splits.
+seeded ratio (it is the router); each server logs every request itself (`--track`,
+`--payload-log-sink DIR`, sampling 1: onnxserve.payload/v1 records with id, model name and
+version, track, status, times, outputs), and a labels file comes from the data set's truth.
+`experiment analyze` on the servers' own logs must find the better model; the A/A run (one model
+behind both servers; each row's logged answers from both, then 200 seeded splits of them) must
+not declare a winner in more than alpha of the splits.
 """
 
 from __future__ import annotations
@@ -67,14 +66,27 @@ def _free_port() -> int:
 class Server:
     """One `python -m onnxserve` subprocess on loopback, stopped by its own PID."""
 
-    def __init__(self, model: Path, log: Path, version: str) -> None:
+    def __init__(self, model: Path, log: Path, version: str, track: str) -> None:
         self.name, self.input = "classifier", ""
         self.url = f"http://127.0.0.1:{_free_port()}"
         self._log = open(log, "wb")
         self.log_path = log
+        self.payloads = log.with_suffix(".payloads")  # the server's own payload log (file sink, every request)
         self.proc = subprocess.Popen([sys.executable, "-m", "onnxserve", "--model", str(model),
-                                      "--port", self.url.rsplit(":", 1)[1],
+                                      "--port", self.url.rsplit(":", 1)[1], "--track", track,
+                                      "--payload-log-sink", str(self.payloads), "--payload-log-sampling", "1",
                                       "--model-name", self.name, "--model-version", version], stdout=self._log, stderr=subprocess.STDOUT)
+
+    def logged(self, count: int, timeout: float = 60.0) -> list[dict]:
+        """The records the server wrote, once all `count` are there (its writer thread runs behind the answers)."""
+        deadline = time.monotonic() + timeout  # a hang guard, not a timing assertion
+        while True:
+            lines = [ln for f in sorted(self.payloads.glob("*.jsonl")) for ln in f.read_text().splitlines() if ln.strip()]
+            if len(lines) >= count or time.monotonic() > deadline:
+                records = [json.loads(ln) for ln in lines]
+                assert len(records) == count, f"{self.payloads}: {len(records)} records, expected {count}"
+                return records
+            time.sleep(0.1)
 
     def wait_ready(self, timeout: float = 60.0) -> Server:
         # A hang guard, not a timing assertion: a busy machine may take long to start Python.
@@ -105,8 +117,8 @@ class Server:
 def serve(tmp_path: Path) -> Iterator:
     started: list[Server] = []
 
-    def start(model: Path, version: str) -> Server:
-        server = Server(model, tmp_path / f"server-{len(started)}.log", version)
+    def start(model: Path, version: str, track: str) -> Server:
+        server = Server(model, tmp_path / f"server-{len(started)}.log", version, track)
         started.append(server)
         return server
 
@@ -115,18 +127,13 @@ def serve(tmp_path: Path) -> Iterator:
         server.stop()
 
 
-def infer(client: httpx.Client, server: Server, row: np.ndarray, request_id: str, track: str) -> dict:
-    """One V2 request; the payload record the server's log would hold for it."""
-    received = time.time()
+def infer(client: httpx.Client, server: Server, row: np.ndarray, request_id: str) -> int:
+    """One V2 request (the server logs it); its HTTP status."""
     response = client.post(f"{server.url}/v2/models/{server.name}/infer", json={
         "id": request_id, "inputs": [{"name": server.input, "datatype": "FP32", "shape": [1, FEATURES],
                                       "data": row.tolist()}]})
-    answered = time.time()
-    body = response.json()
-    return {"schema": "onnxserve.payload/v1", "id": body.get("id", request_id), "model_name": body.get("model_name"),
-            "model_version": body.get("model_version"), "track": track, "endpoint": "infer",
-            "status": response.status_code, "received": received, "answered": answered,
-            "outputs": body.get("outputs")}
+    assert response.json().get("id") == request_id, "the response echoes the id the log records"
+    return response.status_code
 
 
 def _metadata(server: Server) -> None:
@@ -148,20 +155,20 @@ def true_accuracy(model: Path, x: np.ndarray, y: np.ndarray) -> float:
 
 def test_analyze_finds_the_better_model_on_real_servers(data_and_models, serve, tmp_path: Path, capsys) -> None:
     x, y, models = data_and_models
-    a, b = serve(models["weak"], "1").wait_ready(), serve(models["strong"], "2").wait_ready()
+    a, b = serve(models["weak"], "1", "stable").wait_ready(), serve(models["strong"], "2", "canary").wait_ready()
     for server in (a, b):
         _metadata(server)
     rows, to_b = route(seed=1, count=REQUESTS, rows=len(x))
-    records, labels = [], []
+    statuses, labels = [], []
     with httpx.Client(timeout=30) as client:
         for i, (row, goes_b) in enumerate(zip(rows, to_b, strict=True)):
             rid = f"req-{i:05d}"
-            records.append(infer(client, b if goes_b else a, x[row], rid, "canary" if goes_b else "stable"))
+            statuses.append(infer(client, b if goes_b else a, x[row], rid))
             if i % 10 != 9:  # a tenth of the truth never arrives
                 labels.append({"request_id": rid, "label": int(y[row])})
-    assert all(r["status"] == 200 for r in records), [r for r in records if r["status"] != 200][:1]
-    log = tmp_path / "payloads.jsonl"
-    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert set(statuses) == {200}
+    logged = a.logged(int((~to_b).sum())) + b.logged(int(to_b.sum()))
+    assert {r["track"] for r in logged} == {"stable", "canary"} and all(r["status"] == 200 for r in logged)
     with (tmp_path / "labels.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, ["request_id", "label"])
         writer.writeheader()
@@ -169,7 +176,7 @@ def test_analyze_finds_the_better_model_on_real_servers(data_and_models, serve, 
     out = tmp_path / "deploy"
     out.mkdir()
 
-    code = main(["experiment", "analyze", "--payloads", str(log), "--labels", str(tmp_path / "labels.csv"),
+    code = main(["experiment", "analyze", "--payloads", str(a.payloads), "--payloads", str(b.payloads), "--labels", str(tmp_path / "labels.csv"),
                  "--metric", "accuracy", "--mde", "0.05", "--out", str(out), "--json"])
     result = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -191,15 +198,16 @@ def test_analyze_finds_the_better_model_on_real_servers(data_and_models, serve, 
 
 def test_a_a_runs_declare_no_winner_beyond_alpha(data_and_models, serve) -> None:
     x, _y, models = data_and_models
-    servers = [serve(models["strong"], "1").wait_ready(), serve(models["strong"], "1").wait_ready()]
+    servers = [serve(models["strong"], "1", "stable").wait_ready(), serve(models["strong"], "1", "canary").wait_ready()]
     for server in servers:
         _metadata(server)
     pool = 300
-    answers: list[list[dict]] = [[], []]
     with httpx.Client(timeout=30) as client:
         for row in range(pool):
-            for k, server in enumerate(servers):
-                answers[k].append(infer(client, server, x[row], f"row-{row}", ("stable", "canary")[k]))
+            for server in servers:
+                assert infer(client, server, x[row], f"row-{row}") == 200
+    by_id = [{r["id"]: r for r in server.logged(pool)} for server in servers]
+    answers = [[logs[f"row-{row}"] for row in range(pool)] for logs in by_id]
     # One model behind both: the same answer for every row, from two real processes.
     assert [r["outputs"] for r in answers[0]] == [r["outputs"] for r in answers[1]]
     labels_of_rows = {f"row-{row}": int(_y[row]) for row in range(pool)}
