@@ -111,13 +111,24 @@ def _rollout_stage(verb: str, as_json: bool, work: Any) -> None:
     run_stage(f"rollout {verb}", as_json, guarded)
 
 
+PayloadsOpt = typer.Option(None, "--payloads", help="Payload log (a JSON Lines file or a folder; repeatable): the "
+                           "statistical judgement reads each request's latency and status there instead of Prometheus.")
+
+
 @rollout_app.command("status", epilog=EXIT_CODES)
 def rollout_status_cmd(out: Path = OutOpt, kubeconfig: Path | None = KubeconfigOpt, context: str | None = ContextOpt,
-                       as_json: bool = JsonOpt) -> None:
-    """The release state kept in the cluster, the live weights and the canary Deployment's state."""
+                       prometheus: str | None = typer.Option(None, "--prometheus", help="Prometheus base URL: adds the "
+                                                             "statistical judgement of the current step."),
+                       payloads: list[Path] | None = PayloadsOpt, as_json: bool = JsonOpt) -> None:
+    """The release state kept in the cluster, the live weights and the canary Deployment's state.
+
+    With --prometheus (or --payloads), also the statistical canary judgement of the current step
+    (`statistical`: Mann-Whitney on latency, two proportions on errors, with p-values), as
+    `rollout advance` reports it.
+    """
     from deploy_model.cluster.rollout import run_status
 
-    _rollout_stage("status", as_json, lambda: run_status(out, kubeconfig, context))
+    _rollout_stage("status", as_json, lambda: run_status(out, kubeconfig, context, prometheus, payloads))
 
 
 ADVANCE_EXIT_CODES = (
@@ -139,6 +150,10 @@ def rollout_advance_cmd(
     interval: float = typer.Option(30.0, "--interval", min=0.1, help="--watch: seconds between checks."),
     timeout: float = typer.Option(4 * 3600.0, "--timeout", min=1, help="--watch: give up (exit 4, state kept) after this many seconds."),
     max_hold: float | None = typer.Option(None, "--max-hold", min=0, help="--watch: seconds without a verdict (too little traffic, no data) before a person decides [default: the window]."),
+    statistical_gate: bool = typer.Option(False, "--statistical-gate", help="Let the statistical judgement block "
+                                          "promotion: a canary it finds worse at the end of a step's window is rolled "
+                                          "back [default: report-only]."),
+    payloads: list[Path] | None = PayloadsOpt,
     kubeconfig: Path | None = KubeconfigOpt,
     context: str | None = ContextOpt,
     as_json: bool = JsonOpt,
@@ -151,6 +166,11 @@ def rollout_advance_cmd(
     stable, p95 against stable and the SLA); moves to the next weight only when every gate passed
     at every point of the window with enough traffic; holds on no data or too little traffic;
     rolls back by itself on a failed gate (weight 0, canary scaled to 0), naming gate and value.
+    Beside the gates, a statistical judgement of canary against stable since the step began
+    (`statistical` in --json): Mann-Whitney U on latency (from the histogram's buckets per
+    track, the requests of a bucket being ties; or each request's latency with --payloads) and a
+    two-proportion z-test on errors, with p-values, each at alpha/2. Report-only unless
+    --statistical-gate, which rolls back a canary it finds worse where the step would pass.
     After the last step: says to promote. The canary's replicas and HPA floor follow its weight:
     at w% at least w% of stable's floor (rounded up), at 100% stable's whole floor.
     """
@@ -166,7 +186,7 @@ def rollout_advance_cmd(
             raise StageError("no Prometheus to judge the gates: pass --prometheus URL")
         return run_advance(out, url, kubeconfig, context, dry_run=dry_run, watch=watch, window_s=window,
                            rate_window=rate_window, resolution_s=resolution, interval_s=interval, timeout_s=timeout,
-                           max_hold_s=max_hold)
+                           max_hold_s=max_hold, statistical_gate=statistical_gate, payloads=payloads)
 
     _rollout_stage("advance", as_json, work)
 

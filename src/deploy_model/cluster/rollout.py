@@ -43,6 +43,8 @@ from deploy_model.cluster.rollout_advance import advance_once
 from deploy_model.cluster.rollout_finish import promote, rollback
 from deploy_model.cluster.rollout_result import describe_state, verb_result
 from deploy_model.cluster.splitters import live_weight
+from deploy_model.cluster.statistical import StatisticalJudge
+from deploy_model.cluster.statistical import line as stat_line
 from deploy_model.common.errors import StageError
 
 
@@ -92,16 +94,22 @@ def _outcome(result: dict[str, Any]) -> dict[str, Any]:
 def run_advance(out: Path, prometheus: str, kubeconfig: Path | None = None, context: str | None = None,
                 dry_run: bool = False, watch: bool = False, window_s: float | None = None, rate_window: str | None = None,
                 resolution_s: float = 15.0, interval_s: float = 30.0, timeout_s: float = 3600.0,
-                max_hold_s: float | None = None) -> dict[str, Any]:
+                max_hold_s: float | None = None, statistical_gate: bool = False,
+                payloads: list[Path] | None = None) -> dict[str, Any]:
     kube = _client(kubeconfig, context)
     rel = _guard(lambda: load_release(out, kube, window_s, rate_window))
     prom = Prometheus(prometheus)
+    judge = StatisticalJudge(prometheus, rel.gates, payloads, statistical_gate)
     start = time.monotonic()
     hold_since: float | None = None
     last_line = ""
     while True:
-        result = _outcome(_guard(lambda: advance_once(kube, prom, rel, dry_run, resolution_s)))
+        judge.last = None
+        result = _outcome(_guard(lambda: advance_once(kube, prom, rel, dry_run, resolution_s, judge)))
+        _statistical(result, judge.last)
         line = f"rollout: {result['action']}: {result['message']}"
+        if judge.last is not None:
+            line += f"\nrollout: statistical judgement: {stat_line(judge.last)}"
         if line != last_line or not watch:
             _say(line)
             last_line = line
@@ -132,7 +140,16 @@ def run_advance(out: Path, prometheus: str, kubeconfig: Path | None = None, cont
         time.sleep(interval_s)
 
 
-def run_status(out: Path, kubeconfig: Path | None = None, context: str | None = None) -> dict[str, Any]:
+def _statistical(result: dict[str, Any], judged: dict[str, Any] | None) -> None:
+    """The statistical judgement into a verb's result: `statistical` and a summary line."""
+    if judged is not None:
+        result["statistical"] = judged
+        result["summary"]["statistical"] = stat_line(judged)
+
+
+def run_status(out: Path, kubeconfig: Path | None = None, context: str | None = None,
+               prometheus: str | None = None, payloads: list[Path] | None = None) -> dict[str, Any]:
+    """With a Prometheus URL or payload logs, also the statistical judgement of the current step."""
     kube = _client(kubeconfig, context)
 
     def work() -> dict[str, Any]:
@@ -147,6 +164,8 @@ def run_status(out: Path, kubeconfig: Path | None = None, context: str | None = 
         result["live_weights"] = weights
         result["canary"] = {"deployment": rel.canary_workload, "available": ok, "state": phrase, "replicas": replicas}
         result["summary"].update({"live_weights": weights, "canary": phrase})
+        if (prometheus or payloads) and state["phase"] == "progressing":
+            _statistical(result, StatisticalJudge(prometheus, rel.gates, payloads).judge(float(state["step_started"])))
         if rel.experiment is not None:  # n per arm so far comes from the payload log: experiment status reads it
             result["experiment"] = rel.experiment
             result["summary"]["experiment"] = (f"{rel.experiment['split']}, {rel.experiment['metric']}, n per arm "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 from deploy_model.cluster.canary import canary_name, canary_scale, follow_weight
@@ -15,7 +16,9 @@ from deploy_model.cluster.rollout_result import verb_result
 from deploy_model.cluster.splitters import live_weight
 
 
-def advance_once(kube: Kube, prom: Prometheus, rel: Release, dry_run: bool, resolution_s: float) -> dict[str, Any]:
+def advance_once(kube: Kube, prom: Prometheus, rel: Release, dry_run: bool, resolution_s: float,
+                 second_opinion: Callable[[Verdict, float], Verdict] | None = None) -> dict[str, Any]:
+    """`second_opinion` (the statistical judgement) sees the gates' verdict and may turn it."""
     live, state = current(kube, rel)
     phase = state["phase"]
     if phase == "rolled-back":
@@ -40,6 +43,8 @@ def advance_once(kube: Kube, prom: Prometheus, rel: Release, dry_run: bool, reso
                                f"({phrase}): no traffic moves to it", True, dry_run)
         return _step(kube, rel, live, state, 0, f"canary {canary_name(rel)} available ({phrase})", dry_run)
     prom_verdict = evaluate(prom, rel.gates, float(state["step_started"]), rel.window_s, resolution_s)
+    if second_opinion is not None:
+        prom_verdict = second_opinion(prom_verdict, float(state["step_started"]))
     check = {"at": iso(time.time()), **prom_verdict.as_dict()}
     if prom_verdict.action == "fail":
         reason = f"{prom_verdict.reason} at {state['weight']}%"
