@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,8 +27,16 @@ def model_identity(model: Path) -> dict[str, str]:
     """The sha256 and metadata version of the model, as inspect records them (model-profile.json's `model`)."""
     import onnx
 
-    if not model.is_file():
-        raise StageError(f"model {model} not found: expected the .onnx file of the new release")
+    if not model.exists():
+        raise StageError(f"model {model} not found: expected the model file of the new release")
+    from deploy_model.model.formats import detect_format
+
+    if not detect_format(model).is_onnx:
+        # A model inspect converts first: its identity is its own bytes until the conversion exists
+        # (the converted ONNX carries no version of its own: "1", as inspect records it).
+        return {"sha256": _source_sha256(model), "version": "1"}
+    if model.is_dir():
+        model = next(model.glob("*.onnx"))
     try:
         proto = onnx.load(str(model), load_external_data=False)
     except Exception as exc:  # a corrupt file: inspect would refuse it too, with the same reason
@@ -35,6 +44,16 @@ def model_identity(model: Path) -> dict[str, str]:
     props = {p.key: p.value for p in proto.metadata_props}
     # The same rule as model.inspection._model_entry: the version the plan starts from.
     return {"sha256": sha256_file(model), "version": props.get("model_version") or str(proto.model_version or "1")}
+
+
+def _source_sha256(model: Path) -> str:
+    """sha256 of a model file, or of a model directory's files (names and bytes, in name order)."""
+    if model.is_file():
+        return sha256_file(model)
+    digest = hashlib.sha256()
+    for path in sorted(p for p in model.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(model).as_posix().encode() + b"\0" + sha256_file(path).encode())
+    return digest.hexdigest()
 
 
 def next_release(model: Path, answers_file: Path | None, root: Path) -> ReleaseTarget:
