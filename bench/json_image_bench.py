@@ -118,7 +118,8 @@ def main() -> int:
             # Alternate the order, so no contestant always runs right after the same other one.
             for contestant in contestants if rnd % 2 == 0 else contestants[::-1]:
                 for conc in CONCURRENCY:
-                    r = run_wrk(servers[contestant][1], conc, args.duration, body, lua)
+                    proc, url, _ = servers[contestant]
+                    r = run_wrk(url, conc, args.duration, body, lua, proc.pid)
                     print(f"round {rnd} {contestant} c={conc}: {r}", flush=True)
                     if r["errors"]:
                         raise RuntimeError(f"{contestant}: {r['errors']} errors at c={conc}")
@@ -131,6 +132,14 @@ def main() -> int:
     infer = inference_ms(model)
     per_ratio = {c: ratios(rounds, c) for c in contestants if c != "floor-parse"}
     p50 = {c: [got[c][1]["p50_ms"] for got in rounds] for c in contestants}
+    # Server CPU per request at c=16 against the product's (> 1: the product spends less).
+    cpu = {
+        c: [
+            got[c][16]["cpu_ms_per_req"] / got["onnxserve-json"][16]["cpu_ms_per_req"]
+            for got in rounds
+        ]
+        for c in contestants
+    }
     # The p50 target per round: the product's c=1 p50 against the floor's plus the model's.
     p50_margin = [
         got["onnxserve-json"][1]["p50_ms"] - got["floor-parse"][1]["p50_ms"] - infer
@@ -145,15 +154,19 @@ def main() -> int:
         "rounds": rounds,
         "throughput_ratio_vs_floor": per_ratio,
         "p50_c1_ms": p50,
+        "cpu_per_request_vs_product_c16": cpu,
         "p50_margin_ms": p50_margin,
     }
     (args.out / "json_image_bench.json").write_text(json.dumps(report, indent=2))
     print(f"\nbody {report['body_bytes']} bytes; load average {[round(x, 1) for x in loads]}")
-    print("| contestant | / floor-parse req/s, median (range) | c=1 p50 ms, median (range) |")
-    print("|---|---|---|")
+    print(
+        "| contestant | / floor-parse req/s, median (range) | c=1 p50 ms, median (range) "
+        "| server CPU per request / the product's, c=16 |"
+    )
+    print("|---|---|---|---|")
     for c in contestants:
         ratio = spread(per_ratio[c]) if c in per_ratio else "1"
-        print(f"| {c} | {ratio} | {spread(p50[c])} |")
+        print(f"| {c} | {ratio} | {spread(p50[c])} | {spread(cpu[c])} |")
     if args.triton:
         print(
             f"\nonnxserve-json / triton-json: {spread(ratios(rounds, 'onnxserve-json', 'triton-json'))}"

@@ -186,13 +186,45 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(url: str, conc: int, duration: float, body: tuple[Path, str, str], lua: Path) -> dict:
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of ``pid`` and every process below it."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        child = int(stat.parent.name)
+        parents[child] = int(fields[1])
+        ticks[child] = int(fields[11]) + int(fields[12])  # utime, stime
+    tree, todo = set(), [pid]
+    while todo:
+        at = todo.pop()
+        tree.add(at)
+        todo += [c for c, parent in parents.items() if parent == at and c not in tree]
+    return sum(ticks.get(p, 0) for p in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    url: str,
+    conc: int,
+    duration: float,
+    body: tuple[Path, str, str],
+    lua: Path,
+    pid: int | None = None,
+) -> dict:
+    """One measured point after 1 s of warm-up. With ``pid``, also the CPU time the server's
+    process tree spent per request (``cpu_ms_per_req``): unlike req/s, it hardly moves with
+    other work on a shared machine, and a multi-threaded server gains nothing from it."""
     env = dict(os.environ, BENCH_BODY=str(body[0]), BENCH_CTYPE=body[1], BENCH_HLEN=body[2])
     base = ["wrk", "-t1", f"-c{conc}", "--latency", "--timeout", "10s", "-s", str(lua)]
     subprocess.run([*base, "-d1s", url], env=env, capture_output=True, check=True)  # warm-up
+    cpu = tree_cpu_s(pid) if pid is not None else 0.0
     out = subprocess.run(
         [*base, f"-d{duration:g}s", url], env=env, capture_output=True, text=True, check=True
     ).stdout
+    cpu = tree_cpu_s(pid) - cpu if pid is not None else 0.0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     lat = {p: _ms(v) for p, v in re.findall(r"^\s+(50|90|99)%\s+(\S+)", out, re.M)}
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -200,13 +232,17 @@ def run_wrk(url: str, conc: int, duration: float, body: tuple[Path, str, str], l
     errors = (int(non2xx.group(1)) if non2xx else 0) + (
         sum(int(g) for g in sock.groups()) if sock else 0
     )
-    return {
+    done = int(re.search(r"(\d+) requests in", out).group(1))
+    point = {
         "rps": rps,
         "p50_ms": lat.get("50"),
         "p90_ms": lat.get("90"),
         "p99_ms": lat.get("99"),
         "errors": errors,
     }
+    if pid is not None and done:
+        point["cpu_ms_per_req"] = cpu * 1000 / done
+    return point
 
 
 def raw_ceiling(model: Path, shape: tuple[int, ...], seconds: float = 1.5) -> list[dict]:

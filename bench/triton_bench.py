@@ -7,7 +7,9 @@ Contestants (each its own process on 127.0.0.1, driven by ``wrk -t1``): ``onnxse
 at once, idle but for the one being measured; each round measures every contestant once. A
 round's ratio is onnxserve's best throughput over the concurrencies divided by Triton's, same
 body encoding, so load from other work on the machine hits both sides of a ratio alike. Prints
-the median ratio and its range over the rounds, and the median c=1 p50s.
+the median ratio and its range over the rounds, the same for the server CPU time per request
+(all threads and processes of each server: Triton's front end, its Python backend stub and the
+PyTriton proxy count), and the median c=1 p50s.
 
     .venv/bin/python bench/triton_bench.py [--duration 2] [--repeat 6] [--out bench/results]
 """
@@ -47,7 +49,7 @@ def measure(args: argparse.Namespace, model: str, path: Path, out: Path, lua: Pa
     rounds = []
     # All four stay up for the model's rounds (idle while the others are measured): a round is
     # only its measured points, so many rounds fit and each ratio pairs points close in time.
-    servers: dict[str, str] = {}
+    servers: dict[str, tuple[str, int]] = {}
     procs = []
     try:
         for contestant in contestants:
@@ -57,14 +59,15 @@ def measure(args: argparse.Namespace, model: str, path: Path, out: Path, lua: Pa
             proc, url, _ = start(contestant, path, free_port(), log, ("--intra-op-threads", "1"))
             procs.append(proc)
             check_once(url, *files[contestant])
-            servers[contestant] = url
+            servers[contestant] = url, proc.pid
         for rnd in range(args.repeat):
             # Alternate who goes first, so neither side always follows the same other one.
             order = contestants if rnd % 2 == 0 else contestants[::-1]
             got: dict[str, dict[int, dict]] = {}
             for contestant in order:
                 for conc in CONCURRENCY:
-                    r = run_wrk(servers[contestant], conc, args.duration, files[contestant], lua)
+                    url, pid = servers[contestant]
+                    r = run_wrk(url, conc, args.duration, files[contestant], lua, pid)
                     print(f"[{model}] round {rnd} {contestant} c={conc}: {r}", flush=True)
                     got.setdefault(contestant, {})[conc] = r
             rounds.append(got)
@@ -81,8 +84,11 @@ def summarise(rounds: list) -> dict:
     for ours, theirs in PAIRS:
         if ours not in rounds[0]:
             continue
-        ratios, p50 = [], {ours: [], theirs: []}
+        ratios, cpu, p50 = [], [], {ours: [], theirs: []}
         for got in rounds:
+            # Server CPU per request at c=16 (batching at work), Triton's over onnxserve's: what
+            # each would serve per core on a machine of its own.
+            cpu.append(got[theirs][16]["cpu_ms_per_req"] / got[ours][16]["cpu_ms_per_req"])
             top = {
                 c: max(r["rps"] for r in got[c].values() if r["errors"] == 0)
                 for c in (ours, theirs)
@@ -93,9 +99,15 @@ def summarise(rounds: list) -> dict:
         out[ours.split("-")[1]] = {
             "ratios": ratios,
             "ratio_median": statistics.median(ratios),
+            "cpu_ratios_c16": cpu,
+            "cpu_ratio_median": statistics.median(cpu),
             "p50_c1_ms": {c: statistics.median(v) for c, v in p50.items()},
         }
     return out
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f}x ({min(values):.2f}-{max(values):.2f})"
 
 
 def main() -> int:
@@ -128,17 +140,17 @@ def main() -> int:
         report["models"][model] = {"rounds": rounds, "summary": summarise(rounds)}
     report["load_average"] = loads
     (out / "triton_bench.json").write_text(json.dumps(report, indent=2))
-    print(f"\nload average {loads}")
+    print(f"\nload average {[round(x, 1) for x in loads]}")
     print(
-        "| model | bodies | onnxserve / Triton req/s: median (range) | c=1 p50 ms onnxserve | Triton |"
+        "| model | bodies | onnxserve / Triton req/s | Triton / onnxserve server CPU per "
+        "request, c=16 | c=1 p50 ms onnxserve | Triton |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for model, entry in report["models"].items():
         for enc, s in entry["summary"].items():
-            lo, hi = min(s["ratios"]), max(s["ratios"])
             p50 = list(s["p50_c1_ms"].values())
             print(
-                f"| {model} | {enc} | {s['ratio_median']:.2f}x ({lo:.2f}-{hi:.2f}) "
+                f"| {model} | {enc} | {_spread(s['ratios'])} | {_spread(s['cpu_ratios_c16'])} "
                 f"| {p50[0]:.2f} | {p50[1]:.2f} |"
             )
     return 0
