@@ -48,7 +48,8 @@ def plugins_cmd(
 
 @app.command("inspect", epilog=EXIT_CODES)
 def inspect_cmd(
-    model: Path = typer.Argument(..., help="Model file (.onnx; other formats are recognised and refused with how to convert)."),
+    model: Path = typer.Argument(..., help="Model file (.onnx; other formats are converted), a name to look up, or a "
+                                 "models:/NAME/VERSION or runs:/ID/PATH URI (MLFLOW_TRACKING_URI)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Deployment directory [default: deploy/<model-name>]."),
     runs: int = typer.Option(50, "--runs", min=1, max=10000, help="Timed runs per batch size."),
     large_batch: int = typer.Option(32, "--batch", min=1, max=4096, help="Larger batch size timed when the batch dim is dynamic."),
