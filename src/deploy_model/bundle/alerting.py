@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from deploy_model.bundle.drift_alerts import drift_rules, drift_tests
+from deploy_model.bundle.feedback_alerts import feedback_rules, feedback_tests
 from deploy_model.bundle.payload_alerts import payload_rules, payload_tests
 from deploy_model.bundle.worker_alerts import worker_rules, worker_tests
 from deploy_model.plan.spec import DeploymentSpec, ServingPattern
@@ -95,7 +96,7 @@ def realtime_rules(spec: DeploymentSpec) -> list[dict[str, Any]]:
     if s.scaling.scale_to_zero:
         # Scaled to zero, no pod exports anything: silence is the idle state, not an outage.
         rules = [r for r in rules if r["alert"] != "ModelNoTraffic"]
-    return rules + payload_rules(s) + drift_rules(s)
+    return rules + payload_rules(s) + drift_rules(s) + feedback_rules(s)
 
 
 def job_rules(spec: DeploymentSpec) -> list[dict[str, Any]]:
@@ -194,4 +195,6 @@ def tests(spec: DeploymentSpec) -> list[dict[str, Any]]:
         cases += payload_tests(spec)
     if "ModelPredictionDriftHigh" in by_name:
         cases += drift_tests(spec)
+    if "ModelOnlineAccuracyLow" in by_name:
+        cases += feedback_tests(spec)
     return cases

@@ -222,6 +222,9 @@ def build_examples(spec: Any, profile: dict[str, Any], directory: Path, shown_di
                 f"{post} \\\n  {header} \\\n  {sh('-d', f'@{request_path}')}")
         predict_curl = None
     outputs = [str(t["name"]) for t in profile["outputs"]]
+    feedback = {"id": "<the answer's X-Request-Id>", "label": 1}  # ground truth (onnxserve feedback.py)
+    feedback_curl = (f"{sh('curl', '-s', '-X', 'POST', f'{url}/v2/models/{name}/feedback')} {header} \\\n"
+                     f"  {sh('-d', json.dumps(feedback))}")
     # The examples go through `kubectl port-forward ... 8000:<port>`, so 8000 whatever the container port.
     return {
         "source": source,
@@ -236,4 +239,5 @@ def build_examples(spec: Any, profile: dict[str, Any], directory: Path, shown_di
         "body": body,
         "inline": inline,
         "infer_path": path,
+        "feedback_curl": feedback_curl,
     }
