@@ -358,8 +358,7 @@ class Monitoring(Strict):
     drift_psi_watch: float = 0.1
     drift_psi_act: float = 0.2
     drift_reference: str | None = None  # the training data's reference file; render ships it (bundle/drift_bundle.py)
-    # ModelOnlineAccuracyLow fires below this share of right answers over an hour of feedback.
-    min_online_accuracy: float = Field(0.9, gt=0, le=1)
+    min_online_accuracy: float = Field(0.9, gt=0, le=1)  # ModelOnlineAccuracyLow: right answers over 1h of feedback
     # The Prometheus the canary gates query (Argo Rollouts AnalysisTemplate).
     prometheus_url: str = "http://prometheus-operated.monitoring.svc:9090"
 
