@@ -74,7 +74,7 @@ SLOW: dict[str, tuple[str, ...]] = {
     "experiment/test_ab_servers.py": (),  # two real servers per test, hundreds of requests
     "foundation/test_agent_verbs.py": ("test_streaming_trial_round_trips_through_redis_and_the_worker",),
     "foundation/test_cli.py": ("test_deploy_runs_available_stages",),  # a whole deploy
-    "foundation/test_inspect.py": ("test_other_formats_told_to_convert", "test_cnn_profile_dry_run_writes_nothing"),
+    "foundation/test_inspect.py": ("test_other_formats_go_to_their_converter", "test_cnn_profile_dry_run_writes_nothing"),
     "foundation/test_launcher.py": ("test_failed_uv_fetch_prints_pips_own_error",),
     "grpc/": (),
     "measure/test_bundle_sample.py": (),
