@@ -175,6 +175,24 @@ def test_versions_aliases_latest_and_missing_versions_resolve_through_the_client
     path, record = fetch_for_stage("models:/fraud-sk@champion", tmp_path / "dep", dry_run=False)
     assert path == tmp_path / "dep" / "registry" / "fraud-sk.skops" and record["version"] == "2"
     assert path.read_bytes()[:2] == b"PK"  # the skops archive itself
+    run_id = record["run_id"]
+    by_run, run_record = fetch_for_stage(f"runs:/{run_id}/onnx", tmp_path / "run", dry_run=False)
+    assert by_run == tmp_path / "run" / "registry" / "onnx.onnx" and run_record["version"] is None
+    assert run_record["run_id"] == run_id and run_record["flavor"] == "onnx"
+
+
+@pytest.mark.slow  # the module's MLflow server takes a minute or more to start here
+def test_the_convert_verb_converts_a_registry_flavor_and_refuses_to_convert_onnx(
+        tracking: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deploy_model.model.convert.conversion import ConvertOptions
+    from deploy_model.model.convert.stage import run_convert
+
+    monkeypatch.setenv(ENV, tracking)
+    result = run_convert("models:/fraud-sk/1", tmp_path / "out", ConvertOptions(), dry_run=True)
+    assert result["conversion"]["parity"]["ok"] and not (tmp_path / "out").exists()
+    assert any("from MLflow models:/fraud-sk/1 (version 1), flavor sklearn" in n for n in result["conversion"]["notes"])
+    with pytest.raises(StageError, match=r"holds an ONNX model .*nothing to convert"):
+        run_convert("models:/churn-onnx/1", tmp_path / "out", ConvertOptions(), dry_run=True)
 
 
 @pytest.mark.slow  # the module's MLflow server takes a minute or more to start here
