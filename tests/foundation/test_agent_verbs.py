@@ -48,7 +48,7 @@ def test_answers_lists_every_key_with_type_allowed_values_and_default(tmp_path: 
     assert proc.returncode == 0, proc.stderr
     keys = {k["key"]: k for k in json.loads(proc.stdout)["keys"]}
     assert set(keys) == set(Answers.model_fields)
-    assert keys["rollout"]["allowed"] == ["direct", "canary", "shadow", "blue-green"]
+    assert keys["rollout"]["allowed"] == ["direct", "canary", "shadow", "blue-green", "ab"]
     assert keys["rollout"]["default"] == "canary"
     assert keys["requests_per_second"] == {**keys["requests_per_second"], "type": "number", "default": 50.0,
                                            "range": ">= 0"}
