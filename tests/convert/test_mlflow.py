@@ -149,6 +149,22 @@ def test_deploy_of_a_registered_sklearn_model_converts_it_and_records_the_versio
 
 
 @pytest.mark.slow  # the module's MLflow server takes a minute or more to start here
+def test_releases_next_names_a_registry_models_release_by_its_registry_version(tracking: str, tmp_path: Path) -> None:
+    """The command's first line takes the request as typed: a models:/ URI is asked of the registry
+    (nothing downloaded) and its registry version names the release, as inspect will record it."""
+    def releases(uri: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "deploy_model", "releases", "--root", "deploy/m", "--next", uri, "--json"],
+                              cwd=tmp_path, env=_env(tracking), capture_output=True, text=True, timeout=300, check=False)
+
+    found = releases("models:/churn-onnx/1")
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)["next"]["version"] == "1"  # the registry's, not the file's metadata 7
+    missing = releases("models:/churn-onnx/9")
+    assert missing.returncode == 1 and "RESOURCE_DOES_NOT_EXIST" in missing.stderr and "Traceback" not in missing.stderr
+    assert not (tmp_path / "deploy").exists()
+
+
+@pytest.mark.slow  # the module's MLflow server takes a minute or more to start here
 def test_a_missing_name_or_version_is_refused_with_the_registry_answer(tracking: str, tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "deploy_model", "inspect", "models:/nope/1", "--out", "dep"], cwd=tmp_path,
                           env=_env(tracking), capture_output=True, text=True, timeout=300, check=False)

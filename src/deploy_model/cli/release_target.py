@@ -27,6 +27,10 @@ def model_identity(model: Path) -> dict[str, str]:
     """The sha256 and metadata version of the model, as inspect records them (model-profile.json's `model`)."""
     import onnx
 
+    from deploy_model.model.convert.sources import is_uri
+
+    if is_uri(str(model)):
+        return _registry_identity(str(model))
     if not model.exists():
         raise StageError(f"model {model} not found: expected the model file of the new release")
     from deploy_model.model.formats import detect_format
@@ -44,6 +48,18 @@ def model_identity(model: Path) -> dict[str, str]:
     props = {p.key: p.value for p in proto.metadata_props}
     # The same rule as model.inspection._model_entry: the version the plan starts from.
     return {"sha256": sha256_file(model), "version": props.get("model_version") or str(proto.model_version or "1")}
+
+
+def _registry_identity(uri: str) -> dict[str, str]:
+    """An MLflow URI, asked of the registry without downloading: the registry version is the release's
+    (as inspect records it), and the version's source location stands for its bytes."""
+    from deploy_model.model.convert import mlflow_registry as registry
+
+    ref = registry.parse_uri(uri)
+    where = registry.tracking_uri()
+    found = registry.resolve(ref, registry.mlflow_client(), where)
+    source = f"{where} {found['source']} {found['version'] or found['run_id']}"
+    return {"sha256": hashlib.sha256(source.encode()).hexdigest(), "version": found["version"] or "1"}
 
 
 def _source_sha256(model: Path) -> str:
