@@ -336,7 +336,8 @@ def _dry_run_all(kube: Kube, namespace: str, resolved: list[tuple[dict[str, Any]
                 # A finished rollout left these fields (canary at 0): a new release takes them back, said so.
                 kube.apply(res, obj, dry_run=True, force=True)
                 check.conflicted.append(ref(obj))
-                check.notes.append(f"{ref(obj)}: takes back the fields the finished rollout ({check.finished}) set: {exc.message}")
+                check.notes.append(f"{ref(obj)}: takes back the fields the finished rollout ({check.finished}) set, as "
+                                   f"intended: applied, not an error (the API server's conflict report: {exc.message})")
                 continue
             if exc.status == 409 and force_conflicts:
                 kube.apply(res, obj, dry_run=True, force=True)
