@@ -35,7 +35,8 @@ from conftest import Server  # noqa: E402
 def fuzz_server(models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     log = tmp_path_factory.mktemp("fuzz") / "server.log"
     server = Server(
-        models["multi"], "--max-request-bytes", "200000", "--body-timeout-s", "5", log=log
+        models["multi"], "--max-request-bytes", "200000", "--body-timeout-s", "5",
+        "--feedback-window", "100", log=log  # feedback on: its POST is fuzzed beyond the 404
     ).wait_ready()
     yield server
     server.stop()

@@ -213,6 +213,44 @@ def openapi_document(model_name: str, model_version: str) -> dict[str, Any]:
             "properties": {"model_stats": {"type": "array", "items": {"type": "object"}}},
         },
         "Health": {"type": "object", "additionalProperties": True},
+        "FeedbackItem": {
+            "type": "object",
+            "required": ["id", "label"],
+            "properties": {
+                "id": {"type": "string", "description": "the answered request's id"},
+                "label": {"description": "the true value (a list, one per row, for a batch)"},
+            },
+        },
+        "FeedbackResult": {
+            "type": "object",
+            "properties": {
+                "model_name": {"type": "string"},
+                "model_version": {"type": "string"},
+                "track": {"type": "string"},
+                "received": {"type": "integer"},
+                "outcomes": {"type": "object", "additionalProperties": {"type": "integer"}},
+            },
+        },
+    }
+    feedback = {
+        "post": {
+            "summary": "ground truth for earlier answers, by request id (404 when feedback is off)",
+            "requestBody": {
+                "required": True,
+                **_json_body(
+                    {
+                        "oneOf": [
+                            _ref("FeedbackItem"),
+                            {"type": "array", "items": _ref("FeedbackItem")},
+                        ]
+                    }
+                ),
+            },
+            "responses": {
+                "200": {"description": "OK", **_json_body(_ref("FeedbackResult"))},
+                **_errors("400", "404", "408", "413"),
+            },
+        }
     }
     model = "/v2/models/{name}"
     versioned = "/v2/models/{name}/versions/{version}"
@@ -264,6 +302,7 @@ def openapi_document(model_name: str, model_version: str) -> dict[str, Any]:
             **_get("model statistics", _ref("Statistics"), "404"),
         }
         paths[base + "/infer"] = {"parameters": params, **infer}
+        paths[base + "/feedback"] = {"parameters": params, **feedback}
     return {
         "openapi": "3.0.3",
         "info": {
