@@ -324,6 +324,7 @@ def test_external_data_outside_the_model_folder_is_refused(tmp_path: Path) -> No
 
 
 VERDICT = re.compile(r"\b(NO-GO|GO)\b")
+FALLBACK = "the full report could not be written"  # the note of deploy's short report
 
 
 def _verdict(report: Path) -> str:
@@ -340,6 +341,8 @@ def test_deploy_with_sample_reaches_a_verdict(name: str, deploy_model_run: Any) 
     assert run.report.is_file(), f"no report; deploy said:\n{run.proc.stderr[-3000:]}"
     verdict = _verdict(run.report)
     assert (run.proc.returncode, verdict) in ((0, "GO"), (1, "NO-GO")), (run.proc.returncode, verdict, run.proc.stderr[-3000:])
+    # The full report, not the short one deploy falls back to when the full one fails.
+    assert FALLBACK not in run.report.read_text(), run.report.read_text()[:2000]
     assert _profile(run.directory)["sample"]["path"] == "samples/sample.npz"
     smoke = json.loads((run.directory / "smoke.json").read_text())
     assert smoke.get("ok") is True, smoke
@@ -387,6 +390,7 @@ def test_two_workers_serve_pass_smoke_and_reach_a_report(name: str, two_workers_
     assert smoke["ok"] is True and not smoke["failed"], smoke
     assert smoke["protocol"] == spec["serving"]["protocol"] == "grpc"
     text = run.report.read_text()
+    assert FALLBACK not in text, text[:2000]
     (outcome,) = re.findall(r"^\*\*Outcome: ([A-Z-]+)\.\*\* (.*)$", text, flags=re.M)
     assert outcome[0] == "INCOMPLETE", outcome  # smoke passed, no load test: neither GO nor NO-GO
     assert f"smoke test passed {smoke['passed']}/{len(smoke['checks'])} checks over gRPC" in outcome[1]
