@@ -220,6 +220,10 @@ def test_the_command_tells_the_agent_to_ask_the_metric_and_the_mde() -> None:
     prose = " ".join(substitute(body, MODEL, REPO).split())
     assert "A/B test (`rollout: ab`): ask the metric, the minimum detectable effect and the baseline" in prose
     assert "plan prints the duration estimate (`experiment`): tell the user" in prose
+    # The later release's strategy question, as the body words it, fits AskUserQuestion (2 to 4 options).
+    offered = prose.split("how to release it: ", 1)[1].split(" Then, in every line", 1)[0]
+    assert "the user can type direct (4 options at most)" in offered
+    assert all(f"{label.split(' (Rec')[0]}" in offered for label in STRATEGIES) and len(STRATEGIES) <= 4
 
 
 def test_the_body_reached_the_agent(ab: dict[str, Any]) -> None:
