@@ -47,13 +47,17 @@ def test_answers_lists_every_key_with_type_allowed_values_and_default(tmp_path: 
     proc = cli("answers", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     keys = {k["key"]: k for k in json.loads(proc.stdout)["keys"]}
-    assert set(keys) == set(Answers.model_fields)
+    assert {key for key in keys if "." not in key} == set(Answers.model_fields)
+    # A nested group's keys follow it, dotted, with their own types and defaults.
+    assert keys["ab_test.metric"]["default"] == "accuracy" and keys["ab_test.split"]["range"] == ">= 1, <= 99"
+    assert keys["payload_logging.sampling"]["type"] == "number" and keys["payload_logging"]["default"] is None
     assert keys["rollout"]["allowed"] == ["direct", "canary", "shadow", "blue-green", "ab"]
     assert keys["rollout"]["default"] == "canary"
     assert keys["requests_per_second"] == {**keys["requests_per_second"], "type": "number", "default": 50.0,
                                            "range": ">= 0"}
     assert keys["canary_weight"]["range"] == ">= 1, <= 100"
     text = cli("answers", cwd=tmp_path).stdout
+    assert "PydanticUndefined" not in text and "ab_test.mde: number" in text
     assert "requests_per_second: number [>= 0] = 50.0" in text and "rps" not in text.split("\n", 1)[1].split()[0]
 
 

@@ -113,7 +113,7 @@ def plan_cmd(
     traffic: str | None = typer.Option(None, "--traffic", help="realtime | batch | streaming [default: realtime]."),
     rps: float | None = typer.Option(None, "--rps", help="Expected peak requests per second [default: 50]."),
     latency_sla_ms: float | None = typer.Option(None, "--latency-sla-ms", help="p95 latency objective, ms [default: 100]."),
-    rollout: str | None = typer.Option(None, "--rollout", help="direct | canary | shadow | blue-green [default: canary]."),
+    rollout: str | None = typer.Option(None, "--rollout", help="direct | canary | shadow | blue-green | ab [default: canary]."),
     canary_weight: int | None = typer.Option(None, "--canary-weight", help="First canary step in percent, 1-100 [default: 10]."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | tensorrt [default: auto]."),
     sets: list[str] = typer.Option([], "--set", help="Any answer as KEY=VALUE (repeatable), e.g. --set namespace=ml; "

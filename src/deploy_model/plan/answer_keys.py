@@ -12,7 +12,9 @@ import types
 import typing
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
 from deploy_model.plan.spec import Answers
 
@@ -40,20 +42,23 @@ def _bounds(field: FieldInfo) -> str | None:
     return ", ".join(parts) or None
 
 
+def _entry(name: str, field: FieldInfo) -> dict[str, Any]:
+    kind, allowed, optional = _type_name(field.annotation)
+    default = field.default.value if isinstance(field.default, enum.Enum) else field.default
+    if default is PydanticUndefined:  # a nested group (default_factory): its keys follow, dotted
+        default = None
+    return {"key": name, "type": kind, "allowed": allowed, "range": _bounds(field), "default": default,
+            "optional": optional, "meaning": field.description or ""}
+
+
 def answer_keys() -> list[dict[str, Any]]:
+    """Every key, a nested group's keys as `group.key` right after the group (ab_test.metric, ...)."""
     keys = []
     for name, field in Answers.model_fields.items():
-        kind, allowed, optional = _type_name(field.annotation)
-        default = field.default.value if isinstance(field.default, enum.Enum) else field.default
-        keys.append({
-            "key": name,
-            "type": kind,
-            "allowed": allowed,
-            "range": _bounds(field),
-            "default": default,
-            "optional": optional,
-            "meaning": field.description or "",
-        })
+        keys.append(_entry(name, field))
+        nested = field.annotation
+        if isinstance(nested, type) and issubclass(nested, BaseModel):
+            keys += [_entry(f"{name}.{sub}", subfield) for sub, subfield in nested.model_fields.items()]
     return keys
 
 
