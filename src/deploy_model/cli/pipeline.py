@@ -192,7 +192,9 @@ def _write_report(directory: Path, failure: dict[str, Any] | None, completed: li
             problem = f"the full report could not be written ({type(exc).__name__}: {exc}); this is the short one"
     else:
         problem = None
-    return failure_report(directory, failure or {}, completed, note=problem), problem
+    # Every stage passed but the full report failed: the short one names the report as what stopped.
+    stopped = failure or {"stage": "report", "error": problem or "the full report could not be written"}
+    return failure_report(directory, stopped, completed, note=problem), problem
 
 
 def run_deploy(model: Path, directory: Path, answers: Path | None, levels: list[int], seconds: float, *,
