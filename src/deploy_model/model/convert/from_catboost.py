@@ -8,14 +8,13 @@ import catboost
 import numpy as np
 
 from deploy_model.common.errors import StageError
-from deploy_model.model.convert.conversion import (
-    Converted,
-    ConvertOptions,
-    Feed,
-    onnx_opset,
-    tensor_input,
+from deploy_model.model.convert.conversion import Converted, ConvertOptions, Feed
+from deploy_model.model.convert.tree_common import (
+    check_features,
+    classifier_outputs,
+    tree_converted,
+    unreadable,
 )
-from deploy_model.model.convert.tree_common import check_features, classifier_outputs, output_kinds
 
 INPUT = "features"  # the input name CatBoost's exporter writes
 
@@ -25,7 +24,7 @@ def convert(source: Path, workdir: Path, options: ConvertOptions) -> Converted:
     try:
         model.load_model(str(source), format="cbm")
     except catboost.CatBoostError as exc:
-        raise StageError(f"{source} is not a readable CatBoost model: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise unreadable(source, "CatBoost", exc) from None
     if model.get_cat_feature_indices() or model.get_text_feature_indices():
         raise StageError(f"{source}: the CatBoost model has categorical or text features, which its ONNX "
                          "exporter does not support (numeric features only)")
@@ -50,8 +49,5 @@ def convert(source: Path, workdir: Path, options: ConvertOptions) -> Converted:
             return classifier_outputs(outputs, np.asarray(predictor.predict(x)).reshape(-1), predictor.predict_proba(x))
         return {outputs[0]: np.asarray(predictor.predict(x))}
 
-    return Converted(
-        onnx_path=path, source_format="catboost", converter="catboost", converter_version=catboost.__version__,
-        opset=onnx_opset(path), inputs=[tensor_input(INPUT, "float32", ["batch", features])], reference=reference,
-        framework=f"catboost {catboost.__version__}", output_kinds=output_kinds(outputs, classifier), notes=notes,
-    )
+    return tree_converted(path, "catboost", catboost.__version__, ("catboost", catboost.__version__), INPUT,
+                          features, outputs, classifier, reference, notes)

@@ -7,22 +7,16 @@ from pathlib import Path
 import lightgbm
 import numpy as np
 import onnxmltools
-from onnxmltools.convert.common.data_types import FloatTensorType
 
-from deploy_model.common.errors import StageError
-from deploy_model.model.convert.conversion import (
-    Converted,
-    ConvertOptions,
-    Feed,
-    onnx_opset,
-    tensor_input,
-)
+from deploy_model.model.convert.conversion import Converted, ConvertOptions, Feed
 from deploy_model.model.convert.tree_common import (
     INPUT,
     check_features,
     classifier_outputs,
-    onnxmltools_opset,
-    output_kinds,
+    no_onnxmltools_converter,
+    onnxmltools_convert,
+    tree_converted,
+    unreadable,
 )
 
 CLASSIFYING = ("binary", "multiclass", "multiclassova", "cross_entropy")
@@ -32,19 +26,15 @@ def convert(source: Path, workdir: Path, options: ConvertOptions) -> Converted:
     try:
         booster = lightgbm.Booster(model_file=str(source))
     except lightgbm.basic.LightGBMError as exc:
-        raise StageError(f"{source} is not a readable LightGBM model: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise unreadable(source, "LightGBM", exc) from None
     objective = str(booster.dump_model(num_iteration=0).get("objective", "")).split()[0]
     classifier = objective.startswith(CLASSIFYING)
     if objective.startswith(("lambdarank", "rank_xendcg")):
-        raise StageError(f"{source}: LightGBM objective {objective} has no ONNX converter in onnxmltools "
-                         "(classification and regression objectives are supported)")
+        raise no_onnxmltools_converter(source, "LightGBM", objective)
     notes: list[str] = []
     features = check_features(booster.num_feature(), source, "LightGBM")
-    onx = onnxmltools.convert_lightgbm(booster, initial_types=[(INPUT, FloatTensorType([None, features]))],
-                                       target_opset=onnxmltools_opset(options.opset, options.target_opset, notes), zipmap=options.zipmap)
-    path = workdir / "model.onnx"
-    path.write_bytes(onx.SerializeToString())
-    outputs = [o.name for o in onx.graph.output]
+    path, outputs = onnxmltools_convert(onnxmltools.convert_lightgbm, booster, features, workdir, options, notes,
+                                        zipmap=options.zipmap)
 
     def reference(feed: Feed) -> Feed:
         scores = np.asarray(booster.predict(feed[INPUT]))
@@ -53,9 +43,5 @@ def convert(source: Path, workdir: Path, options: ConvertOptions) -> Converted:
             return classifier_outputs(outputs, labels, scores)
         return {outputs[0]: scores}
 
-    return Converted(
-        onnx_path=path, source_format="lightgbm", converter="onnxmltools", converter_version=onnxmltools.__version__,
-        opset=onnx_opset(path), inputs=[tensor_input(INPUT, "float32", ["batch", features])], reference=reference,
-        framework=f"lightgbm {lightgbm.__version__}", output_kinds=output_kinds(outputs, classifier),
-        notes=[f"objective {objective}", *notes],
-    )
+    return tree_converted(path, "lightgbm", lightgbm.__version__, ("onnxmltools", onnxmltools.__version__), INPUT,
+                          features, outputs, classifier, reference, [f"objective {objective}", *notes])

@@ -8,22 +8,16 @@ from pathlib import Path
 import numpy as np
 import onnxmltools
 import xgboost
-from onnxmltools.convert.common.data_types import FloatTensorType
 
-from deploy_model.common.errors import StageError
-from deploy_model.model.convert.conversion import (
-    Converted,
-    ConvertOptions,
-    Feed,
-    onnx_opset,
-    tensor_input,
-)
+from deploy_model.model.convert.conversion import Converted, ConvertOptions, Feed
 from deploy_model.model.convert.tree_common import (
     INPUT,
     check_features,
     classifier_outputs,
-    onnxmltools_opset,
-    output_kinds,
+    no_onnxmltools_converter,
+    onnxmltools_convert,
+    tree_converted,
+    unreadable,
 )
 
 CLASSIFYING = ("binary:", "multi:")
@@ -38,21 +32,16 @@ def convert(source: Path, workdir: Path, options: ConvertOptions) -> Converted:
     try:
         booster.load_model(str(source))
     except xgboost.core.XGBoostError as exc:
-        raise StageError(f"{source} is not a readable XGBoost model: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise unreadable(source, "XGBoost", exc) from None
     objective = _objective(booster)
     classifier = objective.startswith(CLASSIFYING)
     if objective.startswith(("rank:", "survival:")):
-        raise StageError(f"{source}: XGBoost objective {objective} has no ONNX converter in onnxmltools "
-                         "(classification and regression objectives are supported)")
+        raise no_onnxmltools_converter(source, "XGBoost", objective)
     model = xgboost.XGBClassifier() if classifier else xgboost.XGBRegressor()
     model.load_model(str(source))
     notes: list[str] = []
     features = check_features(booster.num_features(), source, "XGBoost")
-    onx = onnxmltools.convert_xgboost(model, initial_types=[(INPUT, FloatTensorType([None, features]))],
-                                      target_opset=onnxmltools_opset(options.opset, options.target_opset, notes))
-    path = workdir / "model.onnx"
-    path.write_bytes(onx.SerializeToString())
-    outputs = [o.name for o in onx.graph.output]
+    path, outputs = onnxmltools_convert(onnxmltools.convert_xgboost, model, features, workdir, options, notes)
 
     def reference(feed: Feed) -> Feed:
         x = feed[INPUT]
@@ -60,9 +49,5 @@ def convert(source: Path, workdir: Path, options: ConvertOptions) -> Converted:
             return classifier_outputs(outputs, model.predict(x), model.predict_proba(x))
         return {outputs[0]: np.asarray(model.predict(x))}
 
-    return Converted(
-        onnx_path=path, source_format="xgboost", converter="onnxmltools", converter_version=onnxmltools.__version__,
-        opset=onnx_opset(path), inputs=[tensor_input(INPUT, "float32", ["batch", features])], reference=reference,
-        framework=f"xgboost {xgboost.__version__}", output_kinds=output_kinds(outputs, classifier),
-        notes=[f"objective {objective}", *notes],
-    )
+    return tree_converted(path, "xgboost", xgboost.__version__, ("onnxmltools", onnxmltools.__version__), INPUT,
+                          features, outputs, classifier, reference, [f"objective {objective}", *notes])

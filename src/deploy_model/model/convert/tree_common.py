@@ -1,16 +1,37 @@
-"""What the tree-library converters share: the float input, the reference outputs by task."""
+"""What the tree-library converters share: the float input, the reference outputs by task, the result."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from deploy_model.common.errors import StageError
-from deploy_model.model.convert.conversion import LABEL, PROBABILITY, VALUE, Feed
+from deploy_model.model.convert.conversion import (
+    LABEL,
+    PROBABILITY,
+    VALUE,
+    Converted,
+    ConvertOptions,
+    Feed,
+    Reference,
+    onnx_opset,
+    tensor_input,
+)
 
 INPUT = "input"
+
+
+def unreadable(source: Path, library: str, exc: Exception) -> StageError:
+    """The library could not load the file: its own first line of why."""
+    return StageError(f"{source} is not a readable {library} model: {str(exc).strip().splitlines()[0][:200]}")
+
+
+def no_onnxmltools_converter(source: Path, library: str, objective: str) -> StageError:
+    return StageError(f"{source}: {library} objective {objective} has no ONNX converter in onnxmltools "
+                      "(classification and regression objectives are supported)")
 
 
 def check_features(count: Any, source: Path, library: str) -> int:
@@ -46,3 +67,25 @@ def onnxmltools_opset(asked: int | None, default: int, notes: list[str]) -> int:
             notes.append(f"--opset {asked} asked; onnxmltools writes at most {highest}")
         return highest
     return wanted
+
+
+def onnxmltools_convert(convert: Callable[..., Any], model: Any, features: int, workdir: Path,
+                        options: ConvertOptions, notes: list[str], **extra: Any) -> tuple[Path, list[str]]:
+    """Run an onnxmltools converter on the float input; the model.onnx written and its output names."""
+    from onnxmltools.convert.common.data_types import FloatTensorType
+
+    onx = convert(model, initial_types=[(INPUT, FloatTensorType([None, features]))],
+                  target_opset=onnxmltools_opset(options.opset, options.target_opset, notes), **extra)
+    path = workdir / "model.onnx"
+    path.write_bytes(onx.SerializeToString())
+    return path, [o.name for o in onx.graph.output]
+
+
+def tree_converted(path: Path, library: str, version: str, converter: tuple[str, str], input_name: str, features: int,
+                   outputs: list[str], classifier: bool, reference: Reference, notes: list[str]) -> Converted:
+    """The result of a tree model's conversion: one float input [batch, features]; converter is (name, version)."""
+    return Converted(
+        onnx_path=path, source_format=library, converter=converter[0], converter_version=converter[1],
+        opset=onnx_opset(path), inputs=[tensor_input(input_name, "float32", ["batch", features])], reference=reference,
+        framework=f"{library} {version}", output_kinds=output_kinds(outputs, classifier), notes=notes,
+    )
