@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploy_model.bundle.alert_parts import fired, rule, selector, series, unit_case, who
 from deploy_model.plan.spec import DeploymentSpec
 
 SUSTAINED = "30m"  # drift is a trend, not a spike: a burst of odd traffic must not page
@@ -13,21 +14,16 @@ def drift_rules(spec: DeploymentSpec) -> list[dict[str, Any]]:
     """ModelPredictionDriftHigh when the image ships a drift reference (model_prediction_drift exists only then)."""
     if not spec.monitoring.drift_reference:
         return []
-    act = spec.monitoring.drift_psi_act
-    sel = f'{{namespace="{spec.kubernetes.namespace}", app="{spec.name}"}}'
-    who = f"{spec.name} in {spec.kubernetes.namespace}"
-    return [{
-        "alert": "ModelPredictionDriftHigh",
-        "expr": f"max by (namespace, app) (model_prediction_drift{sel}) > {act:g}",
-        "for": SUSTAINED,
-        "labels": {"severity": "warning"},
-        "annotations": {
-            "summary": f"{who}: predictions drifted from the training data (PSI above {act:g})",
-            "description": f"The distribution of {who}'s predictions stayed {SUSTAINED} away from the one it had on its "
-                           f"training data (population stability index above {act:g}; the dashboard shows it per bin). "
-                           "Check input_feature_drift for the features that moved, and the labels for a drop in quality.",
-        },
-    }]
+    act, name = spec.monitoring.drift_psi_act, who(spec)
+    return [rule(
+        "ModelPredictionDriftHigh",
+        f"max by (namespace, app) (model_prediction_drift{selector(spec)}) > {act:g}",
+        SUSTAINED, "warning",
+        f"{name}: predictions drifted from the training data (PSI above {act:g})",
+        f"The distribution of {name}'s predictions stayed {SUSTAINED} away from the one it had on its "
+        f"training data (population stability index above {act:g}; the dashboard shows it per bin). "
+        "Check input_feature_drift for the features that moved, and the labels for a drop in quality.",
+    )]
 
 
 def drift_tests(spec: DeploymentSpec, psi_shifted: float | None = None, psi_steady: float | None = None) -> list[dict[str, Any]]:
@@ -36,17 +32,15 @@ def drift_tests(spec: DeploymentSpec, psi_shifted: float | None = None, psi_stea
     rules = drift_rules(spec)
     if not rules:
         return []
-    rule, act = rules[0], spec.monitoring.drift_psi_act
+    alert, act = rules[0], spec.monitoring.drift_psi_act
     labels = {"namespace": spec.kubernetes.namespace, "app": spec.name}
-    series_labels = ", ".join(f'{k}="{v}"' for k, v in {**labels, "pod": f"{spec.name}-0"}.items())
+    pod = {**labels, "pod": f"{spec.name}-0"}
 
     def case(psi: float, fires: bool) -> dict[str, Any]:
-        expected = [{"exp_labels": {**rule["labels"], **labels}, "exp_annotations": rule["annotations"]}]
-        return {"interval": "1m",
-                "input_series": [{"series": f"model_prediction_drift{{{series_labels}}}", "values": f"{psi:g}x50"}],
-                "alert_rule_test": [{"eval_time": "40m", "alertname": rule["alert"], "exp_alerts": expected if fires else []},
-                                    # before the `for:` duration even a shifted stream has not fired yet
-                                    {"eval_time": "20m", "alertname": rule["alert"], "exp_alerts": []}]}
+        return unit_case([series("model_prediction_drift", pod, f"{psi:g}x50")],
+                         [("40m", alert["alert"], [fired(alert, labels)] if fires else []),
+                          # before the `for:` duration even a shifted stream has not fired yet
+                          ("20m", alert["alert"], [])])
 
     shifted = psi_shifted if psi_shifted is not None else act * 2
     steady = psi_steady if psi_steady is not None else act / 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploy_model.bundle.alert_parts import fired, rule, selector, series, unit_case, who
 from deploy_model.plan.spec import DeploymentSpec
 
 # A worker's loop updates its heartbeat at least every --block-ms (1 s by default) and every batch;
@@ -22,25 +23,17 @@ RECONNECTS_PER_30M = 3
 LAG_PER_WORKER_BATCHES = 4
 
 
-def _sel(spec: DeploymentSpec) -> str:
-    return f'{{namespace="{spec.kubernetes.namespace}", app="{spec.name}"}}'
-
-
 def lag_threshold(spec: DeploymentSpec) -> int:
     """Backlog that every worker KEDA may start still leaves waiting: scaling has run out."""
     return LAG_PER_WORKER_BATCHES * spec.batching.max_batch_size * max(1, spec.scaling.max_replicas)
 
 
 def worker_rules(spec: DeploymentSpec) -> list[dict[str, Any]]:
-    s, sel = spec, _sel(spec)
+    s, sel = spec, selector(spec)
     by = "namespace, app"
-    who = f"{s.name} in {s.kubernetes.namespace}"
+    name = who(s)
     sla_s = s.slo.latency_p95_ms / 1000
     lag = lag_threshold(s)
-
-    def rule(name: str, expr: str, for_: str, severity: str, summary: str, description: str) -> dict[str, Any]:
-        return {"alert": name, "expr": expr, "for": for_, "labels": {"severity": severity},
-                "annotations": {"summary": summary, "description": description}}
 
     attempts = (f"sum by ({by}) (rate(worker_messages_processed_total{sel}[5m]))"
                 f" + sum by ({by}) (rate(worker_messages_failed_total{sel}[5m]))")
@@ -48,54 +41,54 @@ def worker_rules(spec: DeploymentSpec) -> list[dict[str, Any]]:
         rule("ModelWorkerDeadLetters",
              f"sum by ({by}) (increase(worker_messages_dead_lettered_total{sel}[15m])) > 0",
              "0m", "warning",
-             f"{who}: messages went to the dead-letter stream",
-             f"Workers of {who} gave up on messages after their last attempt. Read the reasons: "
+             f"{name}: messages went to the dead-letter stream",
+             f"Workers of {name} gave up on messages after their last attempt. Read the reasons: "
              "XRANGE inference:dead - + COUNT 10 (fields reason, attempts, body)."),
         rule("ModelWorkerFailureRatioHigh",
              f"sum by ({by}) (rate(worker_messages_failed_total{sel}[5m]))\n"
              f"  / clamp_min({attempts}, 1e-9)\n  > {s.slo.max_error_ratio:g}",
              "10m", "critical",
-             f"{who}: more than {s.slo.max_error_ratio:.1%} of scoring attempts fail",
-             f"The failed share of scoring attempts of {who} stayed above {s.slo.max_error_ratio:.1%} "
+             f"{name}: more than {s.slo.max_error_ratio:.1%} of scoring attempts fail",
+             f"The failed share of scoring attempts of {name} stayed above {s.slo.max_error_ratio:.1%} "
              "for 10 minutes (worker_messages_failed_total by stage says where). Check the producers "
              "and the worker logs; roll back a new model version."),
         rule("ModelWorkerLagHigh",
              f"max by ({by}) (worker_stream_lag{sel}) > {lag}",
              "10m", "warning",
-             f"{who}: more than {lag} messages wait unread",
-             f"The consumer group of {who} has had more than {lag} undelivered messages for 10 minutes: "
+             f"{name}: more than {lag} messages wait unread",
+             f"The consumer group of {name} has had more than {lag} undelivered messages for 10 minutes: "
              "the most workers KEDA may start do not keep up. Raise max_replicas or the batch size."),
         rule("ModelWorkerLatencyP95OverSLA",
              f"histogram_quantile(0.95, sum by ({by}, le) (rate(worker_message_latency_seconds_bucket{sel}[5m])))\n"
              f"  > {sla_s:g}",
              "10m", "warning",
-             f"{who}: p95 enqueue-to-answer time above the {s.slo.latency_p95_ms:g} ms objective",
+             f"{name}: p95 enqueue-to-answer time above the {s.slo.latency_p95_ms:g} ms objective",
              f"The p95 time from a message entering the stream to its answer stayed above "
              f"{s.slo.latency_p95_ms:g} ms for 10 minutes. Check the lag and scale out."),
         rule("ModelWorkerStalled",
              f"(time() - max by ({by}, pod) (worker_loop_heartbeat_timestamp_seconds{sel})) > {STALL_SECONDS}",
              "5m", "critical",
-             f"{who}: a worker's loop stopped",
-             f"A worker of {who} has not gone round its loop for over {STALL_SECONDS} s although it "
+             f"{name}: a worker's loop stopped",
+             f"A worker of {name} has not gone round its loop for over {STALL_SECONDS} s although it "
              "is still scraped: it is stuck. Delete the pod; its pending messages are reclaimed."),
         rule("ModelWorkerRedisDown",
              f"min by ({by}, pod) (worker_redis_connected{sel}) == 0",
              REDIS_DOWN_FOR, "critical",
-             f"{who}: a worker has lost Redis",
-             f"A worker of {who} has been reconnecting to Redis for over {REDIS_DOWN_FOR}: nothing is "
+             f"{name}: a worker has lost Redis",
+             f"A worker of {name} has been reconnecting to Redis for over {REDIS_DOWN_FOR}: nothing is "
              "scored meanwhile (the loop heartbeat stops too). Check the Redis pod and the network "
              "policy; the worker exits after --reconnect-give-up-s and the pod restarts."),
         rule("ModelWorkerRedisFlapping",
              f"sum by ({by}, pod) (increase(worker_redis_reconnects_total{sel}[30m])) > {RECONNECTS_PER_30M}",
              "0m", "warning",
-             f"{who}: a worker keeps losing Redis",
-             f"A worker of {who} reconnected to Redis more than {RECONNECTS_PER_30M} times in 30 "
+             f"{name}: a worker keeps losing Redis",
+             f"A worker of {name} reconnected to Redis more than {RECONNECTS_PER_30M} times in 30 "
              "minutes: Redis restarts, fails over or drops connections. Check its logs and memory."),
         rule("ModelWorkerNotScraped",
              f"max by ({by}, pod) (up{sel}) == 0",
              "5m", "warning",
-             f"{who}: a worker's metrics cannot be scraped",
-             f"Prometheus could not scrape a worker of {who} for 5 minutes: its metrics port "
+             f"{name}: a worker's metrics cannot be scraped",
+             f"Prometheus could not scrape a worker of {name} for 5 minutes: its metrics port "
              "(ONNXSERVE_WORKER_METRICS_PORT) is closed or the pod is gone."),
     ]
 
@@ -107,16 +100,9 @@ def worker_tests(spec: DeploymentSpec) -> list[dict[str, Any]]:
     pod = {**base, "track": "stable", "pod": f"{spec.name}-worker-0"}
     cases: list[dict[str, Any]] = []
 
-    def series(metric: str, labels: dict[str, str], values: str) -> dict[str, str]:
-        body = ", ".join(f'{k}="{v}"' for k, v in labels.items())
-        return {"series": f"{metric}{{{body}}}", "values": values}
-
     def case(name: str, input_series: list[dict[str, str]], at: str, labels: dict[str, str] | None) -> None:
-        rule = by_name[name]
-        expected = [] if labels is None else [
-            {"exp_labels": {**rule["labels"], **labels}, "exp_annotations": rule["annotations"]}]
-        cases.append({"interval": "1m", "input_series": input_series,
-                      "alert_rule_test": [{"eval_time": at, "alertname": name, "exp_alerts": expected}]})
+        expected = [] if labels is None else [fired(by_name[name], labels)]
+        cases.append(unit_case(input_series, [(at, name, expected)]))
 
     processed = series("worker_messages_processed_total", pod, "0+600x40")
     case("ModelWorkerDeadLetters", [series("worker_messages_dead_lettered_total", pod, "0 0 0 1 1 1 1 1")], "5m", base)
