@@ -92,11 +92,13 @@ class _Anchors(HTMLParser):
             self._href = None
 
 
-def _files(index: str, name: str, context: ssl.SSLContext) -> list[tuple[str, str, str, int | None]]:
-    """(filename, url, sha256, size or None) of a project on a simple index (PEP 691 JSON or HTML)."""
+def index_files(index: str, name: str, context: ssl.SSLContext,
+                timeout: float = TIMEOUT_S) -> list[tuple[str, str, str, int | None]]:
+    """(filename, url, sha256, size or None) of a project on a simple index (PEP 691 JSON or HTML);
+    install.py lists uv's wheels with it too."""
     request = urllib.request.Request(index.rstrip("/") + f"/{name}/", headers={
         "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1", "User-Agent": "deploy-model-launcher"})
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S, context=context) as response:
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:
         body, base, kind = response.read(), response.geturl(), response.headers.get("Content-Type", "")
     if "json" in kind:
         return [(f["filename"], urllib.parse.urljoin(base, f["url"]), f.get("hashes", {}).get("sha256", ""), f.get("size"))
@@ -119,7 +121,7 @@ def _head_size(url: str, context: ssl.SSLContext) -> int | None:
 
 
 def _pin_size(index: str, name: str, hashes: set[str], context: ssl.SSLContext) -> int | None:
-    candidates = [f for f in _files(index, name, context) if f[2] in hashes and runs_here(f[0])]
+    candidates = [f for f in index_files(index, name, context) if f[2] in hashes and runs_here(f[0])]
     sizes = [size if size is not None else _head_size(url, context) for _, url, _, size in candidates]
     known = [s for s in sizes if s is not None]
     return max(known) if known else None

@@ -25,7 +25,6 @@ import configparser
 import fcntl
 import hashlib
 import io
-import json
 import os
 import platform
 import re
@@ -34,10 +33,10 @@ import ssl
 import subprocess
 import sys
 import time
+import types
 import urllib.parse
 import urllib.request
 import zipfile
-from html.parser import HTMLParser
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -210,20 +209,13 @@ def _pip_default_index() -> str | None:
     return str(PyPI.simple_url)
 
 
-class _Links(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.links: list[tuple[str, str]] = []
-        self._href: str | None = None
+def _beside() -> types.ModuleType:
+    """download_size.py, the standard-library module beside this file (also when loaded by path)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import download_size
 
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "a":
-            self._href = dict(attrs).get("href")
-
-    def handle_data(self, data: str) -> None:
-        if self._href:
-            self.links.append((data.strip(), self._href))
-            self._href = None
+    return download_size
 
 
 def fetch_uv_wheel(target: Path, config: dict[str, str], env: dict[str, str]) -> str | None:
@@ -237,19 +229,7 @@ def fetch_uv_wheel(target: Path, config: dict[str, str], env: dict[str, str]) ->
         if not tags or not index.startswith(("https://", "http://")):
             return "no direct download for this platform or index"
         context = ssl.create_default_context(cafile=config.get("cert") if config.get("cert") and Path(config["cert"]).is_file() else None)
-        request = urllib.request.Request(index.rstrip("/") + "/uv/", headers={
-            "Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1", "User-Agent": "deploy-model-launcher"})
-        with urllib.request.urlopen(request, timeout=30, context=context) as response:
-            body = response.read()
-            base = response.geturl()
-            kind = response.headers.get("Content-Type", "")
-        if "json" in kind:
-            files = [(f["filename"], f["url"]) for f in json.loads(body)["files"]]
-        else:
-            parser = _Links()
-            parser.feed(body.decode("utf-8", "replace"))
-            files = parser.links
-        wanted = [(name, urllib.parse.urljoin(base, url)) for name, url in files
+        wanted = [(name, url) for name, url, _, _ in _beside().index_files(index, "uv", context, timeout=30)
                   if name.startswith(f"uv-{version}-") and name.endswith(".whl")]
         choice = next(((n, u) for tag in tags for n, u in wanted if tag in n), None)
         if choice is None:
@@ -283,9 +263,7 @@ def download_note(group: str, venv: Path, config: dict[str, str], env: dict[str,
     install is left unsized (it is small, and the first call's seconds count)."""
     if group == "core":
         return ""
-    sys.path.insert(0, str(HERE))
-    import download_size  # beside this file; standard library only
-
+    download_size = _beside()
     index = (env.get("PIP_INDEX_URL") or config.get("index-url") or _pip_default_index() or "").split()
     cert = config.get("cert")
     return ": " + download_size.describe(download_size.estimate(HERE / f"{group}.txt", venv, index[0] if index else "", cert))
