@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Helper modules at this level (scrape_lab.py) for the tests of every folder (importlib import mode).
+if str(REPO / "tests") not in sys.path:
+    sys.path.insert(0, str(REPO / "tests"))
 
 
 def _load_builder():
@@ -71,6 +74,7 @@ SLOW: dict[str, tuple[str, ...]] = {
     "cluster/test_cluster.py": ("test_no_cluster_is_one_line_and_exit_0", "test_each_addon_is_seen_only_when_served"),
     "cluster/test_portforward.py": (),
     "cluster/test_rollout_verbs.py": (),
+    "convert/test_deploy_every_format.py": (),  # eleven whole deploys, one per converted format
     "experiment/test_ab_servers.py": (),  # two real servers per test, hundreds of requests
     "foundation/test_agent_verbs.py": ("test_streaming_trial_round_trips_through_redis_and_the_worker",),
     "foundation/test_cli.py": ("test_deploy_runs_available_stages",),  # a whole deploy

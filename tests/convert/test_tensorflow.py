@@ -64,12 +64,16 @@ class Scorer(tf.Module):
         return {"logits": logits, "total": tf.reduce_sum(tf.tanh(logits), axis=1)}
 
 
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("tf") / "scorer"
+def save_scorer(folder: Path) -> Path:
+    """The Scorer saved as a SavedModel directory with its serving_default signature."""
     module = Scorer()
     tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
     return folder
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_scorer(tmp_path_factory.mktemp("tf") / "scorer")
 
 
 def _batch_errors(converted: Converted, feeds: list[dict[str, np.ndarray]]) -> list[float]:

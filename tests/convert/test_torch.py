@@ -70,10 +70,8 @@ def cnn_program(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _save_program(SmallCnn(), tmp_path_factory.mktemp("torch") / "cnn.pt2")
 
 
-@pytest.fixture(scope="module")
-def vad_script(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+def vad_network(folder: Path) -> tuple[Path, Path]:
     """The wheel's stateless 16 kHz network (the archive's `_model`, saved alone) and a sample."""
-    folder = tmp_path_factory.mktemp("vad")
     network = folder / "vad16k.pt"
     torch.jit.save(torch.jit.load(str(_vad_jit()), map_location="cpu")._model, str(network))
     rng = np.random.default_rng(0)
@@ -82,6 +80,11 @@ def vad_script(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     sample = folder / "sample.npz"
     np.savez(sample, x=speech.astype(np.float32), state=(0.1 * rng.standard_normal((2, 3, 128))).astype(np.float32))
     return network, sample
+
+
+@pytest.fixture(scope="module")
+def vad_script(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return vad_network(tmp_path_factory.mktemp("vad"))
 
 
 @pytest.fixture(scope="module")
