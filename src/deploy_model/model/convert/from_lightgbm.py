@@ -8,16 +8,9 @@ import lightgbm
 import numpy as np
 import onnxmltools
 
+from deploy_model.model.convert import tree_common as tree
 from deploy_model.model.convert.conversion import Converted, ConvertOptions, Feed
-from deploy_model.model.convert.tree_common import (
-    INPUT,
-    check_features,
-    classifier_outputs,
-    no_onnxmltools_converter,
-    onnxmltools_convert,
-    tree_converted,
-    unreadable,
-)
+from deploy_model.model.convert.tree_common import INPUT
 
 CLASSIFYING = ("binary", "multiclass", "multiclassova", "cross_entropy")
 
@@ -26,22 +19,22 @@ def convert(source: Path, workdir: Path, options: ConvertOptions) -> Converted:
     try:
         booster = lightgbm.Booster(model_file=str(source))
     except lightgbm.basic.LightGBMError as exc:
-        raise unreadable(source, "LightGBM", exc) from None
+        raise tree.unreadable(source, "LightGBM", exc) from None
     objective = str(booster.dump_model(num_iteration=0).get("objective", "")).split()[0]
     classifier = objective.startswith(CLASSIFYING)
     if objective.startswith(("lambdarank", "rank_xendcg")):
-        raise no_onnxmltools_converter(source, "LightGBM", objective)
+        raise tree.no_onnxmltools_converter(source, "LightGBM", objective)
     notes: list[str] = []
-    features = check_features(booster.num_feature(), source, "LightGBM")
-    path, outputs = onnxmltools_convert(onnxmltools.convert_lightgbm, booster, features, workdir, options, notes,
+    features = tree.check_features(booster.num_feature(), source, "LightGBM")
+    path, outputs = tree.onnxmltools_convert(onnxmltools.convert_lightgbm, booster, features, workdir, options, notes,
                                         zipmap=options.zipmap)
 
     def reference(feed: Feed) -> Feed:
         scores = np.asarray(booster.predict(feed[INPUT]))
         if classifier:
             labels = (scores > 0.5).astype(np.int64) if scores.ndim == 1 else np.argmax(scores, axis=1)
-            return classifier_outputs(outputs, labels, scores)
+            return tree.classifier_outputs(outputs, labels, scores)
         return {outputs[0]: scores}
 
-    return tree_converted(path, "lightgbm", lightgbm.__version__, ("onnxmltools", onnxmltools.__version__), INPUT,
+    return tree.tree_converted(path, "lightgbm", lightgbm.__version__, ("onnxmltools", onnxmltools.__version__), INPUT,
                           features, outputs, classifier, reference, [f"objective {objective}", *notes])

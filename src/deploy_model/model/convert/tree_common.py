@@ -9,17 +9,8 @@ from typing import Any
 import numpy as np
 
 from deploy_model.common.errors import StageError
-from deploy_model.model.convert.conversion import (
-    LABEL,
-    PROBABILITY,
-    VALUE,
-    Converted,
-    ConvertOptions,
-    Feed,
-    Reference,
-    onnx_opset,
-    tensor_input,
-)
+from deploy_model.model.convert import conversion
+from deploy_model.model.convert.conversion import LABEL, PROBABILITY, VALUE, ConvertOptions, Feed
 
 INPUT = "input"
 
@@ -82,10 +73,10 @@ def onnxmltools_convert(convert: Callable[..., Any], model: Any, features: int, 
 
 
 def tree_converted(path: Path, library: str, version: str, converter: tuple[str, str], input_name: str, features: int,
-                   outputs: list[str], classifier: bool, reference: Reference, notes: list[str]) -> Converted:
+                   outputs: list[str], classifier: bool, reference: conversion.Reference, notes: list[str]) -> conversion.Converted:
     """The result of a tree model's conversion: one float input [batch, features]; converter is (name, version)."""
-    return Converted(
+    return conversion.Converted(
         onnx_path=path, source_format=library, converter=converter[0], converter_version=converter[1],
-        opset=onnx_opset(path), inputs=[tensor_input(input_name, "float32", ["batch", features])], reference=reference,
+        opset=conversion.onnx_opset(path), inputs=[conversion.tensor_input(input_name, "float32", ["batch", features])], reference=reference,
         framework=f"{library} {version}", output_kinds=output_kinds(outputs, classifier), notes=notes,
     )
