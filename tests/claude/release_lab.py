@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import json
 import random
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from scrape_lab import EVERY_SECOND, OnnxServer, RealPrometheus, wait_until
 
 BODY = [0.5] * 16
 ODD = [9.0] + [0.5] * 15
@@ -28,88 +26,30 @@ ODD = [9.0] + [0.5] * 15
 GATE_FLAGS = "--window 6 --rate-window 6s --resolution 1 --json"
 
 
-def wait_until(what: str, probe: Callable[[], Any], seconds: float) -> Any:
-    """Poll probe until it returns something true (a hang guard, not a timing assertion)."""
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-            if last:
-                return last
-        except (httpx.HTTPError, OSError) as exc:
-            last = exc
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not reached within {seconds:g}s (last: {last!r})")
-
-
-class Server:
-    """A real onnxserve process serving one model file under the deployment's name."""
-
-    def __init__(self, model: Path, name: str, log: Path) -> None:
-        from deploy_model.measure.serve import free_port
-
-        self.model, self.name = model, name
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "onnxserve", "--model", str(model), "--model-name", name, "--host", "127.0.0.1",
-             "--port", str(self.port), "--device", "cpu"], stdout=self.log, stderr=subprocess.STDOUT)
-
-    def ready(self) -> Server:
-        import httpx
-
-        wait_until(f"onnxserve of {self.model.name} ready", lambda: self.proc.poll() is None
-                   and httpx.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200, 90)
-        return self
-
-    def stop(self) -> None:
-        from deploy_model.measure.serve import stop_pid
-
-        stop_pid(self.proc.pid, timeout_s=10, proc=self.proc)
-        self.log.close()
-
-
 class Lab:
     """Prometheus (file service discovery) + the servers of each track + the traffic thread."""
 
     def __init__(self, root: Path, kube: Any, namespace: str, name: str, rps: float = 12) -> None:
-        from deploy_model.measure.serve import free_port
-
         self.root, self.kube, self.namespace, self.name, self.rps = root, kube, namespace, name, rps
         root.mkdir(parents=True, exist_ok=True)
         self.targets = root / "targets.json"
         self.targets.write_text("[]")
-        self.servers: dict[str, Server] = {}
+        self.servers: dict[str, OnnxServer] = {}
         self.sent: dict[str, dict[str, int]] = {}  # track -> {status code: count}
-        config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-                  "scrape_configs": [{"job_name": "servers", "file_sd_configs": [{"files": [str(self.targets)]}]}]}
-        (root / "prometheus.yml").write_text(json.dumps(config))
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        self._prom_log = (root / "prometheus.log").open("wb")
-        self.prom = subprocess.Popen(
-            ["prometheus", f"--config.file={root / 'prometheus.yml'}", f"--web.listen-address=127.0.0.1:{port}",
-             f"--storage.tsdb.path={root / 'tsdb'}", "--log.level=warn"], stdout=self._prom_log, stderr=subprocess.STDOUT)
+        self.prom = RealPrometheus(root, {"global": EVERY_SECOND, "scrape_configs": [
+            {"job_name": "servers", "file_sd_configs": [{"files": [str(self.targets)]}]}]})
+        self.url = self.prom.url
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def ready(self) -> Lab:
-        import httpx
-
-        wait_until("Prometheus ready", lambda: self.prom.poll() is None
-                   and httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200, 60)
+        self.prom.ready()
         return self
 
     def run(self, models: dict[str, Path]) -> None:
         """Serve {track: model file} (the pods of the applied bundle), replacing what ran before; scraped once up."""
-        import httpx
-
-        started = {track: Server(model, self.name, self.root / f"{track}-{model.parent.name}.log")
+        started = {track: OnnxServer(model, self.name, self.root / f"{track}-{model.parent.name}.log")
                    for track, model in models.items()}
         for server in started.values():
             server.ready()
@@ -123,8 +63,7 @@ class Lab:
         ports = {f"127.0.0.1:{s.port}" for s in started.values()}
 
         def scraped() -> bool:
-            active = httpx.get(f"{self.url}/api/v1/targets", timeout=2).json()["data"]["activeTargets"]
-            up = {t["labels"]["instance"] for t in active if t["health"] == "up"}
+            up = {t["labels"]["instance"] for t in self.prom.active_targets() if t["health"] == "up"}
             return ports <= up
 
         wait_until("the servers scraped by Prometheus", scraped, 60)
@@ -161,12 +100,9 @@ class Lab:
             self._thread.start()
 
     def close(self) -> None:
-        from deploy_model.measure.serve import stop_pid
-
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(10)
         for server in self.servers.values():
             server.stop()
-        stop_pid(self.prom.pid, timeout_s=10, proc=self.prom)
-        self._prom_log.close()
+        self.prom.stop()

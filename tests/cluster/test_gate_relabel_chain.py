@@ -32,6 +32,7 @@ import pytest
 import yaml
 from fake_kube import FakeKube
 from scrape_chain import operator_jobs, pod_targets, with_file_sd
+from scrape_lab import EVERY_SECOND, RealPrometheus, spawn, wait_until
 
 from deploy_model.bundle.render import run_render
 from deploy_model.cluster.apply import bundle_objects
@@ -70,25 +71,6 @@ CASES: dict[str, tuple[dict[str, str], str, str | None]] = {
     "argo-pm": (ARGO, "podmonitor", None),
     "argo-unmarked": (ARGO, "podmonitor", "no canaryMetadata"),
 }
-
-
-def wait_until(what: str, probe: Any, seconds: float) -> Any:
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-            if last:
-                return last
-        except (httpx.HTTPError, OSError) as exc:
-            last = exc
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not reached within {seconds:g}s (last: {last!r})")
-
-
-def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
 
 
 def scrape_jobs(case: str, out: Path) -> list[dict[str, Any]]:
@@ -188,22 +170,16 @@ class Chain:
                 jobs += [with_file_sd(job, sd) for job in scrape_jobs(case, out)]
         finally:
             fake.stop()
-        config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-                  "scrape_configs": jobs}
-        (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-        port = free_port()
-        self.prom_url = f"http://127.0.0.1:{port}"
-        self.procs.append(spawn(["prometheus", f"--config.file={root / 'prometheus.yml'}",
-                                 f"--web.listen-address=127.0.0.1:{port}", f"--storage.tsdb.path={root / 'tsdb'}",
-                                 "--log.level=warn"], root / "prometheus.log"))
+        prom = RealPrometheus(root, {"global": EVERY_SECOND, "scrape_configs": jobs})
+        self.procs.append(prom.proc)
+        self.prom_url = prom.url
         for track, addr in self.addr.items():
             wait_until(f"the {track} server ready", lambda a=addr: self.alive()
                        and httpx.get(f"http://{a}/v2/health/ready", timeout=2).status_code == 200, 90)
-        wait_until("Prometheus ready", lambda: self.alive()
-                   and httpx.get(f"{self.prom_url}/-/ready", timeout=2).status_code == 200, 60)
+        prom.ready(self.alive)
 
         def all_up() -> bool:
-            active = httpx.get(f"{self.prom_url}/api/v1/targets", timeout=2).json()["data"]["activeTargets"]
+            active = prom.active_targets()
             return len(active) == 2 * len(CASES) and all(t["health"] == "up" for t in active)
 
         wait_until("every pod target scraped", all_up, 60)

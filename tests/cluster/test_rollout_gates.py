@@ -24,13 +24,12 @@ from typing import Any
 import canary_models
 import httpx
 import pytest
-import yaml
 from fake_kube import FakeKube
+from scrape_lab import EVERY_SECOND, OnnxServer, RealPrometheus, wait_until
 
 from deploy_model.bundle.render import run_render
 from deploy_model.cluster.apply import run_apply
 from deploy_model.cluster.release_state import ANNOTATION
-from deploy_model.measure.serve import free_port, stop_pid
 from deploy_model.plan.planner import run_plan
 
 pytestmark = [
@@ -46,40 +45,6 @@ ODD = {"inputs": [{"name": "features", "shape": [1, 16], "datatype": "FP32", "da
 FAST = ["--window", "6", "--rate-window", "6s", "--resolution", "1", "--interval", "1"]
 
 
-def wait_until(what: str, probe: Any, seconds: float) -> Any:
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-            if last:
-                return last
-        except (httpx.HTTPError, OSError) as exc:
-            last = exc
-        time.sleep(0.3)
-    raise AssertionError(f"{what} not reached within {seconds:g}s (last: {last!r})")
-
-
-class Server:
-    """A real onnxserve process on a free loopback port."""
-
-    def __init__(self, model: Path, log: Path, *extra: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = log.open("wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "onnxserve", "--model", str(model), "--model-name", NAME, "--host", "127.0.0.1",
-             "--port", str(self.port), "--device", "cpu", *extra], stdout=self.log, stderr=subprocess.STDOUT)
-
-    def ready(self) -> None:
-        wait_until(f"onnxserve on {self.port} ready", lambda: self.proc.poll() is None
-                   and httpx.get(f"{self.url}/v2/health/ready", timeout=2).status_code == 200, 60)
-
-    def stop(self) -> None:
-        stop_pid(self.proc.pid, timeout_s=10, proc=self.proc)
-        self.log.close()
-
-
 class Lab:
     """One Prometheus for the module; per test, a namespace label, a canary server and a route."""
 
@@ -91,36 +56,27 @@ class Lab:
         self.sd = root / "targets.json"
         self.sd.write_text("[]")
         self.groups: list[dict[str, Any]] = []
-        self.stable = Server(model, root / "stable.log")
-        config = {"global": {"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-                  "scrape_configs": [{"job_name": "servers", "file_sd_configs": [{"files": [str(self.sd)]}]}]}
-        (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-        self.port = free_port()
-        self.prom_url = f"http://127.0.0.1:{self.port}"
-        self.prom_log = (root / "prometheus.log").open("wb")
-        self.prom = subprocess.Popen(
-            ["prometheus", f"--config.file={root / 'prometheus.yml'}", f"--web.listen-address=127.0.0.1:{self.port}",
-             f"--storage.tsdb.path={root / 'tsdb'}", "--log.level=warn"], stdout=self.prom_log, stderr=subprocess.STDOUT)
+        self.stable = OnnxServer(model, NAME, root / "stable.log")
+        self.prom = RealPrometheus(root, {"global": EVERY_SECOND, "scrape_configs": [
+            {"job_name": "servers", "file_sd_configs": [{"files": [str(self.sd)]}]}]})
+        self.prom_url = self.prom.url
         self.stable.ready()
-        wait_until("Prometheus ready", lambda: self.prom.poll() is None
-                   and httpx.get(f"{self.prom_url}/-/ready", timeout=2).status_code == 200, 60)
+        self.prom.ready()
 
-    def register(self, namespace: str, canary: Server) -> None:
+    def register(self, namespace: str, canary: OnnxServer) -> None:
         for track, server in (("stable", self.stable), ("canary", canary)):
             self.groups.append({"targets": [f"127.0.0.1:{server.port}"],
                                 "labels": {"namespace": namespace, "app": NAME, "track": track}})
         self.sd.write_text(json.dumps(self.groups))
 
         def up() -> bool:
-            active = httpx.get(f"{self.prom_url}/api/v1/targets", timeout=2).json()["data"]["activeTargets"]
-            mine = [t for t in active if t["labels"].get("namespace") == namespace]
+            mine = [t for t in self.prom.active_targets() if t["labels"].get("namespace") == namespace]
             return len(mine) == 2 and all(t["health"] == "up" for t in mine)
 
         wait_until(f"targets of {namespace} up in Prometheus", up, 60)
 
     def stop(self) -> None:
-        stop_pid(self.prom.pid, timeout_s=10, proc=self.prom)
-        self.prom_log.close()
+        self.prom.stop()
         self.stable.stop()
 
 
@@ -134,7 +90,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory, tabular_model: Path) -> Iterat
 class Traffic:
     """~rps requests/s, each sent to the canary with the probability of the route's live weight."""
 
-    def __init__(self, fake: FakeKube, namespace: str, stable: Server, canary: Server, rps: float = 16,
+    def __init__(self, fake: FakeKube, namespace: str, stable: OnnxServer, canary: OnnxServer, rps: float = 16,
                  follow_route: bool = True) -> None:
         self.fake, self.namespace, self.stable, self.canary = fake, namespace, stable, canary
         self.rps, self.follow_route = rps, follow_route
@@ -183,7 +139,7 @@ def release(lab: Lab, inspected: Path, tmp_path: Path, request: pytest.FixtureRe
     run_apply(out, kc, None, timeout_s=10)
     model = {"slow": lab.slow_model, "failing": lab.flaky_model}.get(kind, lab.model)
     # The slow model's warm-up (every batch size) would take minutes on a busy machine: it is not what is tested.
-    canary = Server(model, tmp_path / "canary.log", *(["--no-warmup"] if kind == "slow" else []))
+    canary = OnnxServer(model, NAME, tmp_path / "canary.log", *(["--no-warmup"] if kind == "slow" else []))
     canary.ready()
     lab.register(namespace, canary)
     yield {"out": out, "fake": fake, "kc": kc, "namespace": namespace, "canary": canary, "lab": lab}

@@ -7,8 +7,6 @@ The rendered job keeps its metrics path, interval and relabelling; only its serv
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +14,7 @@ import httpx
 import pytest
 import yaml
 from measure_helpers import fresh_copy, server_available
-
-from deploy_model.measure.serve import free_port, stop_pid
+from scrape_lab import RealPrometheus, wait_until
 
 pytestmark = [
     pytest.mark.slow,
@@ -54,20 +51,6 @@ def point_at(config: dict[str, Any], target: str, labels: dict[str, str]) -> dic
     return config
 
 
-def wait_for(what: str, probe: Any, seconds: float) -> Any:
-    deadline = time.monotonic() + seconds
-    last: Any = None
-    while time.monotonic() < deadline:
-        try:
-            last = probe()
-            if last:
-                return last
-        except httpx.HTTPError as exc:
-            last = exc
-        time.sleep(0.5)
-    raise AssertionError(f"{what} not reached within {seconds:g}s (last: {last!r})")
-
-
 def test_prometheus_scrapes_the_server_with_the_rendered_config(served: dict, tmp_path: Path) -> None:
     bundle = fresh_copy(served["dir"], tmp_path / "bundle")
     found = rendered_scrape_config(bundle)
@@ -75,25 +58,17 @@ def test_prometheus_scrapes_the_server_with_the_rendered_config(served: dict, tm
     spec = yaml.safe_load((bundle / "deployment.yaml").read_text())
     labels = {"namespace": spec["kubernetes"]["namespace"], "app": spec["name"], "track": "stable", "pod": "local"}
     config = point_at(yaml.safe_load(found.read_text()), served["url"].removeprefix("http://"), labels)
-    config_file = found.parent / "prometheus-test.yml"
-    config_file.write_text(yaml.safe_dump(config))
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api/v1"
-    log = (tmp_path / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        ["prometheus", f"--config.file={config_file}", f"--web.listen-address=127.0.0.1:{port}",
-         f"--storage.tsdb.path={tmp_path / 'tsdb'}", "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=found.parent,
-    )
+    prom = RealPrometheus(tmp_path, config, config_file=found.parent / "prometheus-test.yml", cwd=found.parent)
+    api = prom.api
     try:
         with httpx.Client(timeout=3) as client:
-            wait_for("Prometheus ready", lambda: proc.poll() is None and client.get(f"http://127.0.0.1:{port}/-/ready").status_code == 200, 30)
+            prom.ready(seconds=30)
 
             def target_up() -> bool:
-                active = client.get(f"{api}/targets").json()["data"]["activeTargets"]
+                active = prom.active_targets()
                 return bool(active) and all(t["health"] == "up" for t in active)
 
-            wait_for("scrape target up", target_up, 30)
+            wait_until("scrape target up", target_up, 30)
             body = {"inputs": [{"name": "features", "shape": [1, 16], "datatype": "FP32", "data": [0.5] * 16}]}
             for _ in range(10):
                 assert client.post(f"{served['url']}/v2/models/tabular-classifier/infer", json=body).status_code == 200
@@ -104,11 +79,10 @@ def test_prometheus_scrapes_the_server_with_the_rendered_config(served: dict, tm
                 values = result["data"]["result"]
                 return float(values[0]["value"][1]) if values and float(values[0]["value"][1]) >= 10 else 0.0
 
-            assert wait_for("model_requests_total >= 10 in Prometheus", counted, 30) >= 10
+            assert wait_until("model_requests_total >= 10 in Prometheus", counted, 30) >= 10
             if config.get("rule_files"):
                 groups = client.get(f"{api}/rules").json()["data"]["groups"]
                 assert sum(len(g["rules"]) for g in groups) > 0, "the rendered rule files loaded no rule"
     finally:
-        stop_pid(proc.pid, timeout_s=10, proc=proc)
-        log.close()
-    assert proc.poll() is not None
+        prom.stop()
+    assert prom.proc.poll() is not None
