@@ -13,9 +13,6 @@ REPO = Path(__file__).resolve().parents[1]
 # Helper modules at this level (scrape_lab.py) for the tests of every folder (importlib import mode).
 if str(REPO / "tests") not in sys.path:
     sys.path.insert(0, str(REPO / "tests"))
-# Helper modules at this level (scrape_lab.py) for the tests of every folder (importlib import mode).
-if str(REPO / "tests") not in sys.path:
-    sys.path.insert(0, str(REPO / "tests"))
 
 
 def _load_builder():
