@@ -50,7 +50,7 @@ GROUPS: dict[str, tuple[str, list[str]]] = {
     # needs it (pyproject.toml's extras of the same names); never in the serving image.
     "convert-sklearn": ("convert: scikit-learn models (skl2onnx, skops)", ["scikit-learn", "skl2onnx", "skops"]),
     "convert-trees": ("convert: XGBoost, LightGBM and CatBoost models",
-                      ["xgboost", "lightgbm", "catboost", "onnxmltools"]),
+                      ["xgboost-cpu", "lightgbm", "catboost", "onnxmltools"]),
     "convert-torch": ("convert: PyTorch models (torch.onnx.export)", ["torch", "onnxscript"]),
     "convert-tf": ("convert: TensorFlow, Keras and TFLite models (tf2onnx)", ["tensorflow", "tf2onnx"]),
     "registry": ("convert: models:/ and runs:/ names from an MLflow tracking server", ["mlflow-skinny"]),
