@@ -48,3 +48,20 @@ def test_ab_plan_reports_the_design_and_the_commands(planned: Callable[..., Path
 def test_other_plans_have_no_experiment_section(planned: Callable[..., Path]) -> None:
     text = report_of(planned(rollout="canary", stable_version="0.9.0"))
     assert "## Experiment\n" not in text and "Add A/B testing (`rollout: ab`" in text
+
+
+def test_ab_plans_rollout_checklist_runs_the_experiment_not_canary_steps(planned: Callable[..., Path]) -> None:
+    from deploy_model.plan.specfile import load_spec
+    from deploy_model.report.rollout_commands import rollout_steps
+
+    out = planned(rollout="ab", ab_test=AB, stable_version="0.9.0", requests_per_second=10)
+    spec = load_spec(out)
+    titles = [step["title"] for step in rollout_steps(spec, out, spec.name)]
+    assert any(t.startswith("Size arm B for 25%") for t in titles), titles
+    run = next(t for t in titles if t.startswith("Run the experiment for at least"))
+    e = spec.rollout.experiment
+    assert f"A {e.n_a}, B {e.n_b} requests" in run
+    assert any(t.startswith("B better: promote it") for t in titles)
+    assert not any(t.startswith("Watch for") for t in titles), "an A/B test is never stepped by gates"
+    commands = [c for step in rollout_steps(spec, out, spec.name) for c in step["commands"]]
+    assert sum(c.startswith("deploy-model experiment ") for c in commands) == 2

@@ -30,6 +30,7 @@ from deploy_model.report.rollout_kubectl import (
 from deploy_model.report.rollout_non_realtime import non_realtime_steps
 from deploy_model.report.rollout_release import common_start, migration_steps, release_step
 from deploy_model.report.rollout_strategies import (
+    ab_steps,
     argo_steps,
     blue_green_steps,
     canary_steps,
@@ -58,6 +59,8 @@ def rollout_steps(spec: Any, directory: Any, service: str) -> list[dict[str, Any
         steps += argo_steps(spec, d, prod, mode)
     elif mode != releases.CANDIDATE:
         steps += in_place_steps(spec, d, prod, mode)
+    elif strategy == "ab":
+        steps += ab_steps(spec, d, prod)
     elif strategy == "canary":
         steps += canary_steps(spec, d, prod)
     elif strategy == "blue-green":

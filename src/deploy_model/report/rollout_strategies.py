@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deploy_model.cluster.rollout_experiment import analyze_command
 from deploy_model.plan import releases
 from deploy_model.report.rollout_gates import absolute_gates, gates, shadow_gates
 from deploy_model.report.rollout_kubectl import (
@@ -113,8 +114,15 @@ def canary_steps(spec: Any, d: str, prod: str) -> list[dict[str, Any]]:
                                    *weight_commands(spec, weight, prod)]})
         steps.append({"title": f"Watch for {pause} min; every gate must pass before the next step", "gates": gates(spec),
                       "commands": []})
-    steps.append({"title": "Promote: all traffic to the canary, then re-plan with the candidate as stable and roll the "
-                           "stable Deployment to it while the canary serves", "commands": [
+    steps.append(_promote_step(spec, d, prod, "Promote: all traffic to the canary, then re-plan with the candidate as "
+                                              "stable and roll the stable Deployment to it while the canary serves"))
+    return steps
+
+
+def _promote_step(spec: Any, d: str, prod: str, title: str) -> dict[str, Any]:
+    """All traffic to the canary objects, then the candidate re-planned as stable and rolled out."""
+    name, cname = spec.name, f"{spec.name}-canary"
+    return {"title": title, "commands": [
         hpa_floor(cname, spec.scaling.replicas, prod),
         kube(prod, "rollout", "status", f"deployment/{cname}", "--timeout=10m"),
         *weight_commands(spec, 100, prod),
@@ -122,8 +130,30 @@ def canary_steps(spec: Any, d: str, prod: str) -> list[dict[str, Any]]:
         f"{kube(prod, 'apply', '-f', f'{d}/k8s/deployment.yaml')} && "
         f"{kube(prod, 'rollout', 'status', f'deployment/{name}', '--timeout=15m')}",
         f"{kube(prod, 'apply', '-f', f'{d}/k8s/')}   # the route back on the stable Service, which runs {spec.model.version} now",
-        *cleanup_commands(spec, prod, "canary")]})
-    return steps
+        *cleanup_commands(spec, prod, "canary")]}
+
+
+def ab_steps(spec: Any, d: str, prod: str) -> list[dict[str, Any]]:
+    """An A/B test: arm B (the canary objects) takes its fixed share for the experiment's length; the
+    verdict of `experiment analyze`, not a gate, decides between promotion and rollback."""
+    e = spec.rollout.experiment
+    cname = f"{spec.name}-canary"
+    return [
+        {"title": "Apply the bundle: arm A (stable) is unchanged, arm B (the candidate) starts at weight 0", "commands": [
+            kube(prod, "apply", "-f", f"{d}/k8s/"),
+            kube(prod, "rollout", "status", f"deployment/{cname}", "--timeout=10m")]},
+        {"title": f"Size arm B for {e.split}% (its autoscaler's floor), then send it {e.split}% of traffic, fixed "
+                  "until the verdict", "commands": [
+            hpa_floor(cname, max(1, -(-spec.scaling.replicas * e.split // 100)), prod),
+            kube(prod, "rollout", "status", f"deployment/{cname}", "--timeout=10m"),
+            *weight_commands(spec, e.split, prod)]},
+        {"title": f"Run the experiment for at least {e.duration_hours:g} h (A {e.n_a}, B {e.n_b} requests): "
+                  "`experiment status` each hour (always-valid: looking does not inflate false positives), "
+                  "`experiment analyze` at the planned size (PAYLOAD_LOGS and LABELS: see Experiment)",
+         "commands": [analyze_command(spec, d, "status"), analyze_command(spec, d)]},
+        _promote_step(spec, d, prod, "B better: promote it (all traffic to B, then B re-planned as stable); no "
+                                     "difference or B worse: roll back instead (see Rollback)"),
+    ]
 
 
 def blue_green_steps(spec: Any, d: str, prod: str, service: str) -> list[dict[str, Any]]:
