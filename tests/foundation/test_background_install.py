@@ -102,12 +102,12 @@ def test_a_failed_install_prints_its_log_and_exits_1(launcher_env: bg.LauncherEn
     assert bg.state(launcher_env, "convert-tf") == "failed" and not bg.is_ready(launcher_env, "convert-tf")
 
 
-def test_a_model_names_its_converters_group(launcher_env: bg.LauncherEnv, tmp_path: Path) -> None:
+def test_a_model_names_its_converters_group(launcher_env: bg.LauncherEnv, tmp_path: Path, tabular_model: Path) -> None:
     lightgbm_text = tmp_path / "fraud.txt"
     lightgbm_text.write_text("tree\nversion=v4\nnum_class=1\n")
     proc = _verb(str(lightgbm_text), "--status", "--json")
     assert proc.returncode == 1 and "convert-trees is not installed and no install of it has run" in proc.stderr
-    onnx_model = _verb(str(REPO / "examples" / "models" / "tabular_classifier.onnx"), "--json")
+    onnx_model = _verb(str(tabular_model), "--json")  # built by the session fixture: a fresh clone has no examples/models
     assert onnx_model.returncode == 0 and "nothing to install" in onnx_model.stdout
     unknown = _verb("convert-nope")
     assert unknown.returncode == 1 and "unknown group 'convert-nope'" in unknown.stderr
