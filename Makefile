@@ -11,7 +11,7 @@ DEMO_MODEL := examples/models/tabular_classifier.onnx
 # ones when it runs as root with apt-get, and otherwise stops naming them; ALLOW_MISSING=1 runs
 # the suite anyway, and the tests that need a missing program skip saying which, as does the
 # real-model suite when its models cannot be built (README, Tests).
-SYSTEM_TOOLS := promtool:prometheus wrk:wrk redis-server:redis-server curl:curl npm:npm node:nodejs
+SYSTEM_TOOLS := promtool:prometheus wrk:wrk redis-server:redis-server curl:curl npm:npm node:nodejs nginx:nginx
 
 .PHONY: demo test check lint examples bench clean claude-cli system-tools locks
 

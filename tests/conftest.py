@@ -76,6 +76,7 @@ SLOW: dict[str, tuple[str, ...]] = {
     "cluster/test_rollout_verbs.py": (),
     "convert/test_deploy_every_format.py": (),  # eleven whole deploys, one per converted format
     "experiment/test_ab_servers.py": (),  # two real servers per test, hundreds of requests
+    "experiment/test_ab_router.py": (),  # nginx and two real servers
     "foundation/test_agent_verbs.py": ("test_streaming_trial_round_trips_through_redis_and_the_worker",),
     "foundation/test_cli.py": ("test_deploy_runs_available_stages",),  # a whole deploy
     "foundation/test_inspect.py": ("test_other_formats_go_to_their_converter", "test_cnn_profile_dry_run_writes_nothing"),
