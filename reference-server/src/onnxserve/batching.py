@@ -8,6 +8,12 @@ outputs back on the event loop with one wake-up per batch.
 
 ``max_batch_delay_ms`` is spent only while more requests are known to be on their way (their
 bodies are being read/parsed), so a lone request at concurrency 1 never waits for company.
+
+A lone request (nothing queued, nothing running, nothing arriving) to a model whose recent lone
+runs took at most ``inline_max_s`` runs on the event loop itself: the trip to the worker thread
+and back (a futex wake, two GIL hand-overs, the loop's self-pipe) costs more than such a run, and
+the loop is held for less time than parsing one JSON body takes. Its after-batch hooks still run
+on the worker thread, handed over once the answer is on its way.
 """
 
 from __future__ import annotations
@@ -61,6 +67,13 @@ class BatchReport:
 _STOP = object()
 
 
+def _has_rows(output: Any, rows: int) -> bool:
+    # ndarray.ndim directly: np.ndim costs a call per output per request; lists (sequence/map
+    # outputs) take np.ndim's reading.
+    ndim = output.ndim if type(output) is np.ndarray else np.ndim(output)
+    return bool(ndim) and len(output) == rows
+
+
 def _expire(work: Work) -> None:
     if not work.future.done():
         work.abandoned = True
@@ -77,6 +90,7 @@ class BatchEngine:
         max_queue_size: int,
         batching: bool,
         after_batch: Sequence[AfterBatch] = (),
+        inline_max_s: float = 0.0,
     ) -> None:
         self._run = run
         self.max_batch_size = max_batch_size if batching else 1
@@ -90,6 +104,11 @@ class BatchEngine:
         self._submitted = 0  # written by the event loop only
         self._started = 0  # written by the worker only
         self.arriving = 0  # requests being read/parsed on the event loop
+        self.inline_max_s = inline_max_s
+        # Seconds per row of recent lone runs (either thread writes it; an estimate), and whether
+        # the worker is running a batch: the inline path's conditions.
+        self._lone_row_s: float | None = None
+        self._running = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
@@ -119,6 +138,8 @@ class BatchEngine:
     async def infer(
         self, feeds: dict[str, np.ndarray], rows: int, key: Any, timeout: float
     ) -> list[np.ndarray]:
+        if self._inline_ok(rows):
+            return self._run_inline(feeds, rows)
         work = self.submit(feeds, rows, key)
         # A timer handle instead of asyncio.wait_for: wait_for wraps the future in a task per
         # request, which costs more than the rest of the queueing.
@@ -128,6 +149,55 @@ class BatchEngine:
             return await work.future
         finally:
             timer.cancel()
+
+    def _inline_ok(self, rows: int) -> bool:
+        """Nothing to batch this request with, and the model fast enough for the event loop."""
+        per_row = self._lone_row_s
+        return (
+            per_row is not None
+            and per_row * rows <= self.inline_max_s
+            and self.arriving == 0
+            and self.queued == 0
+            and not self._running
+        )
+
+    def _run_inline(self, feeds: dict[str, np.ndarray], rows: int) -> list[np.ndarray]:
+        start = time.perf_counter()
+        try:
+            outputs = self._run(feeds)
+        except Exception as exc:  # onnxruntime rejected the inputs
+            raise BatchFailed(str(exc)) from exc
+        end = time.perf_counter()
+        self._note_lone(end - start, rows)
+        self._rows_hold(outputs, rows)
+        if self._after:
+            report = BatchReport(feeds, outputs, rows, 1, [0.0], end - start)
+            # Queued on the loop's next turn, after this answer is sent: the worker's hooks then
+            # do not compete with it for the GIL.
+            assert self._loop is not None
+            self._loop.call_soon(self._queue.put, report)
+        return outputs
+
+    def _note_lone(self, seconds: float, rows: int) -> None:
+        per_row = seconds / max(rows, 1)
+        last = self._lone_row_s
+        self._lone_row_s = per_row if last is None else last + 0.2 * (per_row - last)
+
+    def _rows_hold(self, outputs: list[np.ndarray], total: int) -> bool:
+        """Whether each output has one row per input row; the first time one does not (its
+        declared shape said it would), batching is switched off for good and each request runs
+        alone, getting its outputs whole."""
+        if not self.batching or all(_has_rows(o, total) for o in outputs):
+            return True
+        log.warning(
+            "an output of a %d-row run has shapes %s, not %d rows: dynamic batching is "
+            "off from now on, each request runs alone",
+            total,
+            [list(np.shape(o)) for o in outputs],
+            total,
+        )
+        self.batching = False
+        return False
 
     async def stop(self, timeout: float) -> None:
         """Finish what is queued, then stop the worker."""
@@ -150,10 +220,25 @@ class BatchEngine:
     # -- worker thread -------------------------------------------------------------------
 
     def _take(self, block: bool, timeout: float | None = None) -> Any:
-        try:
-            return self._queue.get(block, timeout)
-        except queue.Empty:
-            return None
+        """The next request (or _STOP), running the hooks of inline runs met on the way."""
+        deadline = None if timeout is None else time.perf_counter() + timeout
+        while True:
+            try:
+                item = self._queue.get(block, timeout)
+            except queue.Empty:
+                return None
+            if type(item) is not BatchReport:
+                return item
+            self._after_batch(item)
+            if deadline is not None:
+                timeout = max(0.0, deadline - time.perf_counter())
+
+    def _after_batch(self, report: BatchReport) -> None:
+        for hook in self._after:
+            try:
+                hook(report)
+            except Exception:  # monitoring must never break serving
+                log.exception("after-batch hook failed")
 
     def _worker(self) -> None:
         stopping = False
@@ -177,7 +262,11 @@ class BatchEngine:
             batch = self._form_batch()
             if batch is None:
                 continue
-            self._execute(batch)
+            self._running = True
+            try:
+                self._execute(batch)
+            finally:
+                self._running = False
 
     def _form_batch(self) -> list[Work] | None:
         held = [w for w in self._held if not w.abandoned]
@@ -242,31 +331,19 @@ class BatchEngine:
             return
         end = time.perf_counter()
         done: list[tuple[Work, Any]] = []
-        if self.batching:
-            total = sum(w.rows for w in batch)
-            if any(np.ndim(o) == 0 or len(o) != total for o in outputs):
-                # An output whose dim 0 is not the batch after all (its declared shape said it
-                # was): it cannot be split by rows, so from now on each request runs alone and
-                # gets its outputs whole.
-                log.warning(
-                    "an output of a %d-row run has shapes %s, not %d rows: dynamic batching is "
-                    "off from now on, each request runs alone",
-                    total,
-                    [list(np.shape(o)) for o in outputs],
-                    total,
-                )
-                self.batching = False
-                if len(batch) > 1:
-                    for work in batch:
-                        self._execute([work], retry=True)
-                    return
+        if not self._rows_hold(outputs, sum(w.rows for w in batch)) and len(batch) > 1:
+            for work in batch:
+                self._execute([work], retry=True)
+            return
         if len(batch) == 1:
+            self._note_lone(end - start, batch[0].rows)
             done.append((batch[0], outputs))
         else:
             offset = 0
             for work in batch:
                 done.append((work, [o[offset : offset + work.rows] for o in outputs]))
                 offset += work.rows
+        self._running = False  # the hooks below may overlap an inline run
         self._loop.call_soon_threadsafe(self._deliver, done)
         if self._after:
             report = BatchReport(
@@ -277,8 +354,4 @@ class BatchEngine:
                 queue_seconds=[start - w.enqueued for w in batch],
                 run_seconds=end - start,
             )
-            for hook in self._after:
-                try:
-                    hook(report)
-                except Exception:  # monitoring must never break serving
-                    log.exception("after-batch hook failed")
+            self._after_batch(report)

@@ -153,8 +153,10 @@ def _numbers(text: bytes, brackets: int) -> np.ndarray | None:
     try:
         if not isinstance(doc, simdjson.Array) or not len(doc) or not _regular(doc, brackets):
             return None
-        # A fraction or an exponent makes that number a double: the int64 attempt would fail.
-        if b"." not in text and b"e" not in text and b"E" not in text:
+        # A fraction or an exponent makes that number a double: the int64 attempt would fail,
+        # and numpy reads the list as float64 (what the buffer holds) whatever its integers.
+        fractional = b"." in text or b"e" in text or b"E" in text
+        if not fractional:
             try:
                 return np.frombuffer(doc.as_buffer(of_type="i"), dtype=np.int64)
             except (TypeError, ValueError, RuntimeError):
@@ -163,9 +165,9 @@ def _numbers(text: bytes, brackets: int) -> np.ndarray | None:
             values = np.frombuffer(doc.as_buffer(of_type="d"), dtype=np.float64)
         except (TypeError, ValueError, RuntimeError):
             return None
-        # All integral with one past 2**53: maybe integers past int64 (numpy: uint64/object).
+        # All integers with one past 2**53: maybe past int64 too (numpy: uint64/object).
         # (Two reductions allocate nothing, unlike np.abs over the array.)
-        if max(values.max(), -values.min()) >= _EXACT and (values == np.trunc(values)).all():
+        if not fractional and max(values.max(), -values.min()) >= _EXACT:
             return None
         return values
     finally:

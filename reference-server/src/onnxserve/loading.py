@@ -258,6 +258,7 @@ class ModelLoader:
             lambda feeds: output_arrays(spec, session.run(outputs, feeds)),
             max_batch_size=s.max_batch_size,
             max_batch_delay_s=s.max_batch_delay_ms / 1000.0,
+            inline_max_s=s.inline_max_ms / 1000.0,
             max_queue_size=s.max_queue_size,
             batching=spec.batching,
             after_batch=hooks,

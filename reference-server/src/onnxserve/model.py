@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +160,7 @@ class ModelSpec:
         """Requests are combined (max_batch_size 1 turns that off; it never caps a request)."""
         return self.batching and self.max_batch_size > 1
 
-    @property
+    @cached_property  # read on every request; a frozen spec never changes it
     def input_by_name(self) -> dict[str, TensorSpec]:
         return {t.name: t for t in self.inputs}
 

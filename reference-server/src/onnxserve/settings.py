@@ -45,6 +45,9 @@ class Settings:
     spin: bool = False
     max_batch_size: int = 32
     max_batch_delay_ms: float = 1.0
+    # A lone request to a model this fast runs on the event loop (batching.py): the trip to the
+    # batching thread and back costs more than the run.
+    inline_max_ms: float = 0.2
     max_queue_size: int = 1024
     request_timeout_ms: float = 30000.0
     max_request_bytes: int = 64 * 1024 * 1024
@@ -100,6 +103,8 @@ class Settings:
             raise SettingsError(f"max_batch_size must be >= 1, got {self.max_batch_size}")
         if self.max_batch_delay_ms < 0:
             raise SettingsError(f"max_batch_delay_ms must be >= 0, got {self.max_batch_delay_ms}")
+        if self.inline_max_ms < 0:
+            raise SettingsError(f"inline_max_ms must be >= 0, got {self.inline_max_ms}")
         if self.max_queue_size < 1:
             raise SettingsError(f"max_queue_size must be >= 1, got {self.max_queue_size}")
         if self.body_timeout_s <= 0:
@@ -216,6 +221,9 @@ HELP: dict[str, str] = {
     "intra_op_threads": "onnxruntime intra-op threads (0: the CPUs this process may really use)",
     "spin": "let onnxruntime threads spin while idle (only when cores are not shared)",
     "max_batch_delay_ms": "how long a batch may wait for requests that are already arriving",
+    "inline_max_ms": "a request arriving while the server is idle runs on the event loop, without "
+    "the hop to the batching thread, when the model's recent lone runs took at most this long "
+    "(0: never)",
     "max_queue_size": "queued requests before new ones get 503 + Retry-After",
     "request_timeout_ms": "per-request deadline for queue + inference (then 504)",
     "max_request_bytes": "largest accepted request body, and the most a gzip/deflate body may "
