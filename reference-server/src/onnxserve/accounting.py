@@ -50,7 +50,8 @@ class Accounting:
         return self.metrics.render()
 
     def observe_batch(self, report: BatchReport) -> None:
-        """Runs on the batching thread after the responses were handed back."""
+        """Runs after the responses were handed back: on the batching thread, or on the event
+        loop after an inline run (batching.py)."""
         m = self.metrics
         m.batch_size.observe(report.rows)
         m.queue_time.observe_many(report.queue_seconds)

@@ -1,4 +1,4 @@
-"""Server-side dynamic batching on a dedicated thread, so inference never runs on the event loop.
+"""Server-side dynamic batching on a dedicated thread, so inference stays off the event loop.
 
 Requests are queued from the event loop; one worker thread takes everything already queued
 (greedy batching: while a batch runs, the next one accumulates), groups requests whose
@@ -12,8 +12,10 @@ bodies are being read/parsed), so a lone request at concurrency 1 never waits fo
 A lone request (nothing queued, nothing running, nothing arriving) to a model whose recent lone
 runs took at most ``inline_max_s`` runs on the event loop itself: the trip to the worker thread
 and back (a futex wake, two GIL hand-overs, the loop's self-pipe) costs more than such a run, and
-the loop is held for less time than parsing one JSON body takes. Its after-batch hooks still run
-on the worker thread, handed over once the answer is on its way.
+the loop is held for less time than parsing one JSON body takes. Its after-batch hooks run on
+the loop too, on its next turn, once the answer is on its way: handed to the worker instead, they
+woke it to take the GIL just as the next request arrived (measured: 0.1 ms more per request at
+concurrency 1 on an 83 KB JSON body).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ import numpy as np
 log = logging.getLogger("onnxserve")
 
 RunFn = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
-# Called on the worker thread after each batch, off the response path.
+# Called after each batch, off the response path: on the worker thread, or on the event loop
+# after an inline run (so both at once, sometimes: hooks are thread-safe).
 AfterBatch = Callable[["BatchReport"], None]
 
 
@@ -172,10 +175,8 @@ class BatchEngine:
         self._rows_hold(outputs, rows)
         if self._after:
             report = BatchReport(feeds, outputs, rows, 1, [0.0], end - start)
-            # Queued on the loop's next turn, after this answer is sent: the worker's hooks then
-            # do not compete with it for the GIL.
             assert self._loop is not None
-            self._loop.call_soon(self._queue.put, report)
+            self._loop.call_soon(self._after_batch, report)  # after this answer is sent
         return outputs
 
     def _note_lone(self, seconds: float, rows: int) -> None:
@@ -220,18 +221,10 @@ class BatchEngine:
     # -- worker thread -------------------------------------------------------------------
 
     def _take(self, block: bool, timeout: float | None = None) -> Any:
-        """The next request (or _STOP), running the hooks of inline runs met on the way."""
-        deadline = None if timeout is None else time.perf_counter() + timeout
-        while True:
-            try:
-                item = self._queue.get(block, timeout)
-            except queue.Empty:
-                return None
-            if type(item) is not BatchReport:
-                return item
-            self._after_batch(item)
-            if deadline is not None:
-                timeout = max(0.0, deadline - time.perf_counter())
+        try:
+            return self._queue.get(block, timeout)
+        except queue.Empty:
+            return None
 
     def _after_batch(self, report: BatchReport) -> None:
         for hook in self._after:

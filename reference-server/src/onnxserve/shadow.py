@@ -65,7 +65,8 @@ class ShadowScorer:
         self._thread.join(timeout)
 
     def after_batch(self, report: BatchReport) -> None:
-        """Hook for the batching thread: sample rows, enqueue without waiting."""
+        """After-batch hook (batching thread, or the loop after an inline run): sample rows,
+        enqueue without waiting."""
         if self.sample_rate <= 0:
             return
         if self.whole_requests:
