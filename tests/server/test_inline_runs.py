@@ -1,7 +1,8 @@
 """The engine's inline path (onnxserve.batching): a lone request to a fast model runs on the event
 loop's thread, its after-batch hooks on the loop's next turn (after the answer); anything that
-could share a batch, a slow model, or --inline-max-ms 0 goes through the worker as before. The
-model is a real onnxruntime session of a small ReduceSum model, not a stand-in."""
+could share a batch, a slow model, a caller that does not ask (gRPC: it cannot count the calls
+behind one) or --inline-max-ms 0 goes through the worker as before. The model is a real
+onnxruntime session of a small ReduceSum model, not a stand-in."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 from onnxserve.batching import BatchEngine, BatchFailed, BatchReport
+from onnxserve.connections import ConnectionGuard
 
 
 def _session(tmp_path) -> ort.InferenceSession:
@@ -82,9 +84,9 @@ def test_lone_request_runs_on_the_loop_thread_and_hooks_on_the_worker(tmp_path) 
         engine.start(asyncio.get_running_loop())
         loop_thread = threading.get_ident()
         # The first lone run has no estimate yet: it goes through the worker and gives one.
-        first = await engine.infer(_rows(1), 1, "k", timeout=5)
+        first = await engine.infer(_rows(1), 1, "k", timeout=5, inline=True)
         await _wait_hooks(rec, 1)
-        second = await engine.infer(_rows(2, 100.0), 2, "k", timeout=5)
+        second = await engine.infer(_rows(2, 100.0), 2, "k", timeout=5, inline=True)
         # The inline run's hooks wait for the loop's next turn: the answer goes first.
         assert len(rec.reports) == 1
         await asyncio.sleep(0)
@@ -112,22 +114,25 @@ def test_no_inline_when_switched_off_or_others_arrive_or_the_model_is_slow(tmp_p
         off = _engine(rec, inline_max_s=0.0)
         off.start(asyncio.get_running_loop())
         for _ in range(3):
-            await off.infer(_rows(1), 1, "k", timeout=5)
+            await off.infer(_rows(1), 1, "k", timeout=5, inline=True)
         await off.stop(5)
         assert loop_thread not in rec.run_threads
 
         busy = _engine(rec, inline_max_s=10.0)
         busy.start(asyncio.get_running_loop())
-        await busy.infer(_rows(1), 1, "k", timeout=5)
+        await busy.infer(_rows(1), 1, "k", timeout=5, inline=True)
         busy.arriving = 1  # another request's body is being read: it may share the batch
-        await busy.infer(_rows(1), 1, "k", timeout=5)
+        await busy.infer(_rows(1), 1, "k", timeout=5, inline=True)
         busy.arriving = 0
         # A request of many rows whose estimated run would exceed the limit goes to the worker.
         busy.inline_max_s = busy._lone_row_s * 10  # type: ignore[operator]
-        await busy.infer(_rows(64), 64, "k", timeout=5)
+        await busy.infer(_rows(64), 64, "k", timeout=5, inline=True)
+        assert loop_thread not in rec.run_threads
+        # A caller that cannot count what is in flight behind it (gRPC) never asks for inline.
+        await busy.infer(_rows(1), 1, "k", timeout=5, inline=False)
         assert loop_thread not in rec.run_threads
         # The control: the same engine, a lone 1-row request, nothing arriving: inline.
-        await busy.infer(_rows(1), 1, "k", timeout=5)
+        await busy.infer(_rows(1), 1, "k", timeout=5, inline=True)
         await busy.stop(5)
         assert rec.run_threads[-1] == loop_thread
 
@@ -140,14 +145,33 @@ def test_inline_failure_is_the_same_batch_failure(tmp_path) -> None:
     async def scenario() -> None:
         engine = _engine(rec, inline_max_s=10.0)
         engine.start(asyncio.get_running_loop())
-        await engine.infer(_rows(1), 1, "k", timeout=5)
+        await engine.infer(_rows(1), 1, "k", timeout=5, inline=True)
         bad = {"x": np.zeros((1, 5), dtype=np.float32)}  # 5 features where the model takes 4
         with pytest.raises(BatchFailed, match="x"):
-            await engine.infer(bad, 1, "k5", timeout=5)
+            await engine.infer(bad, 1, "k5", timeout=5, inline=True)
         assert rec.run_threads[-1] == threading.get_ident()
         # The engine still serves, inline, afterwards.
-        out = await engine.infer(_rows(1), 1, "k", timeout=5)
+        out = await engine.infer(_rows(1), 1, "k", timeout=5, inline=True)
         np.testing.assert_allclose(out[0], [[6.0]])
         await engine.stop(5)
 
     asyncio.run(scenario())
+
+
+def test_requests_in_flight_counts_connections_between_head_and_answer() -> None:
+    """What the REST front end asks before a request may run inline: connections whose request
+    head has arrived and whose answer has not gone out (the guard's bookkeeping; plain objects
+    stand for the protocols, as only their identity is used)."""
+    guard = ConnectionGuard(header_timeout_s=5, max_header_bytes=1024, max_connections=8)
+    a, b, c = object(), object(), object()
+    for conn in (a, b, c):
+        guard.opened(conn)  # type: ignore[arg-type]
+    assert guard.in_flight() == 0  # open, no head yet
+    guard.busy(a)  # type: ignore[arg-type]
+    assert guard.in_flight() == 1  # a alone: it may run inline
+    guard.busy(b)  # type: ignore[arg-type]
+    assert guard.in_flight() == 2  # b's head came while a was handled: a is not alone
+    guard.waiting(a)  # type: ignore[arg-type]
+    assert guard.in_flight() == 1
+    guard.closed(b)  # type: ignore[arg-type]
+    assert guard.in_flight() == 0

@@ -89,6 +89,9 @@ class OnnxServeApp(FastAPI):
 
     fast_paths: dict[str, tuple[Any, ...]]
     server_state: ServerState
+    # HTTP requests in flight on this process (connections.ConnectionGuard.in_flight), set by
+    # the process that serves the app; without it no request runs inline.
+    requests_in_flight: Callable[[], int] | None = None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and self.server_state.lifecycle.draining:
@@ -121,7 +124,8 @@ class InferenceHandler:
     """infer and predict as one raw ASGI handler: no Request/Response objects, no middleware,
     no regex routing. On a small model those cost more than parsing and inference together."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, app: OnnxServeApp, state: ServerState) -> None:
+        self.app = app
         self.state = state
         self.settings = state.settings
         self.model = state.model
@@ -176,7 +180,11 @@ class InferenceHandler:
             if arriving:
                 engine.arriving -= 1
                 arriving = False
-            outputs = await state.run(engine, decoded.feeds, decoded.rows, decoded.key)
+            # Alone on the server: the engine may run it inline (batching.py); gRPC never asks,
+            # as it has no view of the calls queued behind one.
+            count = self.app.requests_in_flight
+            alone = count is not None and count() <= 1
+            outputs = await state.run(engine, decoded.feeds, decoded.rows, decoded.key, alone)
             if kind == "infer":
                 payload, extra = encode_v2(spec, decoded, outputs, settings.response_limit)
                 if extra:
@@ -234,7 +242,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
 def add_inference_routes(app: OnnxServeApp, state: ServerState) -> None:
     """POST infer (V2, any model path) and /predict."""
-    serve = InferenceHandler(state)
+    serve = InferenceHandler(app, state)
     # Exact paths of this model go straight to the handler; anything else (another model name,
     # a malformed path) takes the normal routes below, which give the same answers.
     name, version = state.settings.model_name, state.settings.model_version

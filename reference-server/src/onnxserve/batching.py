@@ -9,8 +9,9 @@ outputs back on the event loop with one wake-up per batch.
 ``max_batch_delay_ms`` is spent only while more requests are known to be on their way (their
 bodies are being read/parsed), so a lone request at concurrency 1 never waits for company.
 
-A lone request (nothing queued, nothing running, nothing arriving) to a model whose recent lone
-runs took at most ``inline_max_s`` runs on the event loop itself: the trip to the worker thread
+A lone request (the front end counts no other request in flight; nothing queued, running or
+arriving) to a model whose recent lone runs took at most ``inline_max_s`` runs on the event loop
+itself: the trip to the worker thread
 and back (a futex wake, two GIL hand-overs, the loop's self-pipe) costs more than such a run, and
 the loop is held for less time than parsing one JSON body takes. Its after-batch hooks run on
 the loop too, on its next turn, once the answer is on its way: handed to the worker instead, they
@@ -139,9 +140,16 @@ class BatchEngine:
         return work
 
     async def infer(
-        self, feeds: dict[str, np.ndarray], rows: int, key: Any, timeout: float
+        self,
+        feeds: dict[str, np.ndarray],
+        rows: int,
+        key: Any,
+        timeout: float,
+        inline: bool = False,
     ) -> list[np.ndarray]:
-        if self._inline_ok(rows):
+        """The request's outputs; ``inline``: the caller knows of no other request in flight
+        (on the front end's own count), so a fast model may run it right here."""
+        if inline and self._inline_ok(rows):
             return self._run_inline(feeds, rows)
         work = self.submit(feeds, rows, key)
         # A timer handle instead of asyncio.wait_for: wait_for wraps the future in a task per

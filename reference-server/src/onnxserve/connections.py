@@ -82,6 +82,11 @@ class ConnectionGuard:
         self.fresh.pop(conn, None)
         self.idle.pop(conn, None)
 
+    def in_flight(self) -> int:
+        """Requests whose head has arrived and whose answer has not gone out, on this process:
+        read before their handlers run, so a handler sees the requests queued behind it."""
+        return len(self.open) - len(self.fresh) - len(self.idle)
+
     def waiting(self, conn: GuardedProtocol) -> None:
         """``conn`` was answered and waits for its next request head."""
         if conn in self.open:

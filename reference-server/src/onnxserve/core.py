@@ -114,11 +114,17 @@ class ServerState:
         return model.spec, model.engine
 
     async def run(
-        self, engine: BatchEngine, feeds: dict[str, np.ndarray], rows: int, key: Any
+        self,
+        engine: BatchEngine,
+        feeds: dict[str, np.ndarray],
+        rows: int,
+        key: Any,
+        alone: bool = False,
     ) -> list[np.ndarray]:
-        """One request through the shared engine, its failures as API errors (REST and gRPC)."""
+        """One request through the shared engine, its failures as API errors (REST and gRPC);
+        ``alone``: no other request is in flight, so it may run inline."""
         try:
-            outputs = await engine.infer(feeds, rows, key, self.timeout)
+            outputs = await engine.infer(feeds, rows, key, self.timeout, inline=alone)
         except QueueFull as exc:
             raise ApiError(503, f"server overloaded: {exc}", {"Retry-After": "1"}) from exc
         except asyncio.TimeoutError:

@@ -207,6 +207,7 @@ def serve(settings: Settings, sockets: list[Any] | None = None) -> int:
         settings.max_header_bytes,
         connection_cap(settings.max_connections),
     )
+    app.requests_in_flight = guard.in_flight
     config = uvicorn.Config(
         app,
         host=settings.host,
